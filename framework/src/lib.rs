@@ -1,0 +1,10 @@
+//! Shaddock: a Pomelo-style distributed game server framework.
+//!
+//! Read the modules in the order a client request travels through them:
+//! [`protocol`] (bytes ↔ packages ↔ messages) → `connector` (WebSocket
+//! acceptor and per-connection agent) → `session` → `handler` (routing to
+//! typed `async fn`s, filters) → `cluster` (forwarding to backend servers
+//! over gRPC) → `channel` (pushes back to clients).
+
+pub mod hash;
+pub mod protocol;
