@@ -6,5 +6,6 @@
 //! typed `async fn`s, filters) → `cluster` (forwarding to backend servers
 //! over gRPC) → `channel` (pushes back to clients).
 
+pub mod cluster;
 pub mod hash;
 pub mod protocol;

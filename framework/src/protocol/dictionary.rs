@@ -42,11 +42,13 @@ impl RouteDictionary {
             if dict.codes.contains_key(&route) || dict.routes.len() >= u16::MAX as usize {
                 continue;
             }
-            dict.codes.insert(route.clone(), dict.routes.len() as u16 + 1);
+            dict.codes
+                .insert(route.clone(), dict.routes.len() as u16 + 1);
             dict.routes.push(route);
         }
         let text = serde_json::to_string(&dict.route_to_code()).unwrap_or_default();
-        dict.version = base64::engine::general_purpose::STANDARD.encode(Md5::digest(text.as_bytes()));
+        dict.version =
+            base64::engine::general_purpose::STANDARD.encode(Md5::digest(text.as_bytes()));
         dict
     }
 

@@ -34,9 +34,17 @@ pub struct HandshakeSys {
     pub version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rsa: Option<Value>,
-    #[serde(default, rename = "protoVersion", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "protoVersion",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub proto_version: Option<Value>,
-    #[serde(default, rename = "dictVersion", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "dictVersion",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub dict_version: Option<String>,
 }
 

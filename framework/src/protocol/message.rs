@@ -161,7 +161,9 @@ pub fn decode_message(data: Bytes, dict: Option<&RouteDictionary>) -> Result<Mes
             .to_owned()
     } else {
         let rest = &data[pos..];
-        let len = *rest.first().ok_or(DecodeError::TruncatedRoute { need: 1, have: 0 })? as usize;
+        let len = *rest
+            .first()
+            .ok_or(DecodeError::TruncatedRoute { need: 1, have: 0 })? as usize;
         if rest.len() < 1 + len {
             return Err(DecodeError::TruncatedRoute {
                 need: 1 + len,
