@@ -7,5 +7,6 @@
 //! over gRPC) → `channel` (pushes back to clients).
 
 pub mod cluster;
+pub mod config;
 pub mod hash;
 pub mod protocol;
