@@ -1,1 +1,161 @@
-//! Chat types
+//! Messages of the chat app (chatofpomelo), shared by the server
+//! (`game-server`) and every Rust client (tests, bots, the load robot), so
+//! both sides agree on field names at compile time. Field names and JSON
+//! shapes are exactly chatofpomelo's (§7.3, §7.4 of the protocol notes), so
+//! Pomelo's own clients work unchanged.
+
+use serde::{Deserialize, Serialize};
+
+/// Route of the gate's only handler.
+pub const ROUTE_QUERY_ENTRY: &str = "gate.gateHandler.queryEntry";
+/// Route of the connector's login handler.
+pub const ROUTE_ENTER: &str = "connector.entryHandler.enter";
+/// Route of the chat server's send handler.
+pub const ROUTE_SEND: &str = "chat.chatHandler.send";
+/// Push: a chat message.
+pub const PUSH_CHAT: &str = "onChat";
+/// Push: a user joined the room.
+pub const PUSH_ADD: &str = "onAdd";
+/// Push: a user left the room.
+pub const PUSH_LEAVE: &str = "onLeave";
+/// `target` value that addresses the whole room.
+pub const TARGET_ALL: &str = "*";
+
+/// `gate.gateHandler.queryEntry` request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueryEntryRequest {
+    #[serde(default)]
+    pub uid: String,
+}
+
+/// `gate.gateHandler.queryEntry` response: `{"code":200,"host":..,"port":..}`
+/// or `{"code":500}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueryEntryResponse {
+    pub code: u16,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+}
+
+/// `connector.entryHandler.enter` request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnterRequest {
+    pub username: String,
+    pub rid: String,
+}
+
+/// `connector.entryHandler.enter` response: `{"users":[..]}` on success,
+/// `{"code":500,"error":true}` when the name is taken in that room.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum EnterResponse {
+    Users { users: Vec<String> },
+    Error { code: u16, error: bool },
+}
+
+impl EnterResponse {
+    /// The duplicate-login answer chatofpomelo gives.
+    pub fn duplicate() -> Self {
+        Self::Error {
+            code: 500,
+            error: true,
+        }
+    }
+}
+
+/// `chat.chatHandler.send` request. The server trusts only `content` and
+/// `target`; room and sender come from the session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendRequest {
+    #[serde(default)]
+    pub rid: String,
+    pub content: String,
+    #[serde(default)]
+    pub from: String,
+    pub target: String,
+}
+
+/// `chat.chatHandler.send` response: `{}` on success, `{"code":500,"error":true}`
+/// when the room or the target does not exist.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum SendResponse {
+    Error { code: u16, error: bool },
+    Ok {},
+}
+
+/// `onChat` push body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OnChat {
+    pub msg: String,
+    pub from: String,
+    pub target: String,
+}
+
+/// `onAdd` / `onLeave` push body: `{"route":"onAdd","user":"bob"}`. The
+/// `route` key is an artefact of Pomelo's legacy `pushMessage(msg)` form that
+/// chatofpomelo's clients see, so we keep it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserEvent {
+    pub route: String,
+    pub user: String,
+}
+
+impl UserEvent {
+    pub fn added(user: impl Into<String>) -> Self {
+        Self {
+            route: PUSH_ADD.into(),
+            user: user.into(),
+        }
+    }
+    pub fn left(user: impl Into<String>) -> Self {
+        Self {
+            route: PUSH_LEAVE.into(),
+            user: user.into(),
+        }
+    }
+}
+
+/// The uid chatofpomelo binds: `name*rid` (one name per room).
+pub fn uid(name: &str, rid: &str) -> String {
+    format!("{name}*{rid}")
+}
+
+/// The display name part of a uid.
+pub fn name_of(uid: &str) -> &str {
+    uid.split('*').next().unwrap_or(uid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_shapes_match_chatofpomelo() {
+        let dup = serde_json::to_string(&EnterResponse::duplicate()).unwrap();
+        assert_eq!(dup, r#"{"code":500,"error":true}"#);
+        let ok = serde_json::to_string(&EnterResponse::Users {
+            users: vec!["amy".into(), "bob".into()],
+        })
+        .unwrap();
+        assert_eq!(ok, r#"{"users":["amy","bob"]}"#);
+        assert_eq!(serde_json::to_string(&SendResponse::Ok {}).unwrap(), "{}");
+        assert_eq!(
+            serde_json::to_string(&UserEvent::added("bob")).unwrap(),
+            r#"{"route":"onAdd","user":"bob"}"#
+        );
+        let parsed: EnterResponse = serde_json::from_str(r#"{"code":500,"error":true}"#).unwrap();
+        assert_eq!(parsed, EnterResponse::duplicate());
+        let parsed: SendResponse = serde_json::from_str("{}").unwrap();
+        assert_eq!(parsed, SendResponse::Ok {});
+    }
+
+    #[test]
+    fn uid_round_trip() {
+        assert_eq!(uid("bob", "room1"), "bob*room1");
+        assert_eq!(name_of("bob*room1"), "bob");
+        assert_eq!(name_of("plain"), "plain");
+    }
+}
