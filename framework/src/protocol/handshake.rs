@@ -25,12 +25,23 @@ pub struct HandshakeRequest {
 }
 
 /// The `sys` object of a client handshake. Every field is optional: clients
-/// in the wild send different subsets.
+/// in the wild send different subsets. String fields of another JSON type
+/// (e.g. `"version": 1`) read as `None` instead of failing the handshake:
+/// Pomelo only requires `sys` to be present and passes the raw values on.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct HandshakeSys {
-    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "type",
+        deserialize_with = "lenient_string",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub client_type: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "lenient_string",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rsa: Option<Value>,
@@ -43,9 +54,18 @@ pub struct HandshakeSys {
     #[serde(
         default,
         rename = "dictVersion",
+        deserialize_with = "lenient_string",
         skip_serializing_if = "Option::is_none"
     )]
     pub dict_version: Option<String>,
+}
+
+/// A string field that tolerates other JSON types (they become `None`).
+fn lenient_string<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::String(s) => Some(s),
+        _ => None,
+    })
 }
 
 /// Parses a client handshake body. Pomelo answers `{"code":500}` to a body

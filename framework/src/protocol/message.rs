@@ -198,14 +198,17 @@ pub fn put_varint(dst: &mut BytesMut, mut value: u32) {
 pub fn get_varint(src: &[u8]) -> Result<(u32, usize), DecodeError> {
     let mut value: u64 = 0;
     for (i, &b) in src.iter().enumerate() {
-        if i >= 5 {
-            return Err(DecodeError::IdOverflow);
-        }
         value |= u64::from(b & 0x7F) << (7 * i);
         if b & 0x80 == 0 {
             return u32::try_from(value)
                 .map(|v| (v, i + 1))
                 .map_err(|_| DecodeError::IdOverflow);
+        }
+        // A fifth byte that still announces a continuation can only lead to
+        // an id past u32: say so now rather than "truncated" when the data
+        // happens to end here.
+        if i == 4 {
+            return Err(DecodeError::IdOverflow);
         }
     }
     Err(DecodeError::TruncatedId)
