@@ -6,7 +6,9 @@
 //! typed `async fn`s, filters) → `cluster` (forwarding to backend servers
 //! over gRPC) → `channel` (pushes back to clients).
 
+pub mod channel;
 pub mod cluster;
 pub mod config;
 pub mod hash;
 pub mod protocol;
+pub mod router;
