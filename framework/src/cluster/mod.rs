@@ -105,3 +105,23 @@ pub trait RemoteSessionOps: Send + Sync + 'static {
         reason: &str,
     ) -> BoxFuture<'_, Result<(), ClusterError>>;
 }
+
+pub mod forward;
+mod mux;
+pub mod pool;
+pub mod proto;
+pub mod push;
+pub mod rpc;
+pub mod server;
+pub mod servers;
+pub mod service;
+pub mod session_remote;
+
+pub use forward::ClusterForwarder;
+pub use pool::Pool;
+pub use push::PushClient;
+pub use rpc::{Rpc, call_with_timeout};
+pub use server::{Remotes, RpcServer};
+pub use servers::Servers;
+pub use service::{LocalNode, SessionOp, SessionOpError};
+pub use session_remote::ClusterSessionOps;

@@ -1,0 +1,247 @@
+//! The server side of the cluster protocol: what a server does when another
+//! server forwards a request, pushes, or operates on one of its sessions.
+//!
+//! The transport does not know the app's types: it talks to a [`LocalNode`]
+//! (the app implements it: `App::handle`, the frontend `SessionService`).
+//! That keeps this file testable on its own and the app free of gRPC.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::{Map, Value};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument;
+
+use super::proto::{self, SessionOpKind, cluster_server::Cluster};
+use super::{BoxFuture, SessionSnapshot};
+
+/// Forwarded requests one stream may run at once; more wait (backpressure
+/// on the sender's bounded queue) instead of spawning without bound.
+pub const MAX_IN_FLIGHT_PER_STREAM: usize = 4096;
+/// A forwarded handler still running after this is abandoned with an error
+/// (the frontend has long given up on it).
+pub const HANDLER_DEADLINE: Duration = Duration::from_secs(60);
+/// Bound of each stream's outgoing answer queue.
+const ANSWER_QUEUE: usize = 1024;
+
+/// A session operation requested by a backend.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SessionOp {
+    Bind { sid: u64, uid: String },
+    Unbind { sid: u64, uid: String },
+    PushSettings { sid: u64, settings: Map<String, Value> },
+    KickBySid { sid: u64, reason: String },
+    KickByUid { uid: String, reason: String },
+}
+
+/// Why a session operation failed on the frontend.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SessionOpError {
+    #[error("no session {0} on this server")]
+    NoSuchSession(u64),
+    #[error("{0}")]
+    Rejected(String),
+    #[error("this server is not a frontend and holds no sessions")]
+    NotFrontend,
+}
+
+/// What a server offers to its peers (the app implements this).
+pub trait LocalNode: Send + Sync + 'static {
+    /// Id of this server (for logs).
+    fn server_id(&self) -> &str;
+
+    /// Runs a forwarded client message (filters + handler) with a session
+    /// rebuilt from `session`; returns the JSON response (§5.5 applied) or
+    /// `None` when there is nothing to send.
+    fn handle(
+        &self,
+        session: SessionSnapshot,
+        route: String,
+        body: Bytes,
+        is_request: bool,
+    ) -> BoxFuture<'static, Option<Bytes>>;
+
+    /// Pushes to the sessions of `uids`; returns the uids without a session.
+    fn push_to_uids(&self, route: &str, body: Bytes, uids: &[String]) -> Result<Vec<String>, SessionOpError>;
+
+    /// Pushes to every (bound) session of this frontend.
+    fn broadcast(&self, route: &str, body: Bytes, binded_only: bool) -> Result<(), SessionOpError>;
+
+    /// Applies a backend's session operation.
+    fn session_op(&self, op: SessionOp) -> BoxFuture<'_, Result<(), SessionOpError>>;
+}
+
+/// The tonic service: wraps a [`LocalNode`].
+pub struct ClusterService {
+    node: Arc<dyn LocalNode>,
+    /// Cancelled on shutdown: ends every open stream, so peers see the end
+    /// at once (and reopen elsewhere or later) and graceful shutdown does
+    /// not wait forever on streams that never finish by themselves.
+    stop: CancellationToken,
+}
+
+impl ClusterService {
+    pub fn new(node: Arc<dyn LocalNode>, stop: CancellationToken) -> Self {
+        ClusterService { node, stop }
+    }
+
+    /// The generated tonic server, ready for `Routes::add_service`.
+    pub fn into_server(self) -> proto::cluster_server::ClusterServer<Self> {
+        proto::cluster_server::ClusterServer::new(self)
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX)
+    }
+}
+
+type AnswerStream<T> = ReceiverStream<Result<T, Status>>;
+
+#[tonic::async_trait]
+impl Cluster for ClusterService {
+    type ForwardStream = AnswerStream<proto::ForwardResponse>;
+    type PushStream = AnswerStream<proto::PushAck>;
+
+    async fn forward(
+        &self,
+        request: Request<Streaming<proto::ForwardRequest>>,
+    ) -> Result<Response<Self::ForwardStream>, Status> {
+        let mut inbound = request.into_inner();
+        let (tx, rx) = mpsc::channel(ANSWER_QUEUE);
+        let node = self.node.clone();
+        let stop = self.stop.clone();
+        tokio::spawn(async move {
+            let limit = Arc::new(Semaphore::new(MAX_IN_FLIGHT_PER_STREAM));
+            while let Some(Ok(Some(msg))) = stop.run_until_cancelled(inbound.message()).await {
+                let Ok(permit) = limit.clone().acquire_owned().await else {
+                    break;
+                };
+                let (node, tx) = (node.clone(), tx.clone());
+                tokio::spawn(async move {
+                    let answer = run_forwarded(node, msg).await;
+                    let _ = tx.send(Ok(answer)).await;
+                    drop(permit);
+                });
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn push(
+        &self,
+        request: Request<Streaming<proto::PushRequest>>,
+    ) -> Result<Response<Self::PushStream>, Status> {
+        let mut inbound = request.into_inner();
+        let (tx, rx) = mpsc::channel(ANSWER_QUEUE);
+        let node = self.node.clone();
+        let stop = self.stop.clone();
+        // Applied in arrival order, inline: a push only queues bytes on
+        // sessions, and order between pushes is what clients observe.
+        tokio::spawn(async move {
+            while let Some(Ok(Some(msg))) = stop.run_until_cancelled(inbound.message()).await {
+                let result = if msg.broadcast {
+                    node.broadcast(&msg.route, msg.body, msg.binded_only)
+                        .map(|_| Vec::new())
+                } else {
+                    node.push_to_uids(&msg.route, msg.body, &msg.uids)
+                };
+                let answer = match result {
+                    Ok(failed_uids) => Ok(proto::PushAck {
+                        id: msg.id,
+                        failed_uids,
+                    }),
+                    Err(e) => {
+                        tracing::warn!(server = node.server_id(), route = %msg.route, error = %e, "push refused");
+                        Err(Status::failed_precondition(e.to_string()))
+                    }
+                };
+                let fatal = answer.is_err();
+                if tx.send(answer).await.is_err() || fatal {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn session_op(
+        &self,
+        request: Request<proto::SessionOpRequest>,
+    ) -> Result<Response<proto::SessionOpResponse>, Status> {
+        let req = request.into_inner();
+        let op = decode_op(req)?;
+        match self.node.session_op(op).await {
+            Ok(()) => Ok(Response::new(proto::SessionOpResponse {})),
+            Err(e @ SessionOpError::NoSuchSession(_)) => Err(Status::not_found(e.to_string())),
+            Err(e @ SessionOpError::Rejected(_)) => Err(Status::failed_precondition(e.to_string())),
+            Err(e @ SessionOpError::NotFrontend) => Err(Status::unimplemented(e.to_string())),
+        }
+    }
+}
+
+fn decode_op(req: proto::SessionOpRequest) -> Result<SessionOp, Status> {
+    let kind = SessionOpKind::try_from(req.kind)
+        .map_err(|_| Status::invalid_argument(format!("unknown session op kind {}", req.kind)))?;
+    Ok(match kind {
+        SessionOpKind::Bind => SessionOp::Bind { sid: req.sid, uid: req.uid },
+        SessionOpKind::Unbind => SessionOp::Unbind { sid: req.sid, uid: req.uid },
+        SessionOpKind::PushSettings => {
+            let settings = serde_json::from_slice(&req.settings_json)
+                .map_err(|e| Status::invalid_argument(format!("settings are not a JSON object: {e}")))?;
+            SessionOp::PushSettings { sid: req.sid, settings }
+        }
+        SessionOpKind::KickBySid => SessionOp::KickBySid {
+            sid: req.sid,
+            reason: req.reason,
+        },
+        SessionOpKind::KickByUid => SessionOp::KickByUid {
+            uid: req.uid,
+            reason: req.reason,
+        },
+        SessionOpKind::Unspecified => return Err(Status::invalid_argument("session op kind is unspecified")),
+    })
+}
+
+/// Runs one forwarded message in its own task, so a panicking handler
+/// becomes an error answer instead of a silent drop.
+async fn run_forwarded(node: Arc<dyn LocalNode>, msg: proto::ForwardRequest) -> proto::ForwardResponse {
+    let id = msg.id;
+    let failed = |error: String| proto::ForwardResponse {
+        id,
+        body: Bytes::new(),
+        error,
+        has_body: false,
+    };
+    let session = match msg.session.map(SessionSnapshot::try_from) {
+        Some(Ok(s)) => s,
+        Some(Err(e)) => return failed(e),
+        None => return failed("forwarded request carries no session".into()),
+    };
+    let span = tracing::info_span!(
+        "forwarded",
+        server = node.server_id(),
+        frontend = %session.frontend_id,
+        sid = session.sid,
+        route = %msg.route
+    );
+    let task = node.handle(session, msg.route, msg.body, msg.is_request);
+    let joined = tokio::time::timeout(HANDLER_DEADLINE, tokio::spawn(task.instrument(span))).await;
+    match joined {
+        Ok(Ok(Some(body))) => proto::ForwardResponse {
+            id,
+            body,
+            error: String::new(),
+            has_body: true,
+        },
+        Ok(Ok(None)) => proto::ForwardResponse {
+            id,
+            body: Bytes::new(),
+            error: String::new(),
+            has_body: false,
+        },
+        Ok(Err(join)) => failed(format!("handler failed: {join}")),
+        Err(_) => failed(format!("handler still running after {HANDLER_DEADLINE:?}")),
+    }
+}
