@@ -6,9 +6,15 @@
 //! typed `async fn`s, filters) → `cluster` (forwarding to backend servers
 //! over gRPC) → `channel` (pushes back to clients).
 
+pub mod app;
 pub mod channel;
+pub mod client;
 pub mod cluster;
 pub mod config;
+pub mod connector;
+pub mod handler;
 pub mod hash;
+pub mod logging;
 pub mod protocol;
 pub mod router;
+pub mod session;

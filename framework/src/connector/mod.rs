@@ -1,0 +1,124 @@
+//! The client-facing side of a frontend server.
+//!
+//! * [`acceptor`] — the TCP listener: connection limit, TCP_NODELAY, one
+//!   agent task per connection, graceful shutdown.
+//! * [`agent`] — one connection: WebSocket upgrade (any path), the §2.3
+//!   state machine, heartbeats (§4.4), the outbound queue and kicks.
+//!
+//! [`ConnectorOptions`] holds every knob; the defaults match chatofpomelo's
+//! connector except where noted.
+
+pub mod acceptor;
+mod agent;
+mod tracker;
+
+pub(crate) use tracker::{Tracker, TrackerGuard};
+
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+pub use acceptor::Acceptor;
+
+use crate::protocol::{EncodeError, MAX_BODY_LEN, Message, RouteDictionary, encode_message_into};
+
+/// Connector settings (Pomelo's `app.set('connectorConfig', ...)`).
+#[derive(Debug, Clone)]
+pub struct ConnectorOptions {
+    /// Heartbeat interval sent in the handshake; `None` disables heartbeats
+    /// (no `sys.heartbeat`, no timeout).
+    pub heartbeat: Option<Duration>,
+    /// Close a connection after this long without a client HEARTBEAT.
+    /// `None` = twice the heartbeat (Pomelo's default).
+    pub heartbeat_timeout: Option<Duration>,
+    /// Compress routes with the route dictionary and send it in the
+    /// handshake (`useDict`).
+    pub use_dict: bool,
+    /// Extra dictionary routes appended after the handler routes (Pomelo's
+    /// `config/dictionary.json`), e.g. push routes.
+    pub extra_dict_routes: Vec<String>,
+    /// Largest inbound WebSocket message / frame; bigger ones close the
+    /// connection. Client messages are small; this bounds memory per client.
+    pub max_message_size: usize,
+    /// Outbound queue bound per connection, in frames. A client that falls
+    /// this far behind is closed (with a log line) instead of slowing others.
+    pub queue_bound: usize,
+    /// Time allowed from TCP accept to the HANDSHAKE_ACK (covers the
+    /// WebSocket upgrade too). Protects against idle half-open sockets.
+    pub handshake_timeout: Duration,
+    /// How long one batch of writes may take before the client is considered
+    /// stuck and closed.
+    pub write_timeout: Duration,
+    /// Timeout of a request forwarded to another server type.
+    pub forward_timeout: Duration,
+    /// Cap on concurrent connections (servers.json `max-connections`
+    /// overrides it when set); further connections are closed on accept.
+    pub max_connections: Option<usize>,
+    /// Initial WebSocket read buffer per connection. Kept small: an idle
+    /// connection should cost a few KB, not tungstenite's default 128 KiB.
+    pub ws_read_buffer: usize,
+    /// WebSocket write buffer: frames fed in one batch are coalesced up to
+    /// this size before a socket write.
+    pub ws_write_buffer: usize,
+    /// On shutdown: how long in-flight requests may run, then how long kicked
+    /// clients get to go away.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ConnectorOptions {
+    fn default() -> Self {
+        Self {
+            heartbeat: Some(Duration::from_secs(3)),
+            heartbeat_timeout: None,
+            use_dict: true,
+            extra_dict_routes: Vec::new(),
+            max_message_size: 64 * 1024,
+            queue_bound: 256,
+            handshake_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(10),
+            forward_timeout: Duration::from_secs(10),
+            max_connections: None,
+            ws_read_buffer: 1024,
+            ws_write_buffer: 8 * 1024,
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+impl ConnectorOptions {
+    /// The effective heartbeat timeout (explicit, or 2 × heartbeat).
+    pub fn effective_timeout(&self) -> Option<Duration> {
+        let hb = self.heartbeat?;
+        Some(self.heartbeat_timeout.unwrap_or(hb * 2))
+    }
+
+    /// The tungstenite configuration for client connections.
+    pub fn ws_config(&self) -> WebSocketConfig {
+        WebSocketConfig::default()
+            .read_buffer_size(self.ws_read_buffer)
+            .write_buffer_size(self.ws_write_buffer)
+            .max_write_buffer_size(
+                self.ws_write_buffer.saturating_mul(2).max(256 * 1024) + self.max_message_size,
+            )
+            .max_message_size(Some(self.max_message_size))
+            .max_frame_size(Some(self.max_message_size))
+    }
+}
+
+/// Encodes `msg` as one complete DATA package (header + message) in a single
+/// buffer, ready to be shared between receivers.
+pub fn encode_data_frame(
+    msg: &Message,
+    dict: Option<&RouteDictionary>,
+) -> Result<Bytes, EncodeError> {
+    let mut buf = BytesMut::with_capacity(4 + 8 + msg.route.len() + msg.body.len());
+    buf.put_slice(&[crate::protocol::PackageType::Data as u8, 0, 0, 0]);
+    encode_message_into(&mut buf, msg, dict)?;
+    let len = buf.len() - 4;
+    if len > MAX_BODY_LEN {
+        return Err(EncodeError::BodyTooLong(len));
+    }
+    buf[1..4].copy_from_slice(&(len as u32).to_be_bytes()[1..]);
+    Ok(buf.freeze())
+}

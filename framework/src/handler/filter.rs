@@ -1,0 +1,67 @@
+//! Before/after filters (§6.1), global or per route.
+//!
+//! A filter is any `Fn(FilterContext) -> impl Future` (closures and async
+//! fns work), or a type implementing the trait. Before-filters run in
+//! registration order — global first, then the route's — and one returning
+//! `Err` stops the request: the client gets the error's §5.5 body. After-
+//! filters run in reverse order (the route's, then global ones) and see the
+//! response body; they cannot change it (as in Pomelo).
+
+use std::future::Future;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::HandlerError;
+use crate::app::App;
+use crate::cluster::BoxFuture;
+use crate::session::Session;
+
+/// What a filter sees about one message.
+#[derive(Clone)]
+pub struct FilterContext {
+    pub app: App,
+    pub session: Session,
+    pub route: Arc<str>,
+    /// The raw request body (JSON text).
+    pub body: Bytes,
+    /// `false` for a notify.
+    pub is_request: bool,
+}
+
+/// Runs before the handler; `Err` rejects the message.
+pub trait BeforeFilter: Send + Sync + 'static {
+    fn before(&self, ctx: FilterContext) -> BoxFuture<'static, Result<(), HandlerError>>;
+}
+
+/// Runs after the handler with the response body it produced.
+pub trait AfterFilter: Send + Sync + 'static {
+    fn after(&self, ctx: FilterContext, response: Bytes) -> BoxFuture<'static, ()>;
+}
+
+impl<F, Fut> BeforeFilter for F
+where
+    F: Fn(FilterContext) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
+{
+    fn before(&self, ctx: FilterContext) -> BoxFuture<'static, Result<(), HandlerError>> {
+        Box::pin(self(ctx))
+    }
+}
+
+impl<F, Fut> AfterFilter for F
+where
+    F: Fn(FilterContext, Bytes) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    fn after(&self, ctx: FilterContext, response: Bytes) -> BoxFuture<'static, ()> {
+        Box::pin(self(ctx, response))
+    }
+}
+
+/// An ordered list of before- and after-filters.
+#[derive(Clone, Default)]
+pub(crate) struct Filters {
+    pub(crate) before: Vec<Arc<dyn BeforeFilter>>,
+    pub(crate) after: Vec<Arc<dyn AfterFilter>>,
+}

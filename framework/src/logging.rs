@@ -1,0 +1,32 @@
+//! Logging: `logs/<server-id>.log` plus stderr, filtered by `RUST_LOG`.
+//!
+//! Connection spans carry `server` and `sid`, request spans `route`, so one
+//! grep over a log file follows a client through the system.
+
+use std::path::Path;
+
+use tracing_appender::non_blocking::WorkerGuard;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt;
+use tracing_subscriber::prelude::*;
+
+/// Installs the global subscriber. Keep the returned guard alive for the
+/// life of the process: dropping it flushes and stops the file writer.
+///
+/// Without `RUST_LOG` the level is `info`. Fails if `log_dir` cannot be
+/// created or a global subscriber is already installed.
+pub fn init(server_id: &str, log_dir: impl AsRef<Path>) -> anyhow::Result<WorkerGuard> {
+    let dir = log_dir.as_ref();
+    std::fs::create_dir_all(dir)
+        .map_err(|e| anyhow::anyhow!("cannot create log directory {}: {e}", dir.display()))?;
+    let file = tracing_appender::rolling::never(dir, format!("{server_id}.log"));
+    let (writer, guard) = tracing_appender::non_blocking(file);
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt::layer().with_writer(std::io::stderr))
+        .with(fmt::layer().with_ansi(false).with_writer(writer))
+        .try_init()
+        .map_err(|e| anyhow::anyhow!("logging already initialised: {e}"))?;
+    Ok(guard)
+}
