@@ -23,7 +23,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::warn;
 
-use crate::cluster::Forwarder;
+use crate::channel::ChannelService;
+use crate::cluster::{Cluster, Forwarder, Rpc};
 use crate::config::ServerInfo;
 use crate::connector::{Acceptor, ConnectorOptions, Tracker};
 use crate::handler::error::CODE_500;
@@ -60,6 +61,10 @@ struct AppInner {
     forwarder: Option<Arc<dyn Forwarder>>,
     /// Requests currently running (shutdown waits for them).
     inflight: Tracker,
+    /// Cluster transport: servers, pool, routers, channels, remotes.
+    cluster: Arc<Cluster>,
+    /// Whether a cluster was configured (then `run` serves RPC on `port`).
+    clustered: bool,
     // Extension point: cluster pool, routers, channel service and
     // membership go here, each with a builder method and an accessor.
 }
@@ -74,6 +79,7 @@ impl App {
             route_filters: HashMap::new(),
             global: Filters::default(),
             forwarder: None,
+            cluster: None,
         }
     }
 
@@ -112,15 +118,45 @@ impl App {
         self.inner.forwarder.as_ref()
     }
 
+    /// The cluster side of this server (a standalone one without config).
+    pub fn cluster(&self) -> &Arc<Cluster> {
+        &self.inner.cluster
+    }
+
+    /// User remotes: `app.rpc().channel_by_key("chat", &rid)`.
+    pub fn rpc(&self) -> &Rpc {
+        self.inner.cluster.rpc()
+    }
+
+    /// This server's channels (backends push through them).
+    pub fn channels(&self) -> &Arc<ChannelService> {
+        self.inner.cluster.channels()
+    }
+
     pub(crate) fn inflight(&self) -> &Tracker {
         &self.inner.inflight
     }
 
     /// Binds `host:clientPort` and serves clients until `shutdown` resolves
     /// (see [`Acceptor::run`] for the graceful shutdown steps).
+    ///
+    /// With a cluster configured and a `port` in servers.json, also serves
+    /// the cluster RPC (forwarded requests, pushes, remotes) until then; a
+    /// server without `clientPort` serves RPC only.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
-        let acceptor = Acceptor::bind(self.clone()).await?;
-        acceptor.run(shutdown).await;
+        let rpc = match self.server().port {
+            Some(_) if self.inner.clustered => Some(self.inner.cluster.start(self).await?),
+            _ => None,
+        };
+        if self.server().client_port.is_some() {
+            let acceptor = Acceptor::bind(self.clone()).await?;
+            acceptor.run(shutdown).await;
+        } else {
+            shutdown.await;
+        }
+        if let Some(rpc) = rpc {
+            rpc.shutdown(self.inner.options.shutdown_grace).await;
+        }
         Ok(())
     }
 
@@ -266,6 +302,7 @@ pub struct AppBuilder {
     route_filters: HashMap<String, Filters>,
     global: Filters,
     forwarder: Option<Arc<dyn Forwarder>>,
+    cluster: Option<Arc<Cluster>>,
 }
 
 impl AppBuilder {
@@ -336,6 +373,14 @@ impl AppBuilder {
         self
     }
 
+    /// Joins a cluster (see [`ClusterBuilder`](crate::cluster::ClusterBuilder)):
+    /// routes of other server types are forwarded through it (unless a
+    /// forwarder was set explicitly) and `run` serves its RPC.
+    pub fn cluster(mut self, cluster: Arc<Cluster>) -> Self {
+        self.cluster = Some(cluster);
+        self
+    }
+
     pub fn build(mut self) -> App {
         for (route, filters) in self.route_filters {
             match self.registry.entries.get_mut(&route) {
@@ -362,8 +407,13 @@ impl AppBuilder {
                 global: self.global,
                 dict,
                 sessions,
-                forwarder: self.forwarder,
+                forwarder: self.forwarder.or_else(|| {
+                    let c = self.cluster.as_ref()?;
+                    Some(c.forwarder().clone() as Arc<dyn Forwarder>)
+                }),
                 inflight: Tracker::default(),
+                clustered: self.cluster.is_some(),
+                cluster: self.cluster.unwrap_or_else(Cluster::standalone),
             }),
         }
     }

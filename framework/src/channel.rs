@@ -69,7 +69,9 @@ impl Channel {
         m.by_uid.insert(uid.to_string(), frontend_id.to_string());
         match m.groups.iter_mut().find(|(f, _)| f == frontend_id) {
             Some((_, uids)) => uids.push(uid.to_string()),
-            None => m.groups.push((frontend_id.to_string(), vec![uid.to_string()])),
+            None => m
+                .groups
+                .push((frontend_id.to_string(), vec![uid.to_string()])),
         }
         true
     }
@@ -111,7 +113,11 @@ impl Channel {
     }
 
     /// Pushes to every member: one message per frontend.
-    pub async fn push(&self, route: &str, body: &impl Serialize) -> Result<PushReport, ClusterError> {
+    pub async fn push(
+        &self,
+        route: &str,
+        body: &impl Serialize,
+    ) -> Result<PushReport, ClusterError> {
         let body = encode_body(body)?;
         Ok(self.push_bytes(route, body).await)
     }
@@ -124,7 +130,12 @@ impl Channel {
 }
 
 /// Sends one push per frontend group, concurrently.
-async fn push_groups(push: &PushClient, route: &str, body: Bytes, groups: Vec<(String, Vec<String>)>) -> PushReport {
+async fn push_groups(
+    push: &PushClient,
+    route: &str,
+    body: Bytes,
+    groups: Vec<(String, Vec<String>)>,
+) -> PushReport {
     let sends = groups.into_iter().map(|(frontend, uids)| {
         let body = body.clone();
         async move {

@@ -125,10 +125,13 @@ impl Routers {
                 server_type: ctx.server_type.to_string(),
                 reason,
             })?;
-        candidates.get(index).map(|s| s.id.clone()).ok_or_else(|| ClusterError::Route {
-            server_type: ctx.server_type.to_string(),
-            reason: format!("router returned index {index} but there are fewer servers"),
-        })
+        candidates
+            .get(index)
+            .map(|s| s.id.clone())
+            .ok_or_else(|| ClusterError::Route {
+                server_type: ctx.server_type.to_string(),
+                reason: format!("router returned index {index} but there are fewer servers"),
+            })
     }
 }
 
@@ -211,7 +214,11 @@ mod tests {
         let servers = Servers::new(vec![server("a-1", "a")]);
         let routers = Routers::new();
         assert_eq!(routers.pick(&servers, &ctx("a", "bob")).unwrap(), "a-1");
-        servers.replace(vec![server("a-1", "a"), server("a-2", "a"), server("a-3", "a")]);
+        servers.replace(vec![
+            server("a-1", "a"),
+            server("a-2", "a"),
+            server("a-3", "a"),
+        ]);
         assert_eq!(routers.pick(&servers, &ctx("a", "bob")).unwrap(), "a-3");
     }
 }

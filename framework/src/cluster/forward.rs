@@ -51,7 +51,9 @@ impl From<&SessionSnapshot> for proto::SessionSnapshot {
             settings_json: if s.settings.is_empty() {
                 Bytes::new()
             } else {
-                serde_json::to_vec(&s.settings).map(Bytes::from).unwrap_or_default()
+                serde_json::to_vec(&s.settings)
+                    .map(Bytes::from)
+                    .unwrap_or_default()
             },
         }
     }
@@ -89,7 +91,12 @@ impl ClusterForwarder {
 
     /// `timeout`: per request, end to end; `queue`: bound of each backend's
     /// send queue.
-    pub fn with_options(pool: Arc<Pool>, routers: Arc<Routers>, timeout: Duration, queue: usize) -> Self {
+    pub fn with_options(
+        pool: Arc<Pool>,
+        routers: Arc<Routers>,
+        timeout: Duration,
+        queue: usize,
+    ) -> Self {
         let open: OpenFn<proto::ForwardRequest, proto::ForwardResponse> =
             Arc::new(|channel, requests: ReceiverStream<proto::ForwardRequest>| {
                 Box::pin(async move {
@@ -133,7 +140,12 @@ impl ClusterForwarder {
     }
 
     /// Picks the backend for a forwarded request with the type's router.
-    pub fn pick(&self, server_type: &str, route: &str, session: &SessionSnapshot) -> Result<String, ClusterError> {
+    pub fn pick(
+        &self,
+        server_type: &str,
+        route: &str,
+        session: &SessionSnapshot,
+    ) -> Result<String, ClusterError> {
         let ctx = RouteContext {
             server_type,
             key: session.uid.as_deref().unwrap_or(""),

@@ -108,10 +108,12 @@ pub trait RemoteSessionOps: Send + Sync + 'static {
 
 pub mod forward;
 mod mux;
+pub mod node;
 pub mod pool;
 pub mod proto;
 pub mod push;
 pub mod rpc;
+pub mod runtime;
 pub mod server;
 pub mod servers;
 pub mod service;
@@ -121,6 +123,7 @@ pub use forward::ClusterForwarder;
 pub use pool::Pool;
 pub use push::PushClient;
 pub use rpc::{Rpc, call_with_timeout};
+pub use runtime::{Cluster, ClusterBuilder, ClusterOptions};
 pub use server::{Remotes, RpcServer};
 pub use servers::Servers;
 pub use service::{LocalNode, SessionOp, SessionOpError};

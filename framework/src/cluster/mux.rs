@@ -56,7 +56,12 @@ struct Stream<Req, Resp> {
 
 impl<Req, Resp> Stream<Req, Resp> {
     fn is_closed(&self) -> bool {
-        self.tx.is_closed() || self.pending.lock().unwrap_or_else(|p| p.into_inner()).closed
+        self.tx.is_closed()
+            || self
+                .pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .closed
     }
 }
 
@@ -71,7 +76,12 @@ pub(crate) struct Mux<Req, Resp> {
 }
 
 impl<Req: Tagged, Resp: Tagged> Mux<Req, Resp> {
-    pub(crate) fn new(kind: &'static str, pool: Arc<Pool>, queue: usize, open: OpenFn<Req, Resp>) -> Self {
+    pub(crate) fn new(
+        kind: &'static str,
+        pool: Arc<Pool>,
+        queue: usize,
+        open: OpenFn<Req, Resp>,
+    ) -> Self {
         Mux {
             kind,
             pool,
@@ -87,7 +97,12 @@ impl<Req: Tagged, Resp: Tagged> Mux<Req, Resp> {
     }
 
     /// Sends `req` to `server` and waits for its answer, at most `timeout`.
-    pub(crate) async fn call(&self, server: &str, mut req: Req, timeout: Duration) -> Result<Resp, ClusterError> {
+    pub(crate) async fn call(
+        &self,
+        server: &str,
+        mut req: Req,
+        timeout: Duration,
+    ) -> Result<Resp, ClusterError> {
         let stream = self.stream(server)?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         req.set_id(id);
@@ -104,7 +119,11 @@ impl<Req: Tagged, Resp: Tagged> Mux<Req, Resp> {
         }
         let pending = stream.pending.clone();
         let forget = move || {
-            pending.lock().unwrap_or_else(|p| p.into_inner()).map.remove(&id);
+            pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .map
+                .remove(&id);
         };
         let work = async {
             if stream.tx.send(req).await.is_err() {

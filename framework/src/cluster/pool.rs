@@ -53,10 +53,11 @@ impl Pool {
         {
             return Ok(channel.clone());
         }
-        let endpoint = Endpoint::from_shared(uri.clone()).map_err(|e| ClusterError::Unreachable {
-            server: server_id.to_string(),
-            reason: format!("bad address {uri}: {e}"),
-        })?;
+        let endpoint =
+            Endpoint::from_shared(uri.clone()).map_err(|e| ClusterError::Unreachable {
+                server: server_id.to_string(),
+                reason: format!("bad address {uri}: {e}"),
+            })?;
         let channel = endpoint
             .connect_timeout(self.connect_timeout)
             .tcp_nodelay(true)

@@ -110,6 +110,9 @@ impl PushClient {
             broadcast: true,
             binded_only,
         };
-        self.mux.call(frontend_id, req, self.timeout).await.map(|_| ())
+        self.mux
+            .call(frontend_id, req, self.timeout)
+            .await
+            .map(|_| ())
     }
 }

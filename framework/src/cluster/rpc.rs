@@ -41,7 +41,11 @@ impl Rpc {
     }
 
     pub fn with_timeout(pool: Arc<Pool>, routers: Arc<Routers>, timeout: Duration) -> Self {
-        Rpc { pool, routers, timeout }
+        Rpc {
+            pool,
+            routers,
+            timeout,
+        }
     }
 
     /// The timeout [`Rpc::call`] applies.
@@ -62,7 +66,11 @@ impl Rpc {
 
     /// Picks a server for a session (Pomelo's `routeParam = session`): the
     /// router sees the session and its uid as key.
-    pub fn pick_for_session(&self, server_type: &str, session: &SessionSnapshot) -> Result<String, ClusterError> {
+    pub fn pick_for_session(
+        &self,
+        server_type: &str,
+        session: &SessionSnapshot,
+    ) -> Result<String, ClusterError> {
         let ctx = RouteContext {
             server_type,
             key: session.uid.as_deref().unwrap_or(""),
@@ -73,7 +81,11 @@ impl Rpc {
     }
 
     /// `(server id, channel)` of the server the router picks for `key`.
-    pub fn channel_by_key(&self, server_type: &str, key: &str) -> Result<(String, Channel), ClusterError> {
+    pub fn channel_by_key(
+        &self,
+        server_type: &str,
+        key: &str,
+    ) -> Result<(String, Channel), ClusterError> {
         let server = self.pick(server_type, key)?;
         let channel = self.pool.channel(&server)?;
         Ok((server, channel))

@@ -69,24 +69,40 @@ pub struct RpcServer {
 
 impl RpcServer {
     /// Binds `host:port` of `info` and serves.
-    pub async fn start(info: &ServerInfo, node: Arc<dyn LocalNode>, remotes: &Remotes) -> std::io::Result<Self> {
+    pub async fn start(
+        info: &ServerInfo,
+        node: Arc<dyn LocalNode>,
+        remotes: &Remotes,
+    ) -> std::io::Result<Self> {
         let port = info.port.ok_or_else(|| {
             std::io::Error::new(
                 std::io::ErrorKind::InvalidInput,
-                format!("server `{}` has no `port` in servers.json, so it cannot serve RPC", info.id),
+                format!(
+                    "server `{}` has no `port` in servers.json, so it cannot serve RPC",
+                    info.id
+                ),
             )
         })?;
-        let listener = TcpListener::bind((info.host.as_str(), port)).await.map_err(|e| {
-            std::io::Error::new(
-                e.kind(),
-                format!("server `{}` cannot listen for RPC on {}:{port}: {e}", info.id, info.host),
-            )
-        })?;
+        let listener = TcpListener::bind((info.host.as_str(), port))
+            .await
+            .map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!(
+                        "server `{}` cannot listen for RPC on {}:{port}: {e}",
+                        info.id, info.host
+                    ),
+                )
+            })?;
         Self::serve(listener, node, remotes.routes_for(&info.server_type))
     }
 
     /// Serves on an already bound listener (tests bind port 0).
-    pub fn serve(listener: TcpListener, node: Arc<dyn LocalNode>, routes: Routes) -> std::io::Result<Self> {
+    pub fn serve(
+        listener: TcpListener,
+        node: Arc<dyn LocalNode>,
+        routes: Routes,
+    ) -> std::io::Result<Self> {
         let addr = listener.local_addr()?;
         let server_id = node.server_id().to_string();
         let streams = CancellationToken::new();

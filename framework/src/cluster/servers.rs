@@ -39,7 +39,10 @@ impl ServerList {
 
     /// The servers of one type, in servers.json order (empty if none).
     pub fn of_type(&self, server_type: &str) -> &[ServerInfo] {
-        self.by_type.get(server_type).map(Vec::as_slice).unwrap_or(&[])
+        self.by_type
+            .get(server_type)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
     }
 
     pub fn get(&self, server_id: &str) -> Option<&ServerInfo> {

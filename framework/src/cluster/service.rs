@@ -31,11 +31,26 @@ const ANSWER_QUEUE: usize = 1024;
 /// A session operation requested by a backend.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SessionOp {
-    Bind { sid: u64, uid: String },
-    Unbind { sid: u64, uid: String },
-    PushSettings { sid: u64, settings: Map<String, Value> },
-    KickBySid { sid: u64, reason: String },
-    KickByUid { uid: String, reason: String },
+    Bind {
+        sid: u64,
+        uid: String,
+    },
+    Unbind {
+        sid: u64,
+        uid: String,
+    },
+    PushSettings {
+        sid: u64,
+        settings: Map<String, Value>,
+    },
+    KickBySid {
+        sid: u64,
+        reason: String,
+    },
+    KickByUid {
+        uid: String,
+        reason: String,
+    },
 }
 
 /// Why a session operation failed on the frontend.
@@ -66,7 +81,12 @@ pub trait LocalNode: Send + Sync + 'static {
     ) -> BoxFuture<'static, Option<Bytes>>;
 
     /// Pushes to the sessions of `uids`; returns the uids without a session.
-    fn push_to_uids(&self, route: &str, body: Bytes, uids: &[String]) -> Result<Vec<String>, SessionOpError>;
+    fn push_to_uids(
+        &self,
+        route: &str,
+        body: Bytes,
+        uids: &[String],
+    ) -> Result<Vec<String>, SessionOpError>;
 
     /// Pushes to every (bound) session of this frontend.
     fn broadcast(&self, route: &str, body: Bytes, binded_only: bool) -> Result<(), SessionOpError>;
@@ -185,12 +205,22 @@ fn decode_op(req: proto::SessionOpRequest) -> Result<SessionOp, Status> {
     let kind = SessionOpKind::try_from(req.kind)
         .map_err(|_| Status::invalid_argument(format!("unknown session op kind {}", req.kind)))?;
     Ok(match kind {
-        SessionOpKind::Bind => SessionOp::Bind { sid: req.sid, uid: req.uid },
-        SessionOpKind::Unbind => SessionOp::Unbind { sid: req.sid, uid: req.uid },
+        SessionOpKind::Bind => SessionOp::Bind {
+            sid: req.sid,
+            uid: req.uid,
+        },
+        SessionOpKind::Unbind => SessionOp::Unbind {
+            sid: req.sid,
+            uid: req.uid,
+        },
         SessionOpKind::PushSettings => {
-            let settings = serde_json::from_slice(&req.settings_json)
-                .map_err(|e| Status::invalid_argument(format!("settings are not a JSON object: {e}")))?;
-            SessionOp::PushSettings { sid: req.sid, settings }
+            let settings = serde_json::from_slice(&req.settings_json).map_err(|e| {
+                Status::invalid_argument(format!("settings are not a JSON object: {e}"))
+            })?;
+            SessionOp::PushSettings {
+                sid: req.sid,
+                settings,
+            }
         }
         SessionOpKind::KickBySid => SessionOp::KickBySid {
             sid: req.sid,
@@ -200,13 +230,18 @@ fn decode_op(req: proto::SessionOpRequest) -> Result<SessionOp, Status> {
             uid: req.uid,
             reason: req.reason,
         },
-        SessionOpKind::Unspecified => return Err(Status::invalid_argument("session op kind is unspecified")),
+        SessionOpKind::Unspecified => {
+            return Err(Status::invalid_argument("session op kind is unspecified"));
+        }
     })
 }
 
 /// Runs one forwarded message in its own task, so a panicking handler
 /// becomes an error answer instead of a silent drop.
-async fn run_forwarded(node: Arc<dyn LocalNode>, msg: proto::ForwardRequest) -> proto::ForwardResponse {
+async fn run_forwarded(
+    node: Arc<dyn LocalNode>,
+    msg: proto::ForwardRequest,
+) -> proto::ForwardResponse {
     let id = msg.id;
     let failed = |error: String| proto::ForwardResponse {
         id,

@@ -32,7 +32,11 @@ impl ClusterSessionOps {
         ClusterSessionOps { pool, timeout }
     }
 
-    async fn call(&self, frontend_id: &str, req: proto::SessionOpRequest) -> Result<(), ClusterError> {
+    async fn call(
+        &self,
+        frontend_id: &str,
+        req: proto::SessionOpRequest,
+    ) -> Result<(), ClusterError> {
         let channel = self.pool.channel(frontend_id)?;
         let sid = req.sid;
         let mut client = ClusterClient::new(channel);
@@ -76,12 +80,22 @@ fn op(kind: SessionOpKind, sid: u64, uid: &str) -> proto::SessionOpRequest {
 }
 
 impl RemoteSessionOps for ClusterSessionOps {
-    fn bind(&self, frontend_id: &str, sid: u64, uid: &str) -> BoxFuture<'_, Result<(), ClusterError>> {
+    fn bind(
+        &self,
+        frontend_id: &str,
+        sid: u64,
+        uid: &str,
+    ) -> BoxFuture<'_, Result<(), ClusterError>> {
         let (f, req) = (frontend_id.to_string(), op(SessionOpKind::Bind, sid, uid));
         Box::pin(async move { self.call(&f, req).await })
     }
 
-    fn unbind(&self, frontend_id: &str, sid: u64, uid: &str) -> BoxFuture<'_, Result<(), ClusterError>> {
+    fn unbind(
+        &self,
+        frontend_id: &str,
+        sid: u64,
+        uid: &str,
+    ) -> BoxFuture<'_, Result<(), ClusterError>> {
         let (f, req) = (frontend_id.to_string(), op(SessionOpKind::Unbind, sid, uid));
         Box::pin(async move { self.call(&f, req).await })
     }
@@ -98,14 +112,24 @@ impl RemoteSessionOps for ClusterSessionOps {
         Box::pin(async move { self.call(&f, req).await })
     }
 
-    fn kick_by_sid(&self, frontend_id: &str, sid: u64, reason: &str) -> BoxFuture<'_, Result<(), ClusterError>> {
+    fn kick_by_sid(
+        &self,
+        frontend_id: &str,
+        sid: u64,
+        reason: &str,
+    ) -> BoxFuture<'_, Result<(), ClusterError>> {
         let f = frontend_id.to_string();
         let mut req = op(SessionOpKind::KickBySid, sid, "");
         req.reason = reason.to_string();
         Box::pin(async move { self.call(&f, req).await })
     }
 
-    fn kick_by_uid(&self, frontend_id: &str, uid: &str, reason: &str) -> BoxFuture<'_, Result<(), ClusterError>> {
+    fn kick_by_uid(
+        &self,
+        frontend_id: &str,
+        uid: &str,
+        reason: &str,
+    ) -> BoxFuture<'_, Result<(), ClusterError>> {
         let f = frontend_id.to_string();
         let mut req = op(SessionOpKind::KickByUid, 0, uid);
         req.reason = reason.to_string();
