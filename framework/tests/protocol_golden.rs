@@ -27,7 +27,7 @@ fn hex(text: &str) -> Bytes {
         .flat_map(|l| l.chars())
         .filter(|c| c.is_ascii_hexdigit())
         .collect();
-    assert!(digits.len() % 2 == 0, "odd number of hex digits in fixture");
+    assert!(digits.len().is_multiple_of(2), "odd number of hex digits in fixture");
     let bytes: Vec<u8> = (0..digits.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(&digits[i..i + 2], 16).expect("hex digit"))
