@@ -204,16 +204,12 @@ impl Cluster {
 
     /// Starts `app`'s RPC server on `host:port` of its ServerInfo.
     pub async fn start(&self, app: &App) -> std::io::Result<RpcServer> {
-        RpcServer::start(app.server(), self.node(app), &self.remotes).await
+        RpcServer::start(app.server(), self.node(app), self.remotes.routes_for(app)).await
     }
 
     /// Starts `app`'s RPC server on an already bound listener.
     pub fn serve(&self, app: &App, listener: TcpListener) -> std::io::Result<RpcServer> {
-        RpcServer::serve(
-            listener,
-            self.node(app),
-            self.remotes.routes_for(app.server_type()),
-        )
+        RpcServer::serve(listener, self.node(app), self.remotes.routes_for(app))
     }
 
     fn node(&self, app: &App) -> Arc<AppNode> {

@@ -22,13 +22,55 @@ use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
 use super::service::{ClusterService, LocalNode};
+use crate::app::App;
 use crate::config::ServerInfo;
 
+type Factory = Arc<dyn Fn(&App, Routes) -> Routes + Send + Sync>;
+
 /// User remotes (typed tonic services) registered per server type:
-/// `remotes.add("chat", ChatRemoteServer::new(ChatRemote))`.
-#[derive(Clone, Default, Debug)]
+/// `remotes.add("chat", ChatRemoteServer::new(ChatRemote))`, or, when the
+/// implementation needs the running app (its channels, its rpc),
+/// `remotes.add_with("chat", |app| ChatRemoteServer::new(ChatRemote { app: app.clone() }))`.
+#[derive(Clone, Default)]
 pub struct Remotes {
-    by_type: HashMap<String, Routes>,
+    by_type: HashMap<String, Vec<Factory>>,
+}
+
+impl std::fmt::Debug for Remotes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Remotes")
+            .field("types", &self.by_type.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// What a generated tonic server (`FooServer<T>`) is.
+pub trait RemoteService:
+    tonic::codegen::Service<
+        Request<Body>,
+        Response = Response<Body>,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + NamedService
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> RemoteService for S where
+    S: tonic::codegen::Service<
+            Request<Body>,
+            Response = Response<Body>,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static
+{
 }
 
 impl Remotes {
@@ -37,24 +79,31 @@ impl Remotes {
     }
 
     /// Serves `svc` on every server of `server_type`.
-    pub fn add<S>(&mut self, server_type: impl Into<String>, svc: S) -> &mut Self
-    where
-        S: tonic::codegen::Service<Request<Body>, Response = Response<Body>, Error = Infallible>
-            + NamedService
-            + Clone
-            + Send
-            + Sync
-            + 'static,
-        S::Future: Send + 'static,
-    {
-        let entry = self.by_type.entry(server_type.into()).or_default();
-        *entry = std::mem::take(entry).add_service(svc);
+    pub fn add<S: RemoteService>(&mut self, server_type: impl Into<String>, svc: S) -> &mut Self {
+        self.add_with(server_type, move |_| svc.clone())
+    }
+
+    /// Serves the service `make(app)` builds when the server starts.
+    pub fn add_with<S: RemoteService>(
+        &mut self,
+        server_type: impl Into<String>,
+        make: impl Fn(&App) -> S + Send + Sync + 'static,
+    ) -> &mut Self {
+        let factory: Factory = Arc::new(move |app, routes| routes.add_service(make(app)));
+        self.by_type
+            .entry(server_type.into())
+            .or_default()
+            .push(factory);
         self
     }
 
-    /// The routes of one type (empty if it has no remotes).
-    pub fn routes_for(&self, server_type: &str) -> Routes {
-        self.by_type.get(server_type).cloned().unwrap_or_default()
+    /// The routes of `app`'s server type (empty if it has no remotes).
+    pub fn routes_for(&self, app: &App) -> Routes {
+        let mut routes = Routes::default();
+        for factory in self.by_type.get(app.server_type()).into_iter().flatten() {
+            routes = factory(app, routes);
+        }
+        routes
     }
 }
 
@@ -68,11 +117,11 @@ pub struct RpcServer {
 }
 
 impl RpcServer {
-    /// Binds `host:port` of `info` and serves.
+    /// Binds `host:port` of `info` and serves the cluster service and `routes`.
     pub async fn start(
         info: &ServerInfo,
         node: Arc<dyn LocalNode>,
-        remotes: &Remotes,
+        routes: Routes,
     ) -> std::io::Result<Self> {
         let port = info.port.ok_or_else(|| {
             std::io::Error::new(
@@ -94,7 +143,7 @@ impl RpcServer {
                     ),
                 )
             })?;
-        Self::serve(listener, node, remotes.routes_for(&info.server_type))
+        Self::serve(listener, node, routes)
     }
 
     /// Serves on an already bound listener (tests bind port 0).
