@@ -8,6 +8,7 @@
 
 pub mod app;
 pub mod channel;
+pub mod cli;
 pub mod client;
 pub mod cluster;
 pub mod config;
@@ -15,6 +16,7 @@ pub mod connector;
 pub mod handler;
 pub mod hash;
 pub mod logging;
+pub mod master;
 pub mod protocol;
 pub mod router;
 pub mod session;

@@ -1,1 +1,5 @@
-fn main() {}
+//! The `shaddock` command-line tool (see `shaddock --help` and docs/cli.md).
+
+fn main() -> std::process::ExitCode {
+    shaddock::cli::main()
+}

@@ -1,0 +1,137 @@
+//! A minimal server process that speaks the master protocol, without the
+//! full App: what the master-side tests run, and a reference for running a
+//! non-App binary under `shaddock start`.
+//!
+//! `agent_server --env E --server-id ID [--fail]` reads its entry from
+//! `config/servers.json`, listens on its `port` and `clientPort`, and:
+//! * on `port`, answers every TCP connection with the server ids of the
+//!   current membership list (one line, comma-separated) and closes;
+//! * on `clientPort`, keeps connections open and reports their number to
+//!   the master as its connection count;
+//! * stops gracefully on SIGTERM, Ctrl-C or the master's stop command
+//!   (prints `graceful stop` first).
+//!
+//! `--fail` makes it exit with an error at once (a server with a bad
+//! config).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use shaddock::config::ServerInfo;
+use shaddock::master::agent::{self, Agent};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("agent_server: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let value = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let env = value("--env").unwrap_or_else(|| "development".into());
+    let id = value("--server-id").ok_or_else(|| anyhow::anyhow!("--server-id is required"))?;
+    if args.iter().any(|a| a == "--fail") {
+        anyhow::bail!("bad configuration for {id} (--fail given)");
+    }
+    let dir = std::env::current_dir()?;
+    let servers = shaddock::master::config::load_servers(&dir.join("config"), &env)?;
+    let me: ServerInfo = servers
+        .iter()
+        .find(|s| s.id == id)
+        .cloned()
+        // Added at run time: not in servers.json; found in the list below.
+        .unwrap_or(ServerInfo {
+            id: id.clone(),
+            server_type: String::new(),
+            host: "127.0.0.1".into(),
+            port: None,
+            client_port: None,
+            frontend: false,
+            max_connections: None,
+            auto_restart: None,
+            args: Vec::new(),
+        });
+
+    let agent = Agent::from_env(&id);
+    let members: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+    let mut me = me;
+    if let Some(agent) = &agent {
+        let m = members.clone();
+        agent.follow(move |list| {
+            *m.lock().unwrap() = list.into_iter().map(|s| s.id).collect();
+        });
+        // A server added at run time learns its own ports from the list.
+        if me.port.is_none() && me.client_port.is_none() {
+            let mut rx = agent.servers();
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+            loop {
+                if let Some(list) = rx.borrow_and_update().clone()
+                    && let Some(s) = list.iter().find(|s| s.id == id)
+                {
+                    me = s.clone();
+                    break;
+                }
+                tokio::select! {
+                    r = rx.changed() => r?,
+                    _ = tokio::time::sleep_until(deadline) => anyhow::bail!("{id} is not in servers.json nor in the master's list"),
+                }
+            }
+        }
+    }
+    let conns = Arc::new(AtomicU64::new(0));
+    if let Some(port) = me.port {
+        let l = TcpListener::bind((me.host.as_str(), port)).await?;
+        let members = members.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let line = members.lock().unwrap().join(",") + "\n";
+                let _ = s.write_all(line.as_bytes()).await;
+            }
+        });
+    }
+    if let Some(port) = me.client_port {
+        let l = TcpListener::bind((me.host.as_str(), port)).await?;
+        let conns = conns.clone();
+        let gauge = agent.as_ref().map(|a| a.connections());
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                let n = conns.fetch_add(1, Ordering::Relaxed) + 1;
+                if let Some(g) = &gauge {
+                    g.store(n, Ordering::Relaxed);
+                }
+                let conns = conns.clone();
+                let gauge = gauge.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 64];
+                    use tokio::io::AsyncReadExt;
+                    while matches!(s.read(&mut buf).await, Ok(n) if n > 0) {}
+                    let n = conns.fetch_sub(1, Ordering::Relaxed) - 1;
+                    if let Some(g) = &gauge {
+                        g.store(n, Ordering::Relaxed);
+                    }
+                });
+            }
+        });
+    }
+    println!(
+        "{id} listening (port {:?}, clientPort {:?})",
+        me.port, me.client_port
+    );
+    agent::shutdown_signal().await;
+    println!("graceful stop");
+    drop(agent);
+    Ok(())
+}

@@ -1,0 +1,127 @@
+//! `shaddock list` output: an aligned table for people, JSON for scripts.
+
+use crate::master::proto;
+
+const HEADERS: [&str; 12] = [
+    "id",
+    "type",
+    "pid",
+    "host",
+    "port",
+    "clientPort",
+    "state",
+    "uptime",
+    "conns",
+    "RSS",
+    "CPU",
+    "restarts",
+];
+
+/// `1h02m`, `3m05s`, `12s`.
+pub fn uptime(secs: u64) -> String {
+    if secs >= 3600 {
+        format!("{}h{:02}m", secs / 3600, secs % 3600 / 60)
+    } else if secs >= 60 {
+        format!("{}m{:02}s", secs / 60, secs % 60)
+    } else {
+        format!("{secs}s")
+    }
+}
+
+fn opt(v: Option<u32>) -> String {
+    v.map(|p| p.to_string()).unwrap_or_else(|| "-".into())
+}
+
+/// Renders the table (one line per server, then errors of failed servers).
+pub fn render(resp: &proto::ListResponse) -> String {
+    let mut rows: Vec<[String; 12]> = Vec::new();
+    for s in &resp.servers {
+        let running = s.pid != 0;
+        rows.push([
+            s.id.clone(),
+            s.server_type.clone(),
+            if running {
+                s.pid.to_string()
+            } else {
+                "-".into()
+            },
+            s.host.clone(),
+            opt(s.port),
+            opt(s.client_port),
+            s.state.clone(),
+            if running {
+                uptime(s.uptime_secs)
+            } else {
+                "-".into()
+            },
+            s.connections.to_string(),
+            if running && s.rss_bytes > 0 {
+                format!("{:.1}M", s.rss_bytes as f64 / (1024.0 * 1024.0))
+            } else {
+                "-".into()
+            },
+            if running {
+                format!("{:.1}%", s.cpu_percent)
+            } else {
+                "-".into()
+            },
+            s.restarts.to_string(),
+        ]);
+    }
+    let mut widths = HEADERS.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = format!(
+        "master {} (pid {}, env {}, up {})\n",
+        resp.master_id,
+        resp.master_pid,
+        resp.env,
+        uptime(resp.master_uptime_secs)
+    );
+    let line = |cells: &[String]| {
+        let mut l = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            if i > 0 {
+                l.push_str("  ");
+            }
+            l.push_str(&format!("{cell:<w$}"));
+        }
+        l.trim_end().to_string() + "\n"
+    };
+    out.push_str(&line(&HEADERS.map(String::from)));
+    for row in &rows {
+        out.push_str(&line(row));
+    }
+    for s in &resp.servers {
+        if !s.last_error.is_empty() && matches!(s.state.as_str(), "failed" | "restarting") {
+            out.push_str(&format!("{}: {}\n", s.id, s.last_error));
+        }
+    }
+    out
+}
+
+/// The list as JSON (field names as in servers.json where they exist).
+pub fn to_json(resp: &proto::ListResponse) -> String {
+    let servers: Vec<serde_json::Value> = resp
+        .servers
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "id": s.id, "serverType": s.server_type, "pid": s.pid, "host": s.host,
+                "port": s.port, "clientPort": s.client_port, "frontend": s.frontend,
+                "state": s.state, "uptimeSecs": s.uptime_secs, "connections": s.connections,
+                "rssBytes": s.rss_bytes, "cpuPercent": s.cpu_percent, "restarts": s.restarts,
+                "lastError": s.last_error, "agentConnected": s.agent_connected,
+            })
+        })
+        .collect();
+    serde_json::to_string_pretty(&serde_json::json!({
+        "master": {"id": resp.master_id, "pid": resp.master_pid, "env": resp.env,
+                   "uptimeSecs": resp.master_uptime_secs},
+        "servers": servers,
+    }))
+    .unwrap_or_default()
+}
