@@ -1,1 +1,79 @@
-fn main() {}
+//! `web-server`: the static HTTP server of the Shaddock chat demo.
+//!
+//! It plays the part of Pomelo's `web-server/app.js`: it serves `public/`
+//! (the chat page and our ES-module Pomelo client) and nothing else. The
+//! page itself talks WebSocket to the gate and connectors directly.
+
+mod app;
+mod cli;
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use clap::Parser;
+use tokio::net::TcpListener;
+
+fn main() -> anyhow::Result<()> {
+    let args = cli::Args::parse();
+    // Same log layout as every Shaddock server: stderr + logs/web-server.log.
+    let _log_guard = shaddock::logging::init("web-server", &args.log_dir)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    let result = runtime.block_on(run(args));
+    if let Err(err) = &result {
+        tracing::error!("web-server stopped: {err:#}");
+    }
+    result
+}
+
+async fn run(args: cli::Args) -> anyhow::Result<()> {
+    let public = args.public_dir()?;
+    let addr = SocketAddr::new(args.host, args.port);
+    let listener = TcpListener::bind(addr).await.with_context(|| {
+        format!("binding {addr}: is another web-server running? choose another --port")
+    })?;
+    let local = listener.local_addr()?;
+    tracing::info!(public = %public.display(), "web-server listening on http://{local}");
+    // Machine-readable line for the CLI and tests that pass --port 0.
+    println!("listening on http://{local}");
+
+    axum::serve(listener, app::router(public))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving HTTP")?;
+    tracing::info!("web-server stopped");
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM; in-flight requests are then allowed to
+/// finish while no new connection is accepted.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::warn!("cannot listen for Ctrl-C: {err}");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(err) => {
+                tracing::warn!("cannot listen for SIGTERM: {err}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("Ctrl-C received, shutting down"),
+        _ = term => tracing::info!("SIGTERM received, shutting down"),
+    }
+}

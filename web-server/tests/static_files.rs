@@ -1,0 +1,247 @@
+//! The `web-server` binary, started for real on a free loopback port: it
+//! serves the public folder, answers 404 for missing files, refuses path
+//! traversal, logs to `<log dir>/web-server.log` and stops cleanly on SIGTERM.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_web-server");
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A fresh scratch folder under the system temp dir.
+fn scratch(tag: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "web-server-test-{}-{}-{tag}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The running binary; killed on drop so a failing test leaves nothing behind.
+struct Server {
+    child: Child,
+    base: String,
+    addr: String,
+}
+
+impl Server {
+    fn start(args: &[&str]) -> Server {
+        let mut child = Command::new(BIN)
+            .args(["--port", "0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawning web-server");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("listening on ") {
+                    let _ = tx.send(url.to_string());
+                }
+            }
+        });
+        let base = match rx.recv_timeout(TIMEOUT) {
+            Ok(url) => url,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("web-server printed no `listening on` line within {TIMEOUT:?}");
+            }
+        };
+        let addr = base.trim_start_matches("http://").to_string();
+        Server { child, base, addr }
+    }
+
+    /// Sends a raw request line (no client-side path normalisation) and
+    /// returns (status, lower-cased headers, body).
+    fn get(&self, path: &str) -> (u16, String, String) {
+        let mut stream = TcpStream::connect(&self.addr).expect("connecting to web-server");
+        stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+        stream.set_write_timeout(Some(TIMEOUT)).unwrap();
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.addr
+        )
+        .unwrap();
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).expect("reading the response");
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").expect("HTTP head and body");
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("bad status line in {head:?}"));
+        (status, head.to_ascii_lowercase(), body.to_string())
+    }
+
+    /// SIGTERM, then the exit status within the timeout.
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let ok = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(ok.success(), "kill -TERM {pid} failed");
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "web-server did not stop within {TIMEOUT:?} of SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn public_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("public")
+}
+
+#[test]
+fn serves_the_chat_page_and_client_module() {
+    let logs = scratch("logs");
+    let public = public_dir();
+    let server = Server::start(&[
+        "--public",
+        public.to_str().unwrap(),
+        "--log-dir",
+        logs.to_str().unwrap(),
+    ]);
+
+    let (status, head, body) = server.get("/");
+    assert_eq!(status, 200, "GET / ({})", server.base);
+    assert!(head.contains("content-type: text/html"), "{head}");
+    assert!(body.contains("<title>Shaddock chat</title>"), "{body}");
+
+    let (status, head, body) = server.get("/index.html");
+    assert_eq!(status, 200);
+    assert!(body.contains("js/chat.js"));
+    assert!(head.contains("content-type: text/html"));
+
+    // ES modules must be served with a JavaScript MIME type or browsers refuse them.
+    for path in ["/js/pomelo-client.js", "/js/chat.js"] {
+        let (status, head, body) = server.get(path);
+        assert_eq!(status, 200, "GET {path}");
+        assert!(
+            head.contains("content-type: text/javascript"),
+            "{path}: {head}"
+        );
+        assert!(body.contains("export") || body.contains("import"), "{path}");
+    }
+    let (status, head, _) = server.get("/css/chat.css");
+    assert_eq!(status, 200);
+    assert!(head.contains("content-type: text/css"), "{head}");
+
+    let (status, _, body) = server.get("/healthz");
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+
+    let status = server.terminate();
+    assert!(status.success(), "exit status after SIGTERM: {status}");
+    let log = std::fs::read_to_string(logs.join("web-server.log")).expect("logs/web-server.log");
+    assert!(log.contains("web-server listening on http://"), "{log}");
+    assert!(log.contains("SIGTERM received"), "{log}");
+    assert!(log.contains("/js/chat.js"), "requests are logged: {log}");
+}
+
+#[test]
+fn missing_files_are_404() {
+    let logs = scratch("logs");
+    let public = public_dir();
+    let server = Server::start(&[
+        "--public",
+        public.to_str().unwrap(),
+        "--log-dir",
+        logs.to_str().unwrap(),
+    ]);
+    for path in ["/nope.html", "/js/missing.js", "/css/", "/a/b/c"] {
+        let (status, _, _) = server.get(path);
+        assert_eq!(status, 404, "GET {path}");
+    }
+}
+
+#[test]
+fn path_traversal_is_refused() {
+    // root/public/index.html is served; root/secret.txt must never be.
+    let root = scratch("traversal");
+    let public = root.join("public");
+    std::fs::create_dir_all(public.join("js")).unwrap();
+    std::fs::write(public.join("index.html"), "<p>public</p>").unwrap();
+    std::fs::write(root.join("secret.txt"), "TOP-SECRET").unwrap();
+    let server = Server::start(&[
+        "--public",
+        public.to_str().unwrap(),
+        "--log-dir",
+        root.join("logs").to_str().unwrap(),
+    ]);
+    assert_eq!(server.get("/").0, 200);
+    for path in [
+        "/../secret.txt",
+        "/js/../../secret.txt",
+        "/%2e%2e/secret.txt",
+        "/%2E%2E%2Fsecret.txt",
+        "/..%2fsecret.txt",
+        "/js/..%5c..%5csecret.txt",
+        "//etc/passwd",
+        "/%2fetc%2fpasswd",
+    ] {
+        let (status, _, body) = server.get(path);
+        assert!(
+            !body.contains("TOP-SECRET") && !body.contains("root:"),
+            "GET {path} leaked a file outside public/ (status {status})"
+        );
+        assert_ne!(status, 200, "GET {path}");
+    }
+}
+
+#[test]
+fn bad_public_folder_is_a_clear_error() {
+    let logs = scratch("logs");
+    let missing = logs.join("does-not-exist");
+    let out = Command::new(BIN)
+        .args(["--port", "0", "--public", missing.to_str().unwrap()])
+        .args(["--log-dir", logs.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("not a directory") && stderr.contains("--public"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn busy_port_is_a_clear_error() {
+    let logs = scratch("logs");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let out = Command::new(BIN)
+        .args(["--port", &port, "--log-dir", logs.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("binding 127.0.0.1:") && stderr.contains("--port"),
+        "{stderr}"
+    );
+}
