@@ -10,6 +10,10 @@
 //   E2E_TIMEOUT_MS  overall watchdog (default 120000)
 //   CHROMIUM        browser executable (default /usr/bin/chromium)
 //   E2E_ARTIFACTS   screenshot folder (default web-server/e2e/artifacts)
+//   E2E_SERVER_LOSS_CMD  optional shell command that takes the chat servers
+//                   down (e.g. kills the connectors); when set, the test runs
+//                   it at the end and checks that the page returns to the
+//                   login screen with a notice
 //
 // Story: users A and B (two browser contexts, B at phone width) join one room
 // through different connectors; a third user C first tries A's name (must be
@@ -19,6 +23,7 @@
 // artifacts folder.
 // Exit code 0 = passed; anything else prints "E2E FAILED: <step>: <why>".
 
+import { execSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -31,6 +36,7 @@ const WATCHDOG_MS = Number(process.env.E2E_TIMEOUT_MS || 120000);
 const STEP_TIMEOUT_MS = 10000;
 const EXECUTABLE = process.env.CHROMIUM || '/usr/bin/chromium';
 const ARTIFACTS = process.env.E2E_ARTIFACTS || join(HERE, 'artifacts');
+const SERVER_LOSS_CMD = process.env.E2E_SERVER_LOSS_CMD || '';
 const CHROMIUM_ARGS = [
   '--headless',
   '--no-sandbox',
@@ -212,6 +218,7 @@ async function run(browser, errors) {
 
   step(`${userB} logs in (phone-width browser)`);
   const pageB = await openPage(ctxB, userB, errors);
+  await screenshot(pageB, 'login-phone.png');
   await loginAndEnter(pageB, userB, room);
   await waitForMembers(pageB, [userA, userB], userB);
   await waitForMembers(pageA, [userA, userB], `${userA} (after onAdd)`);
@@ -284,6 +291,16 @@ async function run(browser, errors) {
   await pageC.getByTestId('login-screen').waitFor({ state: 'visible' });
   await waitForMembers(pageA, [userA], `${userA} (after ${userC} left)`);
   await screenshot(pageA, 'chat-after-leave.png');
+
+  if (SERVER_LOSS_CMD) {
+    step(`the server goes away (${SERVER_LOSS_CMD}); ${userA} is sent back to the login screen`);
+    execSync(SERVER_LOSS_CMD, { stdio: 'inherit', timeout: STEP_TIMEOUT_MS });
+    // Closed sockets are noticed at once; a hung server within 2 heartbeat intervals.
+    await pageA.getByTestId('login-screen').waitFor({ state: 'visible', timeout: 15000 });
+    const notice = await pageA.getByTestId('login-notice').textContent();
+    check(/Lost the connection/.test(notice), `after losing the server the login notice is "${notice}"`);
+    await screenshot(pageA, 'server-lost.png');
+  }
 
   check(errors.length === 0, `browser errors:\n  ${errors.join('\n  ')}`);
   await Promise.all([ctxA.close(), ctxB.close(), ctxC.close()]);

@@ -341,7 +341,9 @@ function onDisconnect(client, info) {
   } else if (kickReason) {
     showLoginNotice(`You were disconnected by the server (${kickReason}).`);
   } else {
-    showLoginNotice(`Lost the connection to the chat server (${info?.reason || 'closed'}). Please log in again.`);
+    showLoginNotice('Lost the connection to the chat server. Please log in again.');
+    ui.loginNotice.title = info?.reason || '';
+    console.warn('chat: disconnected:', info?.reason);
   }
   ui.login.dataset.lastDisconnect = info?.byClient ? 'client' : 'server';
 }
