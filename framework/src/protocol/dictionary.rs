@@ -15,8 +15,10 @@ use serde_json::{Map, Value};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RouteDictionary {
-    /// Routes in code order; code = index + 1.
-    routes: Vec<String>,
+    /// Routes by code: code = index + 1. Dictionaries built by
+    /// [`RouteDictionary::new`] are dense; one rebuilt from a server's
+    /// handshake ([`RouteDictionary::from_codes`]) may have gaps.
+    routes: Vec<Option<String>>,
     codes: HashMap<String, u16>,
     version: String,
 }
@@ -44,12 +46,58 @@ impl RouteDictionary {
             }
             dict.codes
                 .insert(route.clone(), dict.routes.len() as u16 + 1);
-            dict.routes.push(route);
+            dict.routes.push(Some(route));
         }
-        let text = serde_json::to_string(&dict.route_to_code()).unwrap_or_default();
-        dict.version =
-            base64::engine::general_purpose::STANDARD.encode(Md5::digest(text.as_bytes()));
+        dict.compute_version();
         dict
+    }
+
+    /// Builds a dictionary with exactly the given codes, as a server
+    /// announced them in its handshake (`routeToCode`). Unlike
+    /// [`RouteDictionary::new`] nothing is re-numbered, so a client sends the
+    /// codes the server expects even when they are not dense (a Pomelo
+    /// server whose dictionary.json repeats a route leaves gaps). Code 0 is
+    /// skipped; a route or code given twice keeps its last pairing.
+    pub fn from_codes<I, S>(pairs: I) -> Self
+    where
+        I: IntoIterator<Item = (S, u16)>,
+        S: Into<String>,
+    {
+        let mut dict = Self::default();
+        for (route, code) in pairs {
+            if code == 0 {
+                continue;
+            }
+            let route = route.into();
+            let index = usize::from(code) - 1;
+            if dict.routes.len() <= index {
+                dict.routes.resize(index + 1, None);
+            }
+            if let Some(old_code) = dict.codes.insert(route.clone(), code) {
+                dict.routes[usize::from(old_code) - 1] = None;
+            }
+            if let Some(old_route) = dict.routes[index].replace(route)
+                && dict.codes.get(&old_route) == Some(&code)
+            {
+                dict.codes.remove(&old_route);
+            }
+        }
+        dict.compute_version();
+        dict
+    }
+
+    fn compute_version(&mut self) {
+        let text = serde_json::to_string(&self.route_to_code()).unwrap_or_default();
+        self.version =
+            base64::engine::general_purpose::STANDARD.encode(Md5::digest(text.as_bytes()));
+    }
+
+    /// `(code, route)` pairs in code order.
+    fn entries(&self) -> impl Iterator<Item = (usize, &String)> {
+        self.routes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| r.as_ref().map(|r| (i + 1, r)))
     }
 
     /// The code of `route`, if it has one.
@@ -60,7 +108,7 @@ impl RouteDictionary {
     /// The route of `code`, if it is assigned.
     pub fn route(&self, code: u16) -> Option<&str> {
         let index = usize::from(code).checked_sub(1)?;
-        self.routes.get(index).map(String::as_str)
+        self.routes.get(index)?.as_deref()
     }
 
     /// `dictVersion` as sent in the handshake.
@@ -68,21 +116,20 @@ impl RouteDictionary {
         &self.version
     }
 
+    /// Number of routes with a code.
     pub fn len(&self) -> usize {
-        self.routes.len()
+        self.codes.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.routes.is_empty()
+        self.codes.is_empty()
     }
 
     /// The `dict` / `routeToCode` object of the handshake, in code order.
     pub fn route_to_code(&self) -> Value {
         let map: Map<String, Value> = self
-            .routes
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (r.clone(), Value::from(i + 1)))
+            .entries()
+            .map(|(code, r)| (r.clone(), Value::from(code)))
             .collect();
         Value::Object(map)
     }
@@ -90,10 +137,8 @@ impl RouteDictionary {
     /// The `codeToRoute` object of the handshake (keys are decimal codes).
     pub fn code_to_route(&self) -> Value {
         let map: Map<String, Value> = self
-            .routes
-            .iter()
-            .enumerate()
-            .map(|(i, r)| ((i + 1).to_string(), Value::from(r.clone())))
+            .entries()
+            .map(|(code, r)| (code.to_string(), Value::from(r.clone())))
             .collect();
         Value::Object(map)
     }

@@ -157,19 +157,17 @@ impl HandshakeResponse {
     }
 
     /// Rebuilds the route dictionary the server sent, if any. Codes come
-    /// from the server (not re-derived), so a client follows whatever
-    /// numbering the server chose.
+    /// from the server exactly (not re-numbered), so a client follows
+    /// whatever numbering the server chose, gaps included. Entries whose
+    /// code is not a number in 1..=65535 are ignored.
     pub fn dictionary(&self) -> Option<RouteDictionary> {
         let map = self.sys.route_to_code.as_ref().or(self.sys.dict.as_ref())?;
-        let mut pairs: Vec<(u64, &String)> = map
-            .iter()
-            .filter_map(|(route, code)| code.as_u64().map(|c| (c, route)))
-            .collect();
-        pairs.sort();
-        // Codes are dense from 1 in every Pomelo-compatible server; build
-        // with extras only so the given order (= code order) is kept.
-        let routes: Vec<String> = pairs.into_iter().map(|(_, r)| r.clone()).collect();
-        Some(RouteDictionary::new(Vec::<String>::new(), routes))
+        Some(RouteDictionary::from_codes(map.iter().filter_map(
+            |(route, code)| {
+                let code = u16::try_from(code.as_u64()?).ok()?;
+                Some((route.clone(), code))
+            },
+        )))
     }
 }
 
