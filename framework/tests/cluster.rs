@@ -291,7 +291,10 @@ async fn slow_backend_handler_times_out_with_500() {
         "took {:?}",
         started.elapsed()
     );
-    // The stream survives a timeout: the next request works.
+    // A panicking handler is a 500 too, and takes nothing down.
+    let resp: Value = client.request("chat.room.panic", &json!({})).await.unwrap();
+    assert_eq!(resp, json!({"code": 500}));
+    // The stream survives a timeout and a panic: the next request works.
     let resp: Value = client
         .request("chat.room.sleep", &json!({"ms": 0}))
         .await

@@ -8,7 +8,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::panic::AssertUnwindSafe;
+
 use bytes::Bytes;
+use futures_util::FutureExt;
 use serde_json::{Map, Value};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -236,8 +239,8 @@ fn decode_op(req: proto::SessionOpRequest) -> Result<SessionOp, Status> {
     })
 }
 
-/// Runs one forwarded message in its own task, so a panicking handler
-/// becomes an error answer instead of a silent drop.
+/// Runs one forwarded message; a panicking handler becomes an error answer
+/// (→ `{"code":500}` for the client) instead of a silent drop.
 async fn run_forwarded(
     node: Arc<dyn LocalNode>,
     msg: proto::ForwardRequest,
@@ -262,8 +265,8 @@ async fn run_forwarded(
         route = %msg.route
     );
     let task = node.handle(session, msg.route, msg.body, msg.is_request);
-    let joined = tokio::time::timeout(HANDLER_DEADLINE, tokio::spawn(task.instrument(span))).await;
-    match joined {
+    let guarded = AssertUnwindSafe(task.instrument(span)).catch_unwind();
+    match tokio::time::timeout(HANDLER_DEADLINE, guarded).await {
         Ok(Ok(Some(body))) => proto::ForwardResponse {
             id,
             body,
@@ -276,7 +279,7 @@ async fn run_forwarded(
             error: String::new(),
             has_body: false,
         },
-        Ok(Err(join)) => failed(format!("handler failed: {join}")),
+        Ok(Err(_panic)) => failed("the handler panicked (see this server's log)".into()),
         Err(_) => failed(format!("handler still running after {HANDLER_DEADLINE:?}")),
     }
 }

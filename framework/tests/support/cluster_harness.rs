@@ -275,6 +275,7 @@ fn register(b: shaddock::app::AppBuilder) -> shaddock::app::AppBuilder {
         .handler("chat.room.kick", kick)
         .handler("chat.room.sleep", sleep)
         .handler("chat.room.broadcast", broadcast)
+        .handler("chat.room.panic", panic_handler)
 }
 
 async fn enter(app: App, session: Session, req: Value) -> Result<Value, HandlerError> {
@@ -397,4 +398,8 @@ async fn broadcast(app: App, _session: Session, req: Value) -> Result<Value, Han
         )
         .await?;
     Ok(json!({"failed": failed}))
+}
+
+async fn panic_handler(_app: App, _session: Session, _req: Value) -> Result<Value, HandlerError> {
+    panic!("a handler bug");
 }
