@@ -167,19 +167,41 @@ impl Agent {
             return Ok(());
         }
         let limit = self.opts().write_timeout;
+        let live = &self.live;
         let ws = &mut self.ws;
-        let write = async {
+        let write = timeout(limit, async {
             for frame in batch.drain(..) {
                 ws.feed(WsMessage::Binary(frame)).await?;
             }
             ws.flush().await
-        };
-        match timeout(limit, write).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(Exit::new(format!("write failed: {e}"))),
-            Err(_) => {
-                warn!(?limit, "client did not read for too long; closing");
-                Err(Exit::new("write timeout"))
+        });
+        tokio::pin!(write);
+        // Frames queued while we write wake the branch below; remember that
+        // so the wake-up is handed back to the main loop, not lost.
+        let mut woke = false;
+        loop {
+            tokio::select! {
+                result = &mut write => {
+                    if woke {
+                        live.rewake();
+                    }
+                    return match result {
+                        Ok(Ok(())) => Ok(()),
+                        Ok(Err(e)) => Err(Exit::new(format!("write failed: {e}"))),
+                        Err(_) => {
+                            warn!(?limit, "client did not read for too long; closing");
+                            Err(Exit::new("write timeout"))
+                        }
+                    };
+                }
+                // A write blocked on a client that stopped reading must not
+                // keep its overflowing queue alive: abandon it and close.
+                _ = live.wait_outbound() => {
+                    woke = true;
+                    if live.overflowed() {
+                        return Err(Exit::new("outbound queue overflow (client too slow)"));
+                    }
+                }
             }
         }
     }

@@ -214,6 +214,16 @@ impl LiveSession {
         self.wake.notified().await;
     }
 
+    /// Re-arms the agent's wake-up (after it consumed one while busy).
+    pub(crate) fn rewake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Whether the outbound queue overflowed (agent side).
+    pub(crate) fn overflowed(&self) -> bool {
+        lock(&self.outbox).close == Some(CloseRequest::Overflow)
+    }
+
     /// Moves every queued frame into `batch` and returns a pending close
     /// request, if any (agent side).
     pub(crate) fn drain(&self, batch: &mut Vec<Bytes>) -> Option<CloseRequest> {

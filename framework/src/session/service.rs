@@ -134,6 +134,11 @@ impl SessionService {
         read(&self.inner.uids).values().map(Vec::len).sum()
     }
 
+    /// Every uid bound on this frontend (unordered).
+    pub fn bound_uids(&self) -> Vec<String> {
+        read(&self.inner.uids).keys().cloned().collect()
+    }
+
     /// Binds `uid` to session `sid`. Binding the uid it already has is a
     /// no-op; binding a different one is an error (Pomelo's rule).
     pub fn bind(&self, sid: u64, uid: &str) -> Result<(), SessionError> {
