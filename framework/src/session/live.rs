@@ -151,11 +151,16 @@ impl LiveSession {
     /// Registers a listener run once when the connection ends. On an already
     /// closed session it runs at once.
     pub fn on_closed(&self, listener: ClosedListener) {
-        if self.state.load(Ordering::Acquire) == STATE_CLOSED {
-            listener(self.snapshot(), "closed".into());
+        // The state is read under the same lock `close` takes the listeners
+        // with, so a close racing with this registration either sees the
+        // listener or this call sees the closed state: it always runs once.
+        let mut data = lock(&self.data);
+        if self.state.load(Ordering::Acquire) != STATE_CLOSED {
+            data.listeners.push(listener);
             return;
         }
-        lock(&self.data).listeners.push(listener);
+        drop(data);
+        listener(self.snapshot(), "closed".into());
     }
 
     /// Pomelo's `session.export()`.
