@@ -251,7 +251,7 @@ test('heartbeats: the client answers each server heartbeat after the interval', 
   const err = await finished;
   if (err) throw err;
   // One client heartbeat per ~200 ms interval, never early.
-  assert.ok(times[0] >= 180 && times[0] < 1000, `first heartbeat after ${times[0]} ms`);
+  assert.ok(times[0] >= 180 && times[0] < 1500, `first heartbeat after ${times[0]} ms`);
   assert.ok(times[2] - times[0] >= 360, `heartbeats at ${times}`);
   assert.ok(client.connected, 'a healthy connection stays open');
   client.disconnect();
@@ -265,8 +265,8 @@ test('a server that stops sending heartbeats is closed after 2 x interval', asyn
     // ...then silence, but the TCP connection stays open.
   });
   const client = new PomeloClient();
-  const timedOut = once(client, 'heartbeatTimeout', 3000);
-  const disconnected = once(client, 'disconnect', 3000);
+  const timedOut = once(client, 'heartbeatTimeout', 5000);
+  const disconnected = once(client, 'disconnect', 5000);
   const pending = client.init({ host: '127.0.0.1', port: server.port }).then(() =>
     client.request('slow.handler.never', {}),
   );
@@ -277,7 +277,7 @@ test('a server that stops sending heartbeats is closed after 2 x interval', asyn
   assert.match(info.reason, /heartbeat timeout/);
   assert.equal(info.byClient, false);
   // interval (0.2 s) + 2 x interval (0.4 s), with slack.
-  assert.ok(elapsed >= 450 && elapsed < 2500, `closed after ${elapsed} ms`);
+  assert.ok(elapsed >= 450 && elapsed < 4000, `closed after ${elapsed} ms`);
   await assert.rejects(pending, /connection closed before the response/);
   await server.stop();
 });
@@ -287,7 +287,7 @@ test('a server that never sends its first heartbeat is also detected', async () 
     await acceptHandshake(conn, { heartbeat: 0.2 });
   });
   const client = new PomeloClient();
-  const disconnected = once(client, 'disconnect', 3000);
+  const disconnected = once(client, 'disconnect', 5000);
   await client.init({ host: '127.0.0.1', port: server.port });
   const info = await disconnected;
   assert.match(info.reason, /heartbeat timeout/);
