@@ -259,3 +259,65 @@ impl ChannelService {
         Ok(join_all(sends).await.into_iter().flatten().collect())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::{Pool, Servers};
+
+    fn service() -> ChannelService {
+        let pool = Arc::new(Pool::new(Servers::new(Vec::new())));
+        ChannelService::new(Arc::new(PushClient::new(pool)))
+    }
+
+    #[test]
+    fn members_are_grouped_by_frontend_in_join_order() {
+        let channels = service();
+        let ch = channels.create("room");
+        assert!(ch.add("a", "f1"));
+        assert!(ch.add("c", "f2"));
+        assert!(ch.add("b", "f1"));
+        assert!(!ch.add("b", "f2"), "a uid is a member once");
+        assert!(!ch.add("d", ""), "a member needs a frontend");
+        assert_eq!(ch.members_list(), ["a", "b", "c"]);
+        assert_eq!(ch.member("c").as_deref(), Some("f2"));
+        assert_eq!(ch.user_amount(), 3);
+
+        assert!(!ch.leave("a", "f2"), "wrong frontend");
+        assert!(ch.leave("c", "f2"));
+        assert!(!ch.leave("c", "f2"));
+        assert_eq!(ch.members_list(), ["a", "b"]);
+        assert!(ch.add("c", "f2"));
+        assert_eq!(ch.members_list(), ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn create_get_destroy() {
+        let channels = service();
+        assert!(channels.get("x", false).is_none());
+        let a = channels.create("x");
+        a.add("u", "f");
+        let b = channels.get("x", false).unwrap();
+        assert_eq!(b.members_list(), ["u"], "the same channel");
+        assert!(Arc::ptr_eq(&channels.create("x"), &a));
+        assert!(channels.destroy("x"));
+        assert!(!channels.destroy("x"));
+        assert!(channels.get("x", false).is_none());
+        assert_eq!(channels.get("x", true).unwrap().user_amount(), 0);
+    }
+
+    #[tokio::test]
+    async fn unreachable_frontends_report_their_uids() {
+        let channels = service();
+        let ch = channels.create("room");
+        ch.add("a", "gone-1");
+        ch.add("b", "gone-2");
+        let report = ch.push("onChat", &serde_json::json!({"m": 1})).await.unwrap();
+        assert_eq!(report.failed, ["a", "b"]);
+        let err = channels
+            .broadcast("connector", "r", &serde_json::json!({}), false)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ClusterError::NoServerOfType(_)));
+    }
+}
