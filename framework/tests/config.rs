@@ -483,6 +483,9 @@ fn environment_overrides_replace_fields() {
         ("SHADDOCK_SERVERS__CHAT_SERVER_2__ARGS", "[\"--verbose\"]"),
         ("SHADDOCK_MASTER__PORT", "3999"),
         ("SHADDOCK_ENV", "production"),
+        // Other SHADDOCK_* variables are not ours to parse.
+        ("SHADDOCK_LOG[0", "debug"),
+        ("SHADDOCK_LOG__FILTER", "info"),
         ("UNRELATED", "1"),
     ])
     .unwrap();

@@ -61,7 +61,11 @@ impl EnvOverrides {
 
     /// Overrides from the process environment.
     pub fn from_process_env() -> Result<Self, ConfigError> {
-        Self::collect(None)
+        Self::collect(
+            std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+                .collect(),
+        )
     }
 
     /// Overrides from the given variables only (tests; embedding apps). The
@@ -72,22 +76,29 @@ impl EnvOverrides {
         K: Into<String>,
         V: Into<String>,
     {
-        let map: HashMap<String, String> = vars
-            .into_iter()
-            .map(|(k, v)| (k.into(), v.into()))
-            .collect();
-        Self::collect(Some(map))
+        Self::collect(
+            vars.into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        )
     }
 
     pub fn is_empty(&self) -> bool {
         self.servers.is_empty() && self.master.is_empty()
     }
 
-    fn collect(source: Option<HashMap<String, String>>) -> Result<Self, ConfigError> {
+    fn collect(mut vars: HashMap<String, String>) -> Result<Self, ConfigError> {
+        // Only our two sections go to the `config` crate: other SHADDOCK_*
+        // variables (SHADDOCK_ENV, logging, …) must not be able to fail the
+        // load through a key `config` cannot parse.
+        vars.retain(|k, _| {
+            let k = k.to_uppercase();
+            k.starts_with("SHADDOCK_SERVERS__") || k.starts_with("SHADDOCK_MASTER__")
+        });
         let env = config::Environment::with_prefix(ENV_PREFIX)
             .prefix_separator("_")
             .separator("__")
-            .source(source.map(|m| m.into_iter().collect()));
+            .source(Some(vars.into_iter().collect()));
         let cfg = config::Config::builder()
             .add_source(env)
             .build()
