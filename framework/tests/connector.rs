@@ -119,6 +119,7 @@ async fn errors_map_to_code_500_and_responses_never_carry_a_route() {
         "connector.echo",
         "a.b.c.d",
         "connector.testHandler.fail",
+        "connector.testHandler.panic",
     ] {
         assert_eq!(raw(&client, route, "{}").await, CODE_500, "route {route}");
     }

@@ -17,19 +17,21 @@
 //!   line, the connection stays (Pomelo drops it too).
 
 use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep_until, timeout};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
-use tracing::{Instrument, debug, info_span, trace, warn};
+use tracing::{Instrument, debug, error, info_span, trace, warn};
 
 use super::{ConnectorOptions, TrackerGuard, encode_data_frame};
 use crate::app::App;
+use crate::handler::error::CODE_500;
 use crate::protocol::handshake::{self, CODE_FAIL, HandshakeReply};
 use crate::protocol::{
     HEARTBEAT, Message, MessageType, PackageType, decode_message, decode_packages, encode_package,
@@ -108,8 +110,9 @@ impl Agent {
             } else {
                 Some(self.handshake_deadline)
             };
+            // Not `biased`: a flood of pushes must not starve reading (and
+            // with it the client's heartbeats).
             tokio::select! {
-                biased;
                 _ = self.live.wait_outbound() => {
                     let close = self.live.drain(&mut batch);
                     if let Err(exit) = self.write_batch(&mut batch).await {
@@ -309,9 +312,16 @@ fn spawn_request(app: App, live: Arc<LiveSession>, msg: Message) {
         async move {
             let is_request = msg.kind == MessageType::Request;
             let session = Session::local(live.clone(), app.sessions().clone());
-            let response = app
-                .dispatch(session, &msg.route, msg.body, is_request)
-                .await;
+            // A panicking handler or filter must not leave the client
+            // waiting: answer it like any failed handler.
+            let dispatch = app.dispatch(session, &msg.route, msg.body, is_request);
+            let response = match AssertUnwindSafe(dispatch).catch_unwind().await {
+                Ok(response) => response,
+                Err(_) => {
+                    error!("handler panicked; answering 500");
+                    is_request.then(|| Bytes::from_static(CODE_500))
+                }
+            };
             if let (true, Some(body)) = (is_request, response) {
                 match encode_data_frame(&Message::response(msg.id, body), None) {
                     Ok(frame) => {

@@ -104,6 +104,10 @@ async fn fail_with_body(_app: App, _session: Session, _req: Value) -> Result<Val
     Err(HandlerError::with_body("duplicate", json!({"error": true})))
 }
 
+async fn panics(_app: App, _session: Session, _req: Value) -> Result<Value, HandlerError> {
+    panic!("a handler bug");
+}
+
 async fn nothing(_app: App, _session: Session, _req: Value) -> Result<(), HandlerError> {
     Ok(())
 }
@@ -151,6 +155,7 @@ pub fn test_app(builder: AppBuilder) -> AppBuilder {
         .handler("connector.testHandler.fail", fail)
         .handler("connector.testHandler.failWithBody", fail_with_body)
         .handler("connector.testHandler.nothing", nothing)
+        .handler("connector.testHandler.panic", panics)
         .handler("connector.testHandler.push", push)
         .handler("connector.testHandler.note", note)
         .handler("connector.testHandler.slow", slow)
