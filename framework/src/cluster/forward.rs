@@ -101,8 +101,8 @@ impl ClusterForwarder {
             Arc::new(|channel, requests: ReceiverStream<proto::ForwardRequest>| {
                 Box::pin(async move {
                     let mut client = ClusterClient::new(channel)
-                        .max_decoding_message_size(usize::MAX)
-                        .max_encoding_message_size(usize::MAX);
+                        .max_decoding_message_size(super::MAX_RPC_MESSAGE)
+                        .max_encoding_message_size(super::MAX_RPC_MESSAGE);
                     client.forward(requests).await.map(|r| r.into_inner())
                 })
             });

@@ -106,6 +106,10 @@ pub trait RemoteSessionOps: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<(), ClusterError>>;
 }
 
+/// Largest cluster message (a forwarded body, a push with its uid list).
+/// Peers are trusted, but a bound keeps one bug from exhausting memory.
+pub const MAX_RPC_MESSAGE: usize = 64 << 20;
+
 pub mod forward;
 mod mux;
 pub mod node;

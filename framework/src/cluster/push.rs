@@ -57,8 +57,8 @@ impl PushClient {
             Arc::new(|channel, requests: ReceiverStream<proto::PushRequest>| {
                 Box::pin(async move {
                     let mut client = ClusterClient::new(channel)
-                        .max_decoding_message_size(usize::MAX)
-                        .max_encoding_message_size(usize::MAX);
+                        .max_decoding_message_size(super::MAX_RPC_MESSAGE)
+                        .max_encoding_message_size(super::MAX_RPC_MESSAGE);
                     client.push(requests).await.map(|r| r.into_inner())
                 })
             });

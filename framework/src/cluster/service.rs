@@ -115,8 +115,8 @@ impl ClusterService {
     /// The generated tonic server, ready for `Routes::add_service`.
     pub fn into_server(self) -> proto::cluster_server::ClusterServer<Self> {
         proto::cluster_server::ClusterServer::new(self)
-            .max_decoding_message_size(usize::MAX)
-            .max_encoding_message_size(usize::MAX)
+            .max_decoding_message_size(super::MAX_RPC_MESSAGE)
+            .max_encoding_message_size(super::MAX_RPC_MESSAGE)
     }
 }
 
@@ -170,18 +170,16 @@ impl Cluster for ClusterService {
                 } else {
                     node.push_to_uids(&msg.route, msg.body, &msg.uids)
                 };
-                let answer = match result {
-                    Ok(failed_uids) => Ok(proto::PushAck {
-                        id: msg.id,
-                        failed_uids,
-                    }),
-                    Err(e) => {
-                        tracing::warn!(server = node.server_id(), route = %msg.route, error = %e, "push refused");
-                        Err(Status::failed_precondition(e.to_string()))
-                    }
+                let failed_uids = result.unwrap_or_else(|e| {
+                    // Not fatal for the stream: other pushes on it are fine.
+                    tracing::warn!(server = node.server_id(), route = %msg.route, error = %e, "push refused");
+                    msg.uids
+                });
+                let ack = proto::PushAck {
+                    id: msg.id,
+                    failed_uids,
                 };
-                let fatal = answer.is_err();
-                if tx.send(answer).await.is_err() || fatal {
+                if tx.send(Ok(ack)).await.is_err() {
                     break;
                 }
             }
