@@ -148,10 +148,14 @@ impl App {
             Some(_) if self.inner.clustered => Some(self.inner.cluster.start(self).await?),
             _ => None,
         };
+        // Started by `shaddock start`? Then join the master's membership
+        // stream once every port is bound (see `master::agent::attach`).
         if self.server().client_port.is_some() {
             let acceptor = Acceptor::bind(self.clone()).await?;
+            let _master = crate::master::agent::attach(self);
             acceptor.run(shutdown).await;
         } else {
+            let _master = crate::master::agent::attach(self);
             shutdown.await;
         }
         if let Some(rpc) = rpc {

@@ -23,6 +23,7 @@ use super::proto;
 use super::proto::agent_message::Kind as AgentKind;
 use super::proto::master_message::Kind as MasterKind;
 use super::proto::membership_client::MembershipClient;
+use crate::app::App;
 use crate::config::ServerInfo;
 
 /// How often a server reports its stats to the master.
@@ -152,6 +153,52 @@ impl Agent {
     pub fn set_connections(&self, n: u64) {
         self.connections.store(n, Ordering::Relaxed);
     }
+}
+
+/// Connects `app` to the master that started this process, if any:
+/// every server list the master pushes replaces the cluster's server list
+/// (so routers and the gate see added and removed servers), and the
+/// frontend's session count is reported as its connection count.
+///
+/// Returns `None` for a server started by hand. Keep the returned agent
+/// alive while the app runs (dropping it disconnects from the master).
+pub fn attach(app: &App) -> Option<Agent> {
+    let agent = Agent::from_env(app.server_id())?;
+    let servers = app.cluster().servers().clone();
+    agent.follow(move |list| {
+        // Keep what servers.json says about a server the master also lists
+        // (max-connections, args, ...): the master only sends addresses.
+        let current = servers.snapshot();
+        let merged = list
+            .into_iter()
+            .map(|entry| match current.get(&entry.id) {
+                Some(known)
+                    if known.host == entry.host
+                        && known.port == entry.port
+                        && known.client_port == entry.client_port
+                        && known.server_type == entry.server_type =>
+                {
+                    known.clone()
+                }
+                _ => entry,
+            })
+            .collect();
+        servers.replace(merged);
+    });
+    let gauge = agent.connections();
+    let sessions = app.sessions().clone();
+    let mut lists = agent.servers();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(STATS_EVERY);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => gauge.store(sessions.count() as u64, Ordering::Relaxed),
+                // Ends with the agent (its list sender is dropped).
+                r = lists.changed() => if r.is_err() { return },
+            }
+        }
+    });
+    Some(agent)
 }
 
 /// Why one connection attempt ended.

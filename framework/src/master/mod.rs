@@ -95,7 +95,7 @@ pub async fn run(opts: MasterOptions, shutdown: impl Future<Output = ()>) -> any
         })?;
     let token = auth::random_token(32)?;
     let web = opts.web_bin.clone().map(|bin| {
-        let w = master.web.clone().unwrap_or_default();
+        let w = master.web.clone();
         WebServer {
             bin,
             host: w.host,
