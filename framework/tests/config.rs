@@ -676,3 +676,53 @@ fn generated_configs_load_back() {
     let back = Topology::load_with_overrides(dir.path(), "test", &EnvOverrides::none()).unwrap();
     assert_eq!(back, t);
 }
+
+/// Runs `process_environment_child` in a child process of this test binary
+/// with real environment variables set: the process-environment entry points
+/// (`Topology::load`, `MasterConfig::load`, `env_from_args_or_var(None)`) are
+/// exercised without mutating this process's environment, which other tests
+/// read in parallel.
+#[test]
+fn process_environment_overrides_apply() {
+    let exe = std::env::current_exe().unwrap();
+    let out = std::process::Command::new(exe)
+        .args(["--exact", "process_environment_child", "--nocapture"])
+        .env("SHADDOCK_CONFIG_TEST_CHILD", "1")
+        .env("SHADDOCK_ENV", "production")
+        .env("SHADDOCK_SERVERS__CONNECTOR_SERVER_1__CLIENTPORT", "4000")
+        .env("SHADDOCK_SERVERS__Chat_Server_2__Max_Connections", "9")
+        .env("SHADDOCK_MASTER__HOST", "127.0.0.9")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "child failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("1 passed"), "the child test ran: {stdout}");
+}
+
+#[test]
+fn process_environment_child() {
+    if std::env::var_os("SHADDOCK_CONFIG_TEST_CHILD").is_none() {
+        return; // only meaningful inside process_environment_overrides_apply
+    }
+    let env = env_from_args_or_var(None);
+    assert_eq!(env, "production");
+    let t = Topology::load(&repo_config(), &env).unwrap();
+    assert_eq!(t.env, "production");
+    assert_eq!(
+        t.server("connector-server-1").unwrap().client_port,
+        Some(4000)
+    );
+    assert_eq!(t.server("chat-server-2").unwrap().max_connections, Some(9));
+    assert_eq!(
+        MasterConfig::load(&repo_config(), &env).unwrap().host,
+        "127.0.0.9"
+    );
+    assert_eq!(
+        env_from_args_or_var(Some("development".into())),
+        "development"
+    );
+}
