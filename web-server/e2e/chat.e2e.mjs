@@ -118,7 +118,12 @@ async function login(page, name, room) {
 
 async function loginAndEnter(page, name, room) {
   await login(page, name, room);
-  await page.getByTestId('chat-screen').waitFor({ state: 'visible', timeout: STEP_TIMEOUT_MS });
+  try {
+    await page.getByTestId('chat-screen').waitFor({ state: 'visible', timeout: STEP_TIMEOUT_MS });
+  } catch {
+    const shown = (await page.getByTestId('login-error').textContent().catch(() => '')) || '(no error shown)';
+    throw new E2EError(`${name} did not get into room ${room} within ${STEP_TIMEOUT_MS} ms; the page says: ${shown}`);
+  }
   const self = await page.getByTestId('self-name').textContent();
   check(self === name, `after login the page shows user "${self}", expected "${name}"`);
 }
