@@ -312,7 +312,10 @@ mod tests {
         let ch = channels.create("room");
         ch.add("a", "gone-1");
         ch.add("b", "gone-2");
-        let report = ch.push("onChat", &serde_json::json!({"m": 1})).await.unwrap();
+        let report = ch
+            .push("onChat", &serde_json::json!({"m": 1}))
+            .await
+            .unwrap();
         assert_eq!(report.failed, ["a", "b"]);
         let err = channels
             .broadcast("connector", "r", &serde_json::json!({}), false)
