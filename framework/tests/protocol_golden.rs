@@ -27,7 +27,10 @@ fn hex(text: &str) -> Bytes {
         .flat_map(|l| l.chars())
         .filter(|c| c.is_ascii_hexdigit())
         .collect();
-    assert!(digits.len().is_multiple_of(2), "odd number of hex digits in fixture");
+    assert!(
+        digits.len().is_multiple_of(2),
+        "odd number of hex digits in fixture"
+    );
     let bytes: Vec<u8> = (0..digits.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(&digits[i..i + 2], 16).expect("hex digit"))
@@ -410,6 +413,11 @@ fn v11_17_dispatch_hashes() {
     // "中文" hashes the low bytes of its UTF-16 units: 2D 87.
     assert_eq!(crc32_pomelo("中文") as u32, crc32fast::hash(&[0x2D, 0x87]));
     assert_eq!(dispatch_index("bob", 0), None);
+    // Outside the BMP each surrogate counts: U+1F600 = D83D DE00 → bytes 3D 00.
+    assert_eq!(
+        crc32_pomelo("\u{1F600}") as u32,
+        crc32fast::hash(&[0x3D, 0x00])
+    );
 }
 
 #[test]

@@ -3,6 +3,7 @@
 
 use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
+use shaddock::hash::{crc32_pomelo, dispatch_index};
 use shaddock::protocol::handshake::{HandshakeResponse, parse_handshake, parse_kick};
 use shaddock::protocol::message::{get_varint, put_varint};
 use shaddock::protocol::{
@@ -116,6 +117,18 @@ proptest! {
         prop_assert!((1..=5).contains(&len));
         buf.extend_from_slice(&tail);
         prop_assert_eq!(get_varint(&buf), Ok((id, len)));
+    }
+
+    #[test]
+    fn pomelo_hash_is_crc32_of_utf16_low_bytes(key in "\\PC{0,200}", n in 1usize..50) {
+        // Reference: one byte per UTF-16 code unit, its low 8 bits (crc 0.2.0),
+        // over keys long enough to cross the hasher's internal 64-byte chunks.
+        let low: Vec<u8> = key.encode_utf16().map(|u| u as u8).collect();
+        let crc = crc32fast::hash(&low) as i32;
+        prop_assert_eq!(crc32_pomelo(&key), crc);
+        let index = dispatch_index(&key, n).unwrap();
+        prop_assert_eq!(index as u64, i64::from(crc).unsigned_abs() % n as u64);
+        prop_assert!(index < n);
     }
 
     #[test]
