@@ -147,6 +147,18 @@ async fn channel_push_reaches_members_on_two_frontends_exactly_once() {
         assert_no_push(client).await;
     }
 
+    // Many pushes in flight at once arrive in the order they were made.
+    let resp: Value = c
+        .request("chat.room.burst", &json!({"n": 200}))
+        .await
+        .unwrap();
+    assert_eq!(resp, json!({}));
+    for client in [&a, &b, &c] {
+        for seq in 0..200 {
+            assert_eq!(push_of(client, "onSeq").await, json!({ "seq": seq }));
+        }
+    }
+
     // Push by uids: only the targets, once; an unknown uid is reported.
     let resp: Value = a
         .request(
@@ -192,6 +204,9 @@ async fn broadcast_reaches_every_session_of_every_frontend() {
     let (a, _) = cluster.enter(0, "a", "r1").await;
     let (b, _) = cluster.enter(1, "b", "r2").await;
     let anon = cluster.client(1).await;
+    // One round trip: the server has processed the handshake ACK, so the
+    // session is working and takes pushes.
+    let _: Value = anon.request("chat.room.whoami", &json!({})).await.unwrap();
 
     let resp: Value = a
         .request(

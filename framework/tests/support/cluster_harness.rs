@@ -276,6 +276,7 @@ fn register(b: shaddock::app::AppBuilder) -> shaddock::app::AppBuilder {
         .handler("chat.room.sleep", sleep)
         .handler("chat.room.broadcast", broadcast)
         .handler("chat.room.panic", panic_handler)
+        .handler("chat.room.burst", burst)
 }
 
 async fn enter(app: App, session: Session, req: Value) -> Result<Value, HandlerError> {
@@ -402,4 +403,26 @@ async fn broadcast(app: App, _session: Session, req: Value) -> Result<Value, Han
 
 async fn panic_handler(_app: App, _session: Session, _req: Value) -> Result<Value, HandlerError> {
     panic!("a handler bug");
+}
+
+/// Fires `n` channel pushes, 30 in flight at a time (`join_all` polls that
+/// many in order): they must reach every client in the order they were made
+/// (one ordered stream per frontend, applied in arrival order).
+async fn burst(app: App, session: Session, req: Value) -> Result<Value, HandlerError> {
+    let room: String = session.get("room").ok_or("not in a room")?;
+    let channel = app.channels().get(&room, false).ok_or("no such room")?;
+    let n = req["n"].as_u64().unwrap_or(0);
+    let seqs: Vec<u64> = (0..n).collect();
+    for chunk in seqs.chunks(30) {
+        let pushes = chunk.iter().map(|seq| {
+            let channel = channel.clone();
+            async move { channel.push("onSeq", &json!({ "seq": seq })).await }
+        });
+        for report in futures_util::future::join_all(pushes).await {
+            if !report?.failed.is_empty() {
+                return Err("a push failed".into());
+            }
+        }
+    }
+    Ok(json!({}))
 }
