@@ -59,7 +59,11 @@ pub(crate) async fn serve(app: App, tcp: TcpStream, peer: SocketAddr, conn: Trac
     async move {
         let opts = app.connector_options();
         let deadline = Instant::now() + opts.handshake_timeout;
-        let upgrade = tokio_tungstenite::accept_async_with_config(tcp, Some(opts.ws_config()));
+        // Boxed: the upgrade future is big and only lives for the handshake.
+        let upgrade = Box::pin(tokio_tungstenite::accept_async_with_config(
+            tcp,
+            Some(opts.ws_config()),
+        ));
         let reason = match tokio::time::timeout_at(deadline, upgrade).await {
             Ok(Ok(ws)) => {
                 debug!("websocket open");
@@ -73,7 +77,7 @@ pub(crate) async fn serve(app: App, tcp: TcpStream, peer: SocketAddr, conn: Trac
                 };
                 let Exit::Reason(reason) = agent.run().await;
                 // Best effort: the peer may already be gone.
-                let _ = timeout(Duration::from_millis(200), agent.ws.close(None)).await;
+                let _ = Box::pin(timeout(Duration::from_millis(200), agent.ws.close(None))).await;
                 reason
             }
             Ok(Err(e)) => format!("websocket upgrade failed: {e}"),
@@ -115,7 +119,10 @@ impl Agent {
             tokio::select! {
                 _ = self.live.wait_outbound() => {
                     let close = self.live.drain(&mut batch);
-                    if let Err(exit) = self.write_batch(&mut batch).await {
+                    // Boxed (here and below): these sub-futures are large and
+                    // short-lived; keeping them out of the idle state machine
+                    // keeps an idle connection's task small.
+                    if let Err(exit) = Box::pin(self.write_batch(&mut batch)).await {
                         return exit;
                     }
                     match close {
@@ -127,7 +134,7 @@ impl Agent {
                             if self.state == STATE_WORKING {
                                 let kick = encode_package(PackageType::Kick, &handshake::kick_body(&reason));
                                 if let Ok(kick) = kick {
-                                    let _ = self.write_one(kick).await;
+                                    let _ = Box::pin(self.write_one(kick)).await;
                                 }
                             }
                             debug!(%reason, "kicked");
@@ -155,7 +162,7 @@ impl Agent {
                         Some(Ok(WsMessage::Close(_))) => return Exit::new("client closed"),
                         Some(Ok(_)) => continue, // ping/pong: tungstenite answers pings
                     };
-                    if let Err(exit) = self.on_frame(data).await {
+                    if let Err(exit) = Box::pin(self.on_frame(data)).await {
                         return exit;
                     }
                 }
