@@ -15,6 +15,7 @@ pub mod config;
 pub mod connector;
 pub mod handler;
 pub mod hash;
+pub mod launch;
 pub mod logging;
 pub mod master;
 pub mod protocol;
