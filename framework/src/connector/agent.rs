@@ -270,7 +270,7 @@ impl Agent {
         };
         let opts = self.opts();
         let reply = HandshakeReply {
-            heartbeat_secs: opts.heartbeat.map(|h| h.as_secs().max(1)),
+            heartbeat_secs: opts.heartbeat_secs(),
             dict: self.app.dictionary().map(|d| d.as_ref()),
             client_dict_version: request.sys.dict_version.as_deref(),
             user: None,

@@ -89,8 +89,14 @@ impl Default for ConnectorOptions {
 impl ConnectorOptions {
     /// The effective heartbeat timeout (explicit, or 2 × heartbeat).
     pub fn effective_timeout(&self) -> Option<Duration> {
-        let hb = self.heartbeat?;
+        let hb = Duration::from_secs(self.heartbeat_secs()?);
         Some(self.heartbeat_timeout.unwrap_or(hb * 2))
+    }
+
+    /// The heartbeat as sent in the handshake: whole seconds, at least 1
+    /// (the protocol field is an integer number of seconds).
+    pub fn heartbeat_secs(&self) -> Option<u64> {
+        self.heartbeat.map(|h| h.as_secs().max(1))
     }
 
     /// The tungstenite configuration for client connections.
