@@ -128,7 +128,7 @@ pub use pool::Pool;
 pub use push::PushClient;
 pub use rpc::{Rpc, call_with_timeout};
 pub use runtime::{Cluster, ClusterBuilder, ClusterOptions};
-pub use server::{Remotes, RpcServer};
+pub use server::{RemoteService, Remotes, RpcServer};
 pub use servers::Servers;
 pub use service::{LocalNode, SessionOp, SessionOpError};
 pub use session_remote::ClusterSessionOps;

@@ -13,7 +13,7 @@ use super::node::AppNode;
 use super::pool::{DEFAULT_CONNECT_TIMEOUT, Pool};
 use super::push::{DEFAULT_PUSH_TIMEOUT, PushClient};
 use super::rpc::{DEFAULT_RPC_TIMEOUT, Rpc};
-use super::server::{Remotes, RpcServer};
+use super::server::{RemoteService, Remotes, RpcServer};
 use super::servers::Servers;
 use super::session_remote::{ClusterSessionOps, DEFAULT_SESSION_OP_TIMEOUT};
 use crate::app::App;
@@ -84,6 +84,24 @@ impl ClusterBuilder {
     /// Replaces the default router (crc32 of the uid / key).
     pub fn default_route(mut self, router: impl Router) -> Self {
         self.routers.set_default(router);
+        self
+    }
+
+    /// Serves the user remote `svc` (a generated `FooServer`) on every
+    /// server of `server_type`.
+    pub fn remote<S: RemoteService>(mut self, server_type: &str, svc: S) -> Self {
+        self.remotes.add(server_type, svc);
+        self
+    }
+
+    /// Serves the user remote `make(app)` builds when the server starts
+    /// (for implementations that need the app: channels, rpc).
+    pub fn remote_with<S: RemoteService>(
+        mut self,
+        server_type: &str,
+        make: impl Fn(&App) -> S + Send + Sync + 'static,
+    ) -> Self {
+        self.remotes.add_with(server_type, make);
         self
     }
 

@@ -197,9 +197,7 @@ impl TestCluster {
         {
             let cluster = ClusterBuilder::new(servers.clone())
                 .route("chat", chat_router)
-                .remotes(|r| {
-                    r.add_with("chat", |app| EchoServer::new(EchoImpl { app: app.clone() }));
-                })
+                .remote_with("chat", |app| EchoServer::new(EchoImpl { app: app.clone() }))
                 .options(options.clone())
                 .build();
             let app = register(App::builder(server.clone()))
