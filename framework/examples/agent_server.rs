@@ -17,7 +17,6 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use shaddock::config::ServerInfo;
 use shaddock::master::agent::{self, Agent};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
@@ -48,48 +47,22 @@ async fn run() -> anyhow::Result<()> {
     }
     let dir = std::env::current_dir()?;
     let servers = shaddock::master::config::load_servers(&dir.join("config"), &env)?;
-    let me: ServerInfo = servers
+    let Some(me) = servers
         .iter()
         .find(|s| s.id == id)
         .cloned()
-        // Added at run time: not in servers.json; found in the list below.
-        .unwrap_or(ServerInfo {
-            id: id.clone(),
-            server_type: String::new(),
-            host: "127.0.0.1".into(),
-            port: None,
-            client_port: None,
-            frontend: false,
-            max_connections: None,
-            auto_restart: None,
-            args: Vec::new(),
-        });
+        .or_else(|| agent::server_info_from_env(&id))
+    else {
+        anyhow::bail!("{id} is not in config/servers.json and was not added by a master");
+    };
 
     let agent = Agent::from_env(&id);
     let members: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
-    let mut me = me;
     if let Some(agent) = &agent {
         let m = members.clone();
         agent.follow(move |list| {
             *m.lock().unwrap() = list.into_iter().map(|s| s.id).collect();
         });
-        // A server added at run time learns its own ports from the list.
-        if me.port.is_none() && me.client_port.is_none() {
-            let mut rx = agent.servers();
-            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
-            loop {
-                if let Some(list) = rx.borrow_and_update().clone()
-                    && let Some(s) = list.iter().find(|s| s.id == id)
-                {
-                    me = s.clone();
-                    break;
-                }
-                tokio::select! {
-                    r = rx.changed() => r?,
-                    _ = tokio::time::sleep_until(deadline) => anyhow::bail!("{id} is not in servers.json nor in the master's list"),
-                }
-            }
-        }
     }
     let conns = Arc::new(AtomicU64::new(0));
     if let Some(port) = me.port {

@@ -11,7 +11,7 @@
 //! `from_env` returns `None` and [`shutdown_signal`] still covers Ctrl-C
 //! and SIGTERM.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -28,6 +28,9 @@ use crate::config::ServerInfo;
 
 /// How often a server reports its stats to the master.
 pub const STATS_EVERY: Duration = Duration::from_secs(1);
+
+/// Whether [`attach`] already connected this process.
+static ATTACHED: AtomicBool = AtomicBool::new(false);
 
 /// Process-wide "the master asked us to stop" flag.
 static STOP: LazyLock<CancellationToken> = LazyLock::new(CancellationToken::new);
@@ -83,6 +86,15 @@ impl AgentEnv {
             server_id: std::env::var("SHADDOCK_SERVER_ID").unwrap_or_default(),
         })
     }
+}
+
+/// This server's entry as the master passed it (`SHADDOCK_SERVER_INFO`),
+/// if it is the entry of `server_id`. A server added at run time with
+/// `shaddock add` is in no servers.json: this is where it finds its ports.
+pub fn server_info_from_env(server_id: &str) -> Option<ServerInfo> {
+    let text = std::env::var("SHADDOCK_SERVER_INFO").ok()?;
+    let info: ServerInfo = serde_json::from_str(&text).ok()?;
+    (info.id == server_id).then_some(info)
 }
 
 /// A running agent. Dropping it stops the connection to the master.
@@ -162,7 +174,14 @@ impl Agent {
 ///
 /// Returns `None` for a server started by hand. Keep the returned agent
 /// alive while the app runs (dropping it disconnects from the master).
+///
+/// Only the first call in a process attaches (both [`App::run`] and
+/// `launch` call it; one membership stream per process is enough).
 pub fn attach(app: &App) -> Option<Agent> {
+    AgentEnv::from_env()?;
+    if ATTACHED.swap(true, Ordering::SeqCst) {
+        return None;
+    }
     let agent = Agent::from_env(app.server_id())?;
     let servers = app.cluster().servers().clone();
     agent.follow(move |list| {

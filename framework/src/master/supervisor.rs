@@ -421,8 +421,8 @@ impl Supervisor {
 
     // ---- used by the membership service ----
 
-    /// Registers a server's agent stream. Returns the server's current pid
-    /// check result: `Err` when the id is unknown.
+    /// Registers a server's agent stream; `Err` when the id is unknown or
+    /// another process runs under it.
     pub(crate) fn agent_connected(
         &self,
         id: &str,
@@ -440,13 +440,9 @@ impl Supervisor {
                 slot.pid
             ));
         }
+        // Not "running" yet: that is when its ports accept connections
+        // (`probe_ready`), which a hello sent before binding cannot promise.
         slot.agent = Some(link);
-        if slot.state == State::Starting {
-            slot.state = State::Running;
-            slot.ever_up = true;
-        }
-        drop(slots);
-        self.inner.publish();
         Ok(())
     }
 
@@ -881,6 +877,11 @@ fn spawn(cfg: &SupervisorConfig, info: &ServerInfo, kind: Kind) -> Result<Child,
         .env("SHADDOCK_MASTER", &cfg.master_addr)
         .env("SHADDOCK_MASTER_TOKEN", &cfg.token)
         .env("SHADDOCK_SERVER_ID", &info.id)
+        // The full entry: a server added at run time is not in servers.json.
+        .env(
+            "SHADDOCK_SERVER_INFO",
+            serde_json::to_string(info).unwrap_or_default(),
+        )
         .env("SHADDOCK_ENV", &cfg.env)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -960,7 +961,10 @@ async fn probe_ready(inner: Arc<Inner>, id: String, info: ServerInfo, pid: u32) 
         })
         .await
         .unwrap_or(false);
-        let up = up && (!ports.is_empty() || start.elapsed() > Duration::from_secs(1));
+        // A server without ports is up once its agent said hello (or, with
+        // no agent, after a second alive).
+        let agent = inner.with_slot(&id, |s| s.agent.is_some()).unwrap_or(false);
+        let up = up && (!ports.is_empty() || agent || start.elapsed() > Duration::from_secs(1));
         if up {
             let changed = inner
                 .with_slot(&id, |s| {
