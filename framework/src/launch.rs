@@ -225,7 +225,14 @@ pub fn prepare(args: &LaunchArgs) -> anyhow::Result<(Setup, Vec<String>)> {
     let env = env_from_args_or_var(args.env.clone());
     let topology = Topology::load(&args.config_dir, &env)?;
     let dict = load_dictionary(&args.config_dir)?;
-    let Some(server) = topology.server(&args.server_id).cloned() else {
+    // A server added at run time (`shaddock add`) is in no servers.json:
+    // the master passes its entry in the environment.
+    let from_master = || crate::master::agent::server_info_from_env(&args.server_id);
+    let Some(server) = topology
+        .server(&args.server_id)
+        .cloned()
+        .or_else(from_master)
+    else {
         let ids: Vec<&str> = topology.servers.iter().map(|s| s.id.as_str()).collect();
         anyhow::bail!(
             "server id `{}` is not in {} [{env}]; the servers there are: {}",
