@@ -254,6 +254,8 @@ impl App {
         let limit = self.inner.options.forward_timeout;
         let call = forwarder.forward(parsed.server_type, route, session.snapshot(), body);
         let response = match tokio::time::timeout(limit, call).await {
+            // Empty: the backend has no response to send (§5.5 drops).
+            Ok(Ok(resp)) if resp.is_empty() => return None,
             Ok(Ok(resp)) => resp,
             Ok(Err(e)) => {
                 warn!(route, error = %e, "forwarding failed; answering 500");
