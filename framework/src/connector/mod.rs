@@ -56,7 +56,10 @@ pub struct ConnectorOptions {
     /// overrides it when set); further connections are closed on accept.
     pub max_connections: Option<usize>,
     /// Initial WebSocket read buffer per connection. Kept small: an idle
-    /// connection should cost a few KB, not tungstenite's default 128 KiB.
+    /// connection should cost a few KB, not tungstenite's default 128 KiB
+    /// (measured with the demo frontend, release build, 5000 idle clients:
+    /// 4.07 KB of server RSS per connection with 1024, 3.53 KB with 512).
+    /// Larger messages still work; the buffer grows for that connection.
     pub ws_read_buffer: usize,
     /// WebSocket write buffer: frames fed in one batch are coalesced up to
     /// this size before a socket write.
@@ -79,7 +82,7 @@ impl Default for ConnectorOptions {
             write_timeout: Duration::from_secs(10),
             forward_timeout: Duration::from_secs(10),
             max_connections: None,
-            ws_read_buffer: 1024,
+            ws_read_buffer: 512,
             ws_write_buffer: 8 * 1024,
             shutdown_grace: Duration::from_secs(5),
         }
