@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use shaddock::client::{CloseReason, Push};
-use shaddock::cluster::{ClusterError, ClusterOptions};
+use shaddock::cluster::{ClusterError, ClusterOptions, RemoteSessionOps};
 use support::cluster_harness::echo::{SayRequest, echo_client::EchoClient};
 use support::cluster_harness::{CHATS, CONNECTORS, TestCluster, chat_for_room};
 
@@ -115,6 +115,18 @@ async fn backend_binds_pushes_settings_and_kicks_through_the_frontend() {
         .await
         .expect("the client is kicked");
     assert_eq!(reason, CloseReason::Kicked("bye".into()));
+
+    // Errors name what failed.
+    let ops = cluster.chats[0].cluster.session_ops();
+    let err = ops.bind(CONNECTORS[0], 999_999, "x").await.unwrap_err();
+    assert!(
+        matches!(err, ClusterError::NoSuchSession { ref frontend, sid: 999_999 } if frontend == CONNECTORS[0]),
+        "{err}"
+    );
+    let err = ops.kick_by_sid(CHATS[1], 1, "x").await.unwrap_err();
+    assert!(err.to_string().contains("not a frontend"), "{err}");
+    let err = ops.kick_by_uid("nowhere", "x", "y").await.unwrap_err();
+    assert!(matches!(err, ClusterError::UnknownServer(_)), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -285,6 +297,19 @@ async fn forward_to_a_down_backend_fails_fast_and_recovers_after_restart() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // The pooled channel of user remotes redialed too.
+    let rpc = cluster.connectors[0].app.rpc();
+    let reply = rpc
+        .call(
+            backend,
+            EchoClient::new(rpc.channel_by_id(backend).unwrap()).say(SayRequest {
+                text: "back".into(),
+                delay_ms: 0,
+            }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply.server_id, backend);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
