@@ -1,1 +1,79 @@
-fn main() {}
+//! The chat app (Pomelo's chatofpomelo): one binary for every server type,
+//! started once per server of `config/servers.json`:
+//!
+//! `game-server --env development --server-id chat-server-1`
+//!
+//! Code mirrors Pomelo's layout: `servers/<type>/handler/*` for client
+//! routes, `servers/<type>/remote/*` for RPCs between servers.
+
+mod servers {
+    pub mod gate {
+        pub mod handler {
+            pub mod gate_handler;
+        }
+    }
+    pub mod connector {
+        pub mod handler {
+            pub mod entry_handler;
+        }
+    }
+    pub mod chat {
+        pub mod handler {
+            pub mod chat_handler;
+        }
+        pub mod remote {
+            pub mod chat_remote;
+        }
+    }
+}
+
+/// Generated from `proto/chat.proto` (`ChatRemote`).
+mod proto {
+    tonic::include_proto!("chat");
+}
+
+use std::time::Duration;
+
+use proto::chat_remote_server::ChatRemoteServer;
+use servers::chat::{handler::chat_handler, remote::chat_remote::ChatRemote};
+use servers::{connector::handler::entry_handler, gate::handler::gate_handler};
+use shaddock::config::ServerInfo;
+use shaddock::connector::ConnectorOptions;
+use shaddock::router::RouteContext;
+
+fn main() -> std::process::ExitCode {
+    shaddock::launch::run(|app| {
+        app.handler(shared::ROUTE_QUERY_ENTRY, gate_handler::query_entry)
+            .handler(shared::ROUTE_ENTER, entry_handler::enter)
+            .handler(shared::ROUTE_SEND, chat_handler::send)
+            .route("chat", by_room)
+            .remote("chat", |app| ChatRemoteServer::new(ChatRemote::new(app)))
+            .connector(
+                "connector",
+                ConnectorOptions {
+                    heartbeat: Some(Duration::from_secs(3)),
+                    use_dict: true,
+                    ..Default::default()
+                },
+            )
+            .connector(
+                "gate",
+                ConnectorOptions {
+                    heartbeat: None,
+                    use_dict: false,
+                    ..Default::default()
+                },
+            )
+    })
+}
+
+/// `app.route('chat', ...)`: a room lives on chat server `|crc32(rid)| mod n`.
+/// Client requests carry the room in the session's `rid`; remote calls pass
+/// it as the route key.
+fn by_room(ctx: &RouteContext<'_>, servers: &[ServerInfo]) -> Result<usize, String> {
+    let rid = match ctx.session {
+        Some(_) => ctx.session_setting("rid").unwrap_or_default(),
+        None => ctx.key,
+    };
+    shaddock::hash::dispatch_index(rid, servers.len()).ok_or_else(|| "no chat server".into())
+}

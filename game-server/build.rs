@@ -1,0 +1,5 @@
+//! Compiles the app's remotes (`../proto/*.proto`) with protox: no system protoc.
+
+fn main() {
+    shaddock_build::compile_protos("../proto").unwrap_or_else(|e| panic!("{e}"));
+}

@@ -1,0 +1,49 @@
+//! `connector.entryHandler`: logs a user into a room.
+
+use shaddock::app::App;
+use shaddock::cluster::SessionSnapshot;
+use shaddock::handler::HandlerError;
+use shaddock::session::Session;
+use shared::{EnterRequest, EnterResponse};
+
+use crate::servers::chat::remote::chat_remote;
+
+/// `connector.entryHandler.enter {username, rid}` → `{users: [names in the room]}`.
+/// Binds uid `username*rid`, keeps `rid` in the session (the `chat` router
+/// reads it) and joins the room on its chat server. A name already in that
+/// room on this connector → `{code: 500, error: true}`.
+pub async fn enter(
+    app: App,
+    session: Session,
+    msg: EnterRequest,
+) -> Result<EnterResponse, HandlerError> {
+    let rid = msg.rid;
+    let uid = shared::uid(&msg.username, &rid);
+    if !app.sessions().by_uid(&uid).is_empty() || session.bind(&uid).await.is_err() {
+        return Ok(EnterResponse::duplicate());
+    }
+    session.set("rid", &rid);
+    session.push_settings(&["rid"]).await?;
+    let on_close = app.clone();
+    session.on_closed(move |session, _reason| {
+        tokio::spawn(user_left(on_close, session));
+    })?;
+    match chat_remote::add(&app, &uid, &rid).await {
+        Ok(users) => Ok(EnterResponse::Users { users }),
+        Err(e) => {
+            tracing::warn!(%uid, %rid, error = %e, "chatRemote.add failed");
+            Ok(EnterResponse::duplicate())
+        }
+    }
+}
+
+/// On disconnect the user leaves its room (the others get `onLeave`).
+async fn user_left(app: App, session: SessionSnapshot) {
+    let (Some(uid), Some(rid)) = (session.uid, session.settings.get("rid")) else {
+        return;
+    };
+    let rid = rid.as_str().unwrap_or_default();
+    if let Err(e) = chat_remote::kick(&app, &uid, rid).await {
+        tracing::warn!(%uid, %rid, error = %e, "chatRemote.kick failed");
+    }
+}

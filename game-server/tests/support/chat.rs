@@ -1,0 +1,138 @@
+//! Chat-client helpers over the real Rust Pomelo client: the browser
+//! client's flow (gate → connector → enter) and push assertions.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use shaddock::client::{Client, ClientOptions, Push};
+use shaddock::hash::dispatch_index;
+use shared::{EnterRequest, EnterResponse, QueryEntryRequest, QueryEntryResponse};
+
+use super::ProcCluster;
+
+/// Generous wait for something that should happen (a push, a log line).
+pub const WAIT: Duration = Duration::from_secs(10);
+/// How long "nothing more arrives" is watched.
+pub const QUIET: Duration = Duration::from_millis(400);
+
+pub fn options() -> ClientOptions {
+    ClientOptions {
+        connect_timeout: WAIT,
+        request_timeout: WAIT,
+        ..ClientOptions::default()
+    }
+}
+
+pub async fn connect(url: &str) -> Client {
+    Client::connect(url, options())
+        .await
+        .unwrap_or_else(|e| panic!("connect {url}: {e}"))
+}
+
+/// `gate.gateHandler.queryEntry`, then disconnect from the gate.
+pub async fn query_entry(cluster: &ProcCluster, uid: &str) -> QueryEntryResponse {
+    let gate = connect(&cluster.gate_url()).await;
+    let resp = gate
+        .request(
+            shared::ROUTE_QUERY_ENTRY,
+            &QueryEntryRequest { uid: uid.into() },
+        )
+        .await
+        .expect("queryEntry answered");
+    gate.close().await;
+    resp
+}
+
+/// A logged-in chat user.
+pub struct User {
+    pub name: String,
+    pub rid: String,
+    pub client: Client,
+    /// clientPort of the connector the gate chose.
+    pub port: u16,
+}
+
+/// Asks the gate, connects to the chosen connector and sends `enter`.
+pub async fn login(cluster: &ProcCluster, name: &str, rid: &str) -> (User, EnterResponse) {
+    let entry = query_entry(cluster, name).await;
+    assert_eq!(entry.code, 200, "gate refused {name}: {entry:?}");
+    let (host, port) = (entry.host.unwrap(), entry.port.unwrap());
+    let client = connect(&format!("ws://{host}:{port}")).await;
+    let resp = client
+        .request(
+            shared::ROUTE_ENTER,
+            &EnterRequest {
+                username: name.into(),
+                rid: rid.into(),
+            },
+        )
+        .await
+        .expect("enter answered");
+    let user = User {
+        name: name.into(),
+        rid: rid.into(),
+        client,
+        port,
+    };
+    (user, resp)
+}
+
+/// [`login`] that must succeed; returns the user and the room's names.
+pub async fn enter(cluster: &ProcCluster, name: &str, rid: &str) -> (User, Vec<String>) {
+    match login(cluster, name, rid).await {
+        (user, EnterResponse::Users { users }) => (user, users),
+        (_, other) => panic!("{name} could not enter {rid}: {other:?}"),
+    }
+}
+
+impl User {
+    /// `chat.chatHandler.send`; returns the raw response body as JSON.
+    pub async fn send(&self, content: &str, target: &str) -> Value {
+        let req = shared::SendRequest {
+            rid: self.rid.clone(),
+            content: content.into(),
+            from: self.name.clone(),
+            target: target.into(),
+        };
+        self.client
+            .request(shared::ROUTE_SEND, &req)
+            .await
+            .expect("send answered")
+    }
+
+    /// The next push, which must be `route`; returns its JSON body.
+    pub async fn expect_push(&self, route: &str) -> Value {
+        let push: Push = self
+            .client
+            .next_push_timeout(WAIT)
+            .await
+            .unwrap_or_else(|e| panic!("{} expected {route}: {e}", self.name));
+        assert_eq!(push.route, route, "{} got {push:?}", self.name);
+        push.json().expect("JSON push body")
+    }
+
+    /// No push arrives within [`QUIET`].
+    pub async fn expect_silence(&self) {
+        if let Ok(p) = self.client.next_push_timeout(QUIET).await {
+            panic!(
+                "{} got an unexpected push {} {}",
+                self.name,
+                p.route,
+                String::from_utf8_lossy(&p.body)
+            );
+        }
+    }
+}
+
+/// The first name `prefix<k>` the gate sends to connector `index` of `n`.
+pub fn name_on_connector(prefix: &str, index: usize, n: usize) -> String {
+    (0..)
+        .map(|k| format!("{prefix}{k}"))
+        .find(|name| dispatch_index(name, n) == Some(index))
+        .unwrap()
+}
+
+/// The first room `prefix<k>` that lives on chat server `index` of `n`.
+pub fn room_on_chat(prefix: &str, index: usize, n: usize) -> String {
+    name_on_connector(prefix, index, n)
+}
