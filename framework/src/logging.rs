@@ -24,9 +24,29 @@ pub fn init(server_id: &str, log_dir: impl AsRef<Path>) -> anyhow::Result<Worker
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::registry()
         .with(filter)
-        .with(fmt::layer().with_writer(std::io::stderr))
+        // The console layer gets its own field formatter type: span fields
+        // are cached per formatter type, and sharing `DefaultFields` with
+        // the file layer would leak the console's colour codes into the file.
+        .with(
+            fmt::layer()
+                .fmt_fields(console_fields())
+                .with_writer(std::io::stderr),
+        )
         .with(fmt::layer().with_ansi(false).with_writer(writer))
         .try_init()
         .map_err(|e| anyhow::anyhow!("logging already initialised: {e}"))?;
     Ok(guard)
+}
+
+/// `key=value` fields separated by spaces, the message bare (the same text as
+/// `DefaultFields`, as a distinct type).
+fn console_fields() -> impl for<'w> fmt::FormatFields<'w> + Send + Sync + 'static {
+    fmt::format::debug_fn(|w, field, value| {
+        if field.name() == "message" {
+            write!(w, "{value:?}")
+        } else {
+            write!(w, "{field}={value:?}")
+        }
+    })
+    .delimited(" ")
 }
