@@ -1,6 +1,6 @@
 //! `shaddock init` and `shaddock admin-user`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::args::{AdminUserArgs, InitArgs};
 use super::client::{CREDENTIALS_FILE, write_credentials};
@@ -8,8 +8,218 @@ use super::exit::CliError;
 use crate::master::auth::{self, AdminUser, Credentials};
 use crate::master::config;
 
-pub fn run(_a: InitArgs) -> Result<(), CliError> {
-    Err(CliError::error("init: not yet available"))
+/// The app template (`framework/templates/app`), embedded in the binary:
+/// (path in the new app, contents). `{{name}}`, `{{shaddock_dep}}` and
+/// `{{shaddock_build_dep}}` are filled in.
+const TEMPLATE: &[(&str, &str)] = &[
+    (
+        "Cargo.toml",
+        include_str!("../../templates/app/Cargo.toml.tmpl"),
+    ),
+    (".gitignore", include_str!("../../templates/app/gitignore")),
+    ("README.md", include_str!("../../templates/app/README.md")),
+    (
+        "config/servers.json",
+        include_str!("../../templates/app/config/servers.json"),
+    ),
+    (
+        "config/master.json",
+        include_str!("../../templates/app/config/master.json"),
+    ),
+    (
+        "proto/room.proto",
+        include_str!("../../templates/app/proto/room.proto"),
+    ),
+    ("logs/.gitkeep", ""),
+    (
+        "shared/Cargo.toml",
+        include_str!("../../templates/app/shared/Cargo.toml.tmpl"),
+    ),
+    (
+        "shared/src/lib.rs",
+        include_str!("../../templates/app/shared/src/lib.rs"),
+    ),
+    (
+        "game-server/Cargo.toml",
+        include_str!("../../templates/app/game-server/Cargo.toml.tmpl"),
+    ),
+    (
+        "game-server/build.rs",
+        include_str!("../../templates/app/game-server/build.rs"),
+    ),
+    (
+        "game-server/src/main.rs",
+        include_str!("../../templates/app/game-server/src/main.rs"),
+    ),
+    (
+        "game-server/src/gate.rs",
+        include_str!("../../templates/app/game-server/src/gate.rs"),
+    ),
+    (
+        "game-server/src/connector.rs",
+        include_str!("../../templates/app/game-server/src/connector.rs"),
+    ),
+    (
+        "game-server/src/room.rs",
+        include_str!("../../templates/app/game-server/src/room.rs"),
+    ),
+    (
+        "web-server/Cargo.toml",
+        include_str!("../../templates/app/web-server/Cargo.toml.tmpl"),
+    ),
+    (
+        "web-server/src/main.rs",
+        include_str!("../../templates/app/web-server/src/main.rs"),
+    ),
+    (
+        "web-server/public/index.html",
+        include_str!("../../templates/app/web-server/public/index.html"),
+    ),
+];
+
+/// The framework source this binary was built from (the default
+/// dependency of a new app).
+const FRAMEWORK_DIR: &str = env!("CARGO_MANIFEST_DIR");
+
+/// How the new app depends on the framework.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FrameworkSource {
+    Path(PathBuf),
+    Version(String),
+    Git(String),
+}
+
+impl FrameworkSource {
+    fn from_args(a: &InitArgs) -> Result<Self, CliError> {
+        if let Some(v) = &a.framework_version {
+            return Ok(FrameworkSource::Version(v.clone()));
+        }
+        if let Some(g) = &a.framework_git {
+            return Ok(FrameworkSource::Git(g.clone()));
+        }
+        let path = match &a.framework_path {
+            Some(p) => p.clone(),
+            None => PathBuf::from(FRAMEWORK_DIR),
+        };
+        if !path.join("Cargo.toml").is_file() {
+            if a.framework_path.is_none() {
+                // An installed binary whose source is gone: use crates.io.
+                return Ok(FrameworkSource::Version(
+                    env!("CARGO_PKG_VERSION").to_string(),
+                ));
+            }
+            return Err(CliError::error(format!(
+                "--framework-path {}: no Cargo.toml there",
+                path.display()
+            )));
+        }
+        let path = path
+            .canonicalize()
+            .map_err(|e| CliError::error(format!("{}: {e}", path.display())))?;
+        Ok(FrameworkSource::Path(path))
+    }
+
+    /// `(shaddock = ..., shaddock-build = ...)` dependency specs.
+    fn deps(&self) -> (String, String) {
+        let q = |s: &str| serde_json::to_string(s).unwrap_or_default();
+        match self {
+            FrameworkSource::Path(p) => (
+                format!("{{ path = {} }}", q(&p.display().to_string())),
+                format!(
+                    "{{ path = {} }}",
+                    q(&p.join("build-support").display().to_string())
+                ),
+            ),
+            FrameworkSource::Version(v) => (q(v), q(v)),
+            FrameworkSource::Git(url) => (
+                format!("{{ git = {} }}", q(url)),
+                format!("{{ git = {} }}", q(url)),
+            ),
+        }
+    }
+}
+
+/// A crate-name-safe app name: lower case letters, digits and `-`,
+/// starting with a letter.
+pub fn app_name(raw: &str) -> Result<String, CliError> {
+    let name: String = raw
+        .trim()
+        .to_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let name = name.trim_matches('-').to_string();
+    if name.is_empty() || !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+        return Err(CliError::error(format!(
+            "`{raw}` does not make a crate name; pass --name with a name that starts with a letter"
+        )));
+    }
+    Ok(name)
+}
+
+/// Writes the app into `dir` (which must be absent or empty) and creates
+/// its admin user. Returns the admin password.
+pub fn scaffold(dir: &Path, name: &str, source: &FrameworkSource) -> Result<String, CliError> {
+    if dir.exists() {
+        let empty = std::fs::read_dir(dir)
+            .map_err(|e| CliError::error(format!("{}: {e}", dir.display())))?
+            .next()
+            .is_none();
+        if !empty {
+            return Err(CliError::error(format!(
+                "{} exists and is not empty; choose a new folder",
+                dir.display()
+            )));
+        }
+    }
+    let (dep, build_dep) = source.deps();
+    for (path, text) in TEMPLATE {
+        let text = text
+            .replace("{{name}}", name)
+            .replace("{{shaddock_dep}}", &dep)
+            .replace("{{shaddock_build_dep}}", &build_dep);
+        let dest = dir.join(path);
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| CliError::error(format!("cannot create {}: {e}", parent.display())))?;
+        }
+        std::fs::write(&dest, text)
+            .map_err(|e| CliError::error(format!("cannot write {}: {e}", dest.display())))?;
+    }
+    create_admin_user(&dir.join("config"), "admin")
+}
+
+/// `shaddock init <dir>`.
+pub fn run(a: InitArgs) -> Result<(), CliError> {
+    let raw_name = match &a.name {
+        Some(n) => n.clone(),
+        None => a
+            .dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    };
+    let name = app_name(&raw_name)?;
+    let source = FrameworkSource::from_args(&a)?;
+    let password = scaffold(&a.dir, &name, &source)?;
+    let framework = match &source {
+        FrameworkSource::Path(p) => format!("path {}", p.display()),
+        FrameworkSource::Version(v) => format!("crates.io version {v}"),
+        FrameworkSource::Git(g) => format!("git {g}"),
+    };
+    println!(
+        "created app `{name}` in {} (framework: {framework})",
+        a.dir.display()
+    );
+    println!();
+    println!("admin user `admin`, password: {password}");
+    println!("  shown once; config/adminUser.json keeps only its argon2 hash,");
+    println!("  config/.admin-credentials (mode 0600, git-ignored) lets the CLI log in.");
+    println!();
+    println!("next:");
+    println!("  cd {}", a.dir.display());
+    println!("  shaddock start        # build and run every server; Ctrl-C stops");
+    Ok(())
 }
 
 /// Creates or replaces `username` in `adminUser.json` with a fresh random

@@ -90,11 +90,11 @@ pub async fn start(mut a: StartArgs) -> Result<(), CliError> {
         return Ok(());
     }
 
-    let web = dir.join("web-server").join("Cargo.toml").is_file() && !a.no_web;
+    let layout = discover(&dir);
     if !a.no_build {
-        build(&dir, a.debug, web)?;
+        build(&dir, a.debug, &layout, !a.no_web)?;
     }
-    let opts = options(&a, &dir, sel)?;
+    let opts = options(&a, &dir, &layout, sel)?;
     if a.daemon {
         daemon(&a, &dir, &addr, &opts).await
     } else {
@@ -106,7 +106,16 @@ pub async fn start(mut a: StartArgs) -> Result<(), CliError> {
 pub async fn master(mut a: StartArgs) -> Result<(), CliError> {
     let dir = app_dir(&a)?;
     a.admin.app.dir = dir.clone();
-    let opts = options(&a, &dir, selection(&a))?;
+    let layout = match (&a.server_bin, &a.web_bin, a.no_web) {
+        // Everything given (what `start -D` passes): no cargo call needed.
+        (Some(_), Some(_), _) | (Some(_), None, true) => AppLayout {
+            target_dir: dir.join("target"),
+            game: ("game-server".into(), "game-server".into()),
+            web: None,
+        },
+        _ => discover(&dir),
+    };
+    let opts = options(&a, &dir, &layout, selection(&a))?;
     run_master(opts).await
 }
 
@@ -121,12 +130,17 @@ async fn run_master(opts: MasterOptions) -> Result<(), CliError> {
         .map_err(CliError::from)
 }
 
-fn options(a: &StartArgs, dir: &Path, only: Option<Selection>) -> Result<MasterOptions, CliError> {
+fn options(
+    a: &StartArgs,
+    dir: &Path,
+    layout: &AppLayout,
+    only: Option<Selection>,
+) -> Result<MasterOptions, CliError> {
     let profile = if a.debug { "debug" } else { "release" };
-    let bin_dir = target_dir(dir).join(profile);
+    let bin_dir = layout.target_dir.join(profile);
     let server_bin = match &a.server_bin {
         Some(b) => absolute(b)?,
-        None => bin_dir.join("game-server"),
+        None => bin_dir.join(&layout.game.1),
     };
     if !server_bin.is_file() {
         return Err(CliError::error(format!(
@@ -139,7 +153,11 @@ fn options(a: &StartArgs, dir: &Path, only: Option<Selection>) -> Result<MasterO
     } else {
         match &a.web_bin {
             Some(b) => Some(absolute(b)?),
-            None => Some(bin_dir.join("web-server")).filter(|b| b.is_file()),
+            None => layout
+                .web
+                .as_ref()
+                .map(|(_, bin)| bin_dir.join(bin))
+                .filter(|b| b.is_file()),
         }
     };
     let mut opts = MasterOptions::new(dir.to_path_buf(), a.admin.app.env.clone(), server_bin);
@@ -157,14 +175,14 @@ fn absolute(p: &Path) -> Result<PathBuf, CliError> {
 }
 
 /// Runs `cargo build` in the app folder, output shown to the user.
-fn build(dir: &Path, debug: bool, web: bool) -> Result<(), CliError> {
+fn build(dir: &Path, debug: bool, layout: &AppLayout, web: bool) -> Result<(), CliError> {
     let mut args = vec!["build"];
     if !debug {
         args.push("--release");
     }
-    args.extend(["-p", "game-server"]);
-    if web {
-        args.extend(["-p", "web-server"]);
+    args.extend(["-p", &layout.game.0]);
+    if let (true, Some(w)) = (web, &layout.web) {
+        args.extend(["-p", &w.0]);
     }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     println!("$ cargo {} (in {})", args.join(" "), dir.display());
@@ -182,27 +200,68 @@ fn build(dir: &Path, debug: bool, web: bool) -> Result<(), CliError> {
     Ok(())
 }
 
-/// The cargo target folder of the app: `CARGO_TARGET_DIR`, else what
-/// `cargo metadata` says, else `<dir>/target`.
-pub fn target_dir(dir: &Path) -> PathBuf {
-    if let Some(t) = std::env::var_os("CARGO_TARGET_DIR") {
-        let t = PathBuf::from(t);
-        return if t.is_absolute() { t } else { dir.join(t) };
-    }
+/// The app's packages and where cargo puts their binaries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppLayout {
+    pub target_dir: PathBuf,
+    /// (package, binary) of `game-server/`.
+    pub game: (String, String),
+    /// (package, binary) of `web-server/`, if the app has one.
+    pub web: Option<(String, String)>,
+}
+
+/// Asks `cargo metadata` for the packages of `<dir>/game-server` and
+/// `<dir>/web-server` (their names may carry the app's name, so two apps
+/// can share a target folder) and the target folder (`CARGO_TARGET_DIR`
+/// included). Falls back to `game-server` / `web-server` in `<dir>/target`.
+pub fn discover(dir: &Path) -> AppLayout {
+    let mut layout = AppLayout {
+        target_dir: dir.join("target"),
+        game: ("game-server".into(), "game-server".into()),
+        web: dir
+            .join("web-server/Cargo.toml")
+            .is_file()
+            .then(|| ("web-server".into(), "web-server".into())),
+    };
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = std::process::Command::new(cargo)
         .args(["metadata", "--format-version", "1", "--no-deps"])
         .current_dir(dir)
         .stderr(Stdio::null())
         .output();
-    if let Ok(out) = out
-        && out.status.success()
-        && let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout)
-        && let Some(t) = v.get("target_directory").and_then(|t| t.as_str())
-    {
-        return PathBuf::from(t);
+    let Some(meta) = out
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok())
+    else {
+        return layout;
+    };
+    if let Some(t) = meta.get("target_directory").and_then(|t| t.as_str()) {
+        layout.target_dir = PathBuf::from(t);
     }
-    dir.join("target")
+    let find = |folder: &str| -> Option<(String, String)> {
+        let manifest = dir.join(folder).join("Cargo.toml").canonicalize().ok()?;
+        meta.get("packages")?.as_array()?.iter().find_map(|p| {
+            let path = PathBuf::from(p.get("manifest_path")?.as_str()?);
+            if path.canonicalize().ok()? != manifest {
+                return None;
+            }
+            let bin = p.get("targets")?.as_array()?.iter().find_map(|t| {
+                let is_bin = t.get("kind")?.as_array()?.iter().any(|k| k == "bin");
+                is_bin.then(|| t.get("name")?.as_str().map(String::from))?
+            })?;
+            Some((p.get("name")?.as_str()?.to_string(), bin))
+        })
+    };
+    if let Some(game) = find("game-server") {
+        layout.game = game;
+    }
+    if layout.web.is_some()
+        && let Some(web) = find("web-server")
+    {
+        layout.web = Some(web);
+    }
+    layout
 }
 
 /// Starts `shaddock master ...` detached and waits until the servers are up.

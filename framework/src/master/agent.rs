@@ -184,7 +184,14 @@ pub fn attach(app: &App) -> Option<Agent> {
     }
     let agent = Agent::from_env(app.server_id())?;
     let servers = app.cluster().servers().clone();
+    let me = app.server_id().to_string();
     agent.follow(move |list| {
+        // The master lists servers once they are up. Until this server is
+        // itself in the list (it just started), keep servers.json's list
+        // rather than a partial one.
+        if !list.iter().any(|s| s.id == me) {
+            return;
+        }
         // Keep what servers.json says about a server the master also lists
         // (max-connections, args, ...): the master only sends addresses.
         let current = servers.snapshot();
