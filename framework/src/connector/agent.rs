@@ -123,6 +123,10 @@ impl Agent {
                     if let Err(exit) = Box::pin(self.write_batch(&mut batch)).await {
                         return exit;
                     }
+                    if batch.capacity() > 64 {
+                        // A burst grew it; an idle connection keeps little.
+                        batch = Vec::new();
+                    }
                     match close {
                         None => {}
                         Some(CloseRequest::Overflow) => {

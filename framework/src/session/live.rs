@@ -18,6 +18,9 @@ use crate::cluster::SessionSnapshot;
 
 /// A callback run once when the connection ends, with the session as it was
 /// and the close reason (Pomelo's `session.on('closed', ...)`).
+///
+/// It runs on the connection's task after the socket is gone, so it must not
+/// block; for async work (e.g. telling a backend the user left) spawn a task.
 pub type ClosedListener = Box<dyn FnOnce(SessionSnapshot, String) + Send + 'static>;
 
 /// Connection states of §2.3.
