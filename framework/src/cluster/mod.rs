@@ -10,6 +10,19 @@
 //!   `kick` go back to the frontend that owns the connection.
 //! * [`SessionSnapshot`] — what travels with a forwarded request (Pomelo's
 //!   `session.export()`).
+//!
+//! The transport below it (gRPC, `framework/proto/cluster.proto`):
+//!
+//! * [`servers`] — the live server list ([`Servers`]), replaceable at run time.
+//! * [`pool`] — one lazily connected tonic channel per server id (redials).
+//! * `mux` — request/response over one long-lived bidi stream per peer.
+//! * [`forward`] — [`ClusterForwarder`], the gRPC [`Forwarder`].
+//! * [`push`] — [`PushClient`], backend → frontend pushes.
+//! * [`session_remote`] — [`ClusterSessionOps`], the gRPC [`RemoteSessionOps`].
+//! * [`service`] / [`node`] — the server side, over a [`LocalNode`] (the app).
+//! * [`server`] — [`RpcServer`] (cluster service + user [`Remotes`]).
+//! * [`rpc`] — [`Rpc`]: user remotes by route key or server id, with timeouts.
+//! * [`runtime`] — [`Cluster`] / [`ClusterBuilder`]: all of the above for one app.
 
 use std::future::Future;
 use std::pin::Pin;

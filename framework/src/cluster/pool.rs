@@ -14,6 +14,10 @@ use tonic::transport::{Channel, Endpoint};
 use super::ClusterError;
 use super::servers::Servers;
 
+/// HTTP/2 flow-control window per stream (the connection gets 4×). The
+/// 64 KiB default throttles a busy forward/push stream.
+pub const WINDOW: u32 = 1 << 20;
+
 /// How long dialing a server may take before the call fails.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -64,6 +68,9 @@ impl Pool {
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(5))
             .keep_alive_while_idle(true)
+            // Large windows: one connection carries every stream to a peer.
+            .initial_stream_window_size(Some(WINDOW))
+            .initial_connection_window_size(Some(WINDOW * 4))
             .connect_lazy();
         channels.insert(server_id.to_string(), (uri, channel.clone()));
         Ok(channel)

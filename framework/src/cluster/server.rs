@@ -163,6 +163,8 @@ impl RpcServer {
             let result = Server::builder()
                 .http2_keepalive_interval(Some(Duration::from_secs(10)))
                 .http2_keepalive_timeout(Some(Duration::from_secs(5)))
+                .initial_stream_window_size(Some(super::pool::WINDOW))
+                .initial_connection_window_size(Some(super::pool::WINDOW * 4))
                 .add_routes(routes)
                 .serve_with_incoming_shutdown(incoming, async {
                     let _ = stopped.await;
