@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use shaddock::client::{CloseReason, Push};
-use shaddock::cluster::{ClusterError, ClusterOptions, RemoteSessionOps};
+use shaddock::cluster::{ClusterError, ClusterOptions, RemoteSessionOps, SessionSnapshot};
 use support::cluster_harness::echo::{SayRequest, echo_client::EchoClient};
 use support::cluster_harness::{CHATS, CONNECTORS, TestCluster, chat_for_room};
 
@@ -267,6 +267,23 @@ async fn forward_to_a_down_backend_fails_fast_and_recovers_after_restart() {
     assert_eq!(who["server"], backend);
 
     cluster.chat(backend).stop_rpc().await;
+    // The error names the server and why.
+    let forwarder = cluster.connectors[0].cluster.forwarder().clone();
+    let err = forwarder
+        .forward_to(
+            backend,
+            "chat.room.whoami",
+            &SessionSnapshot::default(),
+            bytes::Bytes::from_static(b"{}"),
+            true,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ClusterError::Unreachable { ref server, .. } if server == backend),
+        "{err}"
+    );
+    assert!(err.to_string().contains(backend), "{err}");
     for _ in 0..3 {
         let started = Instant::now();
         let resp: Value = client

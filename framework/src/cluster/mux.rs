@@ -18,7 +18,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
@@ -26,6 +26,9 @@ use tonic::transport::Channel;
 use tonic::{Status, Streaming};
 
 use super::{BoxFuture, ClusterError, pool::Pool};
+
+/// After a failed dial, calls fail fast for this long before the next dial.
+pub(crate) const REDIAL_AFTER: Duration = Duration::from_millis(200);
 
 /// Messages that carry a request id.
 pub(crate) trait Tagged: Send + 'static {
@@ -47,6 +50,10 @@ struct PendingState<Resp> {
     /// Set (under the lock) when the stream has ended: late registrations
     /// must not wait for an answer that cannot come.
     closed: bool,
+    /// When the stream could not even be opened (server down): when, and
+    /// why. Calls within [`REDIAL_AFTER`] fail at once with that reason
+    /// instead of dialing again, so an outage does not become a dial storm.
+    open_failed: Option<(Instant, String)>,
 }
 
 struct Stream<Req, Resp> {
@@ -160,16 +167,26 @@ impl<Req: Tagged, Resp: Tagged> Mux<Req, Resp> {
     /// the last one failed.
     fn stream(&self, server: &str) -> Result<Arc<Stream<Req, Resp>>, ClusterError> {
         let mut streams = self.streams.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(s) = streams.get(server)
-            && !s.is_closed()
-        {
-            return Ok(s.clone());
+        if let Some(s) = streams.get(server) {
+            if !s.is_closed() {
+                return Ok(s.clone());
+            }
+            let state = s.pending.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((at, reason)) = &state.open_failed
+                && at.elapsed() < REDIAL_AFTER
+            {
+                return Err(ClusterError::Unreachable {
+                    server: server.to_string(),
+                    reason: format!("{reason} (next dial in at most {REDIAL_AFTER:?})"),
+                });
+            }
         }
         let channel = self.pool.channel(server)?;
         let (tx, rx) = mpsc::channel(self.queue);
         let pending = Arc::new(Mutex::new(PendingState {
             map: HashMap::new(),
             closed: false,
+            open_failed: None,
         }));
         let stream = Arc::new(Stream {
             tx,
@@ -190,8 +207,12 @@ async fn drive<Resp: Tagged>(
     open: BoxFuture<'static, Result<Streaming<Resp>, Status>>,
     pending: Arc<Mutex<PendingState<Resp>>>,
 ) {
+    let mut open_failed = false;
     let reason = match open.await {
-        Err(status) => describe(&status),
+        Err(status) => {
+            open_failed = true;
+            describe(&status)
+        }
         Ok(mut answers) => loop {
             match answers.message().await {
                 Ok(Some(resp)) => {
@@ -213,6 +234,9 @@ async fn drive<Resp: Tagged>(
     let failed: Vec<_> = {
         let mut state = pending.lock().unwrap_or_else(|p| p.into_inner());
         state.closed = true;
+        if open_failed {
+            state.open_failed = Some((Instant::now(), reason.clone()));
+        }
         state.map.drain().map(|(_, tx)| tx).collect()
     };
     tracing::warn!(server = %server, kind, pending = failed.len(), %reason, "cluster stream ended; the next call reopens it");
