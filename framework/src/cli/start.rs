@@ -58,6 +58,7 @@ fn master_listening(addr: &str) -> bool {
 pub async fn start(mut a: StartArgs) -> Result<(), CliError> {
     let dir = app_dir(&a)?;
     a.admin.app.dir = dir.clone();
+    ensure_admin_user(&dir)?;
     let addr = client::master_addr(&a.admin)?;
     let sel = selection(&a);
 
@@ -100,6 +101,24 @@ pub async fn start(mut a: StartArgs) -> Result<(), CliError> {
     } else {
         run_master(opts).await
     }
+}
+
+/// An app without `adminUser.json` (a fresh clone: the file holds
+/// per-developer hashes and is not committed) gets an `admin` user with a
+/// random password, printed once. Never a fixed default.
+fn ensure_admin_user(dir: &Path) -> Result<(), CliError> {
+    let cfg = config::config_dir(dir);
+    if cfg.join("adminUser.json").exists() {
+        return Ok(());
+    }
+    let password = super::init::create_admin_user(&cfg, "admin")?;
+    println!(
+        "{} was missing: created admin user `admin`, password: {password}\n  \
+         (shown once; only its hash is stored; the CLI reads {})",
+        cfg.join("adminUser.json").display(),
+        cfg.join(client::CREDENTIALS_FILE).display()
+    );
+    Ok(())
 }
 
 /// `shaddock master` (no build; what `start -D` runs).

@@ -170,7 +170,11 @@ impl TestApp {
 
     /// `start -D` with the agent_server as the server binary.
     pub fn start_daemon(&mut self, extra: &[&str]) -> Output {
-        let bin = agent_server();
+        self.start_daemon_with(&agent_server(), extra)
+    }
+
+    /// `start -D` with `bin` as the server binary.
+    pub fn start_daemon_with(&mut self, bin: &Path, extra: &[&str]) -> Output {
         let bin = bin.to_str().unwrap();
         let mut args = vec![
             "start",
@@ -181,7 +185,7 @@ impl TestApp {
             "--stop-timeout",
             "5",
             "--timeout",
-            "30",
+            "60",
         ];
         args.extend_from_slice(extra);
         self.started = true;
