@@ -54,6 +54,8 @@ struct PendingState<Resp> {
     /// why. Calls within [`REDIAL_AFTER`] fail at once with that reason
     /// instead of dialing again, so an outage does not become a dial storm.
     open_failed: Option<(Instant, String)>,
+    /// Why the stream ended.
+    ended: Option<String>,
 }
 
 struct Stream<Req, Resp> {
@@ -117,9 +119,10 @@ impl<Req: Tagged, Resp: Tagged> Mux<Req, Resp> {
         {
             let mut pending = stream.pending.lock().unwrap_or_else(|p| p.into_inner());
             if pending.closed {
+                let why = pending.ended.clone().unwrap_or_default();
                 return Err(ClusterError::Unreachable {
                     server: server.to_string(),
-                    reason: format!("{} stream closed", self.kind),
+                    reason: format!("{} stream closed: {why}", self.kind),
                 });
             }
             pending.map.insert(id, done_tx);
@@ -187,6 +190,7 @@ impl<Req: Tagged, Resp: Tagged> Mux<Req, Resp> {
             map: HashMap::new(),
             closed: false,
             open_failed: None,
+            ended: None,
         }));
         let stream = Arc::new(Stream {
             tx,
@@ -234,6 +238,7 @@ async fn drive<Resp: Tagged>(
     let failed: Vec<_> = {
         let mut state = pending.lock().unwrap_or_else(|p| p.into_inner());
         state.closed = true;
+        state.ended = Some(reason.clone());
         if open_failed {
             state.open_failed = Some((Instant::now(), reason.clone()));
         }
@@ -248,13 +253,19 @@ async fn drive<Resp: Tagged>(
     }
 }
 
+/// A status with its error chain, for logs and [`ClusterError`] reasons.
 fn describe(status: &Status) -> String {
     use std::error::Error;
     let mut msg = format!("{:?}: {}", status.code(), status.message());
     let mut source = status.source();
+    // Error chains repeat themselves ("tcp connect error: … tcp connect
+    // error"); keep each distinct message once.
     while let Some(s) = source {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
+        let text = s.to_string();
+        if !msg.contains(&text) {
+            msg.push_str(": ");
+            msg.push_str(&text);
+        }
         source = s.source();
     }
     msg
