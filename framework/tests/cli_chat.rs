@@ -186,8 +186,29 @@ fn chat_server_killed_is_restarted_and_its_rooms_work_again() {
         .unwrap();
     assert!(row.trim_end().ends_with(" 1"), "{row}");
 
+    // `stop` is graceful: a connected user is kicked with a reason.
     let pids = app.all_pids();
     assert_eq!(pids.len(), 6);
-    assert_eq!(code(&app.cli(&["stop"])), 0);
+    rt.block_on(async {
+        let erin = enter(&gate, "erin", &rid).await.expect("erin enters");
+        let stop = tokio::task::spawn_blocking({
+            let dir = app.path().to_path_buf();
+            move || {
+                Command::new(shaddock())
+                    .args(["stop", "-d"])
+                    .arg(dir)
+                    .status()
+                    .unwrap()
+            }
+        });
+        let reason = erin.closed_within(Duration::from_secs(15)).await;
+        assert_eq!(
+            reason,
+            Some(shaddock::client::CloseReason::Kicked(
+                "server shutdown".into()
+            ))
+        );
+        assert!(stop.await.unwrap().success());
+    });
     wait_gone(&pids, Duration::from_secs(15));
 }

@@ -328,18 +328,48 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Stops every server gracefully and waits (bounded) until all exited.
+    /// Stops every server gracefully and waits (bounded) until all exited:
+    /// frontends (and the web server) first, so their in-flight requests
+    /// and the room-leave calls of kicked users still reach the backends;
+    /// then the backends.
     pub async fn stop_all_and_wait(&self) {
+        let frontends: Vec<String> = self
+            .inner
+            .lock()
+            .iter()
+            .filter(|s| s.info.frontend || s.kind == Kind::Web)
+            .map(|s| s.info.id.clone())
+            .collect();
+        if !frontends.is_empty() {
+            let sel = Selection {
+                ids: frontends.clone(),
+                server_type: None,
+            };
+            self.stop(&sel);
+            self.wait_exited(Some(&frontends)).await;
+        }
         self.stop(&Selection::all());
-        let deadline = Instant::now() + self.inner.cfg.stop_timeout + Duration::from_secs(3);
+        self.wait_exited(None).await;
+    }
+
+    /// Waits until the given servers (`None`: all) have no process, at most
+    /// the stop timeout plus the SIGKILL wait.
+    async fn wait_exited(&self, ids: Option<&[String]>) {
+        let deadline = Instant::now() + self.inner.cfg.stop_timeout + Duration::from_secs(6);
         while Instant::now() < deadline {
-            if self.inner.lock().iter().all(|s| s.control.is_none()) {
+            let done = self
+                .inner
+                .lock()
+                .iter()
+                .filter(|s| ids.is_none_or(|ids| ids.contains(&s.info.id)))
+                .all(|s| s.control.is_none());
+            if done {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         self.inner
-            .say("some servers did not exit in time after SIGKILL; giving up waiting");
+            .say("some servers did not exit in time even after SIGKILL; giving up waiting");
     }
 
     /// Whether every selected server is running (`Ok(true)`), still coming
