@@ -146,11 +146,34 @@ pub async fn run(opts: MasterOptions, shutdown: impl Future<Output = ()>) -> any
         println!("[master] {e}");
     }
 
+    // Tell the operator when everything asked for is up (or what failed).
+    let watch = supervisor.clone();
+    let only = opts.only.clone().unwrap_or_default();
+    let ready = tokio::spawn(async move {
+        loop {
+            match watch.readiness(&only) {
+                Ok(true) => {
+                    println!("[master] all servers are up");
+                    return;
+                }
+                Err(failed) => {
+                    println!("[master] some servers failed to start:");
+                    for f in failed {
+                        println!("[master]   {f}");
+                    }
+                    return;
+                }
+                Ok(false) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    });
+
     let admin_shutdown = supervisor.shutdown_token();
     tokio::select! {
         _ = shutdown => println!("[master] stop requested, stopping every server"),
         _ = admin_shutdown.cancelled() => println!("[master] shutdown requested by admin, stopping every server"),
     }
+    ready.abort();
     supervisor.stop_all_and_wait().await;
     server_stop.cancel();
     if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(3), server).await {
