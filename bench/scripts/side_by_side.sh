@@ -88,8 +88,10 @@ ours_start() {
   : > "$OURS/pids"
   local id
   for id in chat-server-1 chat-server-2 connector-server-1 connector-server-2 gate-server-1; do
-    (cd "$OURS" && RUST_LOG="${RUST_LOG:-warn}" nohup "$GS" --env production --server-id "$id" \
-      > "logs/$id.console.log" 2>&1 & echo $! >> "$OURS/pids")
+    (cd "$OURS" || exit 1
+     RUST_LOG="${RUST_LOG:-warn}" nohup "$GS" --env production --server-id "$id" \
+       > "logs/$id.console.log" 2>&1 &
+     echo $! >> "$OURS/pids")
   done
   wait_ports $((3014 + OURS_OFF)) $((3050 + OURS_OFF)) $((3051 + OURS_OFF)) \
     $((6050 + OURS_OFF)) $((6051 + OURS_OFF))

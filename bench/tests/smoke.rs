@@ -1,0 +1,244 @@
+//! CI smoke of the load robot against the real chat app, so neither rots:
+//! start 1 gate + 2 connectors + 2 chat servers (`game-server` processes on
+//! free loopback ports), run the robot's chat scenario for ~10 s at a small
+//! load and its idle scenario briefly, and check what it reports. Not a
+//! timed test: the thresholds are about correctness (every push delivered,
+//! no errors, a parsable JSON line), never about speed.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The `game-server` binary next to this test's target dir
+/// (`target/<profile>/game-server`), built first if it is missing.
+fn game_server() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/smoke-<hash>
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executable lives in target/<profile>/deps");
+    let bin = profile_dir.join(format!("game-server{}", std::env::consts::EXE_SUFFIX));
+    if !bin.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.args(["build", "-p", "game-server"]);
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("run cargo build -p game-server");
+        assert!(status.success(), "cargo build -p game-server failed");
+    }
+    assert!(
+        bin.exists(),
+        "{} not found: build it with `cargo build -p game-server`",
+        bin.display()
+    );
+    bin
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind a free port")
+}
+
+/// Kills its processes when dropped, so a failing assertion leaves nothing behind.
+struct Cluster {
+    children: Vec<(String, Child)>,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.children {
+            let _ = child.kill();
+        }
+        for (_, child) in &mut self.children {
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Cluster {
+    fn start() -> (Self, u16) {
+        let bin = game_server();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let p: Vec<u16> = (0..7).map(|_| free_port()).collect();
+        let servers = serde_json::json!({
+            "smoke": {
+                "gate": [{"id": "gate-server-1", "host": "127.0.0.1", "clientPort": p[0], "frontend": true}],
+                "connector": [
+                    {"id": "connector-server-1", "host": "127.0.0.1", "port": p[1], "clientPort": p[2], "frontend": true},
+                    {"id": "connector-server-2", "host": "127.0.0.1", "port": p[3], "clientPort": p[4], "frontend": true}
+                ],
+                "chat": [
+                    {"id": "chat-server-1", "host": "127.0.0.1", "port": p[5]},
+                    {"id": "chat-server-2", "host": "127.0.0.1", "port": p[6]}
+                ]
+            }
+        });
+        let master = serde_json::json!({
+            "smoke": {"id": "master-server-1", "host": "127.0.0.1", "port": free_port()}
+        });
+        std::fs::create_dir_all(dir.path().join("config")).unwrap();
+        std::fs::write(dir.path().join("config/servers.json"), servers.to_string()).unwrap();
+        std::fs::write(dir.path().join("config/master.json"), master.to_string()).unwrap();
+        let mut cluster = Cluster {
+            children: Vec::new(),
+            dir,
+        };
+        for id in [
+            "chat-server-1",
+            "chat-server-2",
+            "connector-server-1",
+            "connector-server-2",
+            "gate-server-1",
+        ] {
+            let child = Command::new(&bin)
+                .args(["--env", "smoke", "--server-id", id])
+                .current_dir(cluster.dir.path())
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("start {} --server-id {id}: {e}", bin.display()));
+            cluster.children.push((id.to_owned(), child));
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for port in [p[0], p[2], p[4], p[1], p[3], p[5], p[6]] {
+            loop {
+                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    break;
+                }
+                for (id, child) in &mut cluster.children {
+                    if let Ok(Some(status)) = child.try_wait() {
+                        panic!(
+                            "{id} exited during start-up ({status}); logs in {}",
+                            cluster.dir.path().display()
+                        );
+                    }
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "port {port} not listening after 30 s"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        (cluster, p[2])
+    }
+
+    fn servers_json(&self) -> PathBuf {
+        self.dir.path().join("config/servers.json")
+    }
+}
+
+/// Runs the robot with a hard timeout; returns the JSON line it printed last.
+fn robot(args: &[&str]) -> Value {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shaddock-bench"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start shaddock-bench");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while child.try_wait().expect("poll the robot").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the robot ran for more than 120 s: {args:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().expect("robot output");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "robot failed: {stderr}\n{stdout}");
+    let last = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(last)
+        .unwrap_or_else(|e| panic!("last line is not JSON ({e}): {last}\nstderr: {stderr}"))
+}
+
+#[test]
+fn robot_chat_and_idle_against_the_chat_app() {
+    let (cluster, connector_port) = Cluster::start();
+    let topology = cluster.servers_json();
+    let topology = topology.to_str().unwrap();
+    let gate = {
+        let servers: Value =
+            serde_json::from_str(&std::fs::read_to_string(&topology).unwrap()).unwrap();
+        format!(
+            "ws://127.0.0.1:{}",
+            servers["smoke"]["gate"][0]["clientPort"].as_u64().unwrap()
+        )
+    };
+
+    let report = robot(&[
+        "chat",
+        "--gate",
+        &gate,
+        "--label",
+        "smoke",
+        "--topology",
+        topology,
+        "--env",
+        "smoke",
+        "-c",
+        "50",
+        "-r",
+        "5",
+        "--rate",
+        "2",
+        "-d",
+        "10",
+        "--warmup",
+        "1",
+        "--quiet",
+    ]);
+    assert_eq!(report["scenario"], "chat");
+    assert_eq!(report["login_errors"], 0, "{report}");
+    assert_eq!(
+        report["processes"].as_array().map(Vec::len),
+        Some(5),
+        "the robot must find all five servers from the topology: {report}"
+    );
+    let step = &report["steps"][0];
+    // 50 clients × 2 msg/s × 10 s, each pushed to a room of 10.
+    let expected = step["pushes_expected"].as_u64().unwrap();
+    assert!(expected >= 9_000, "too few pushes expected: {step}");
+    assert!(step["delivery"].as_f64().unwrap() >= 0.999, "{step}");
+    assert_eq!(step["send_errors"], 0, "{step}");
+    assert_eq!(step["send_timeouts"], 0, "{step}");
+    assert_eq!(step["disconnects"], 0, "{step}");
+    assert_eq!(step["pushes_reordered"], 0, "{step}");
+    assert!(step["server_rss_kb"].as_u64().unwrap() > 0, "{step}");
+    assert!(step["push_p99_ms"].as_f64().unwrap() > 0.0, "{step}");
+
+    let connector = format!("ws://127.0.0.1:{connector_port}");
+    let idle = robot(&[
+        "idle",
+        "--gate",
+        &gate,
+        "--connector",
+        &connector,
+        "--topology",
+        topology,
+        "--env",
+        "smoke",
+        "-c",
+        "50",
+        "--hold",
+        "2",
+        "--settle",
+        "1",
+        "--quiet",
+    ]);
+    let i = &idle["idle"];
+    assert_eq!(i["connected"], 50, "{idle}");
+    assert_eq!(i["disconnects"], 0, "{idle}");
+    assert!(i["rss_connected_kb"].as_u64().unwrap() > 0, "{idle}");
+}
