@@ -170,7 +170,7 @@ fn robot_chat_and_idle_against_the_chat_app() {
     let topology = topology.to_str().unwrap();
     let gate = {
         let servers: Value =
-            serde_json::from_str(&std::fs::read_to_string(&topology).unwrap()).unwrap();
+            serde_json::from_str(&std::fs::read_to_string(topology).unwrap()).unwrap();
         format!(
             "ws://127.0.0.1:{}",
             servers["smoke"]["gate"][0]["clientPort"].as_u64().unwrap()
