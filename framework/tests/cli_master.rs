@@ -423,6 +423,7 @@ fn foreground_start_stops_everything_on_ctrl_c() {
     // The merged stream: every server's lines prefixed with its id.
     assert!(out.contains("[chat-1     ] chat-1 listening"), "{out}");
     assert!(out.contains("graceful stop"), "{out}");
+    assert!(out.contains("[master] all servers are up"), "{out}");
     assert!(out.contains("all servers stopped"), "{out}");
     wait_gone(&pids, Duration::from_secs(5));
 }

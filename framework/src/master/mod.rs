@@ -136,14 +136,14 @@ pub async fn run(opts: MasterOptions, shutdown: impl Future<Output = ()>) -> any
                 async move { server_stop2.cancelled().await },
             ),
     );
-    println!(
+    supervisor::out_line(&format!(
         "[master] {} listening on {addr} (env {})",
         master.id, opts.env
-    );
+    ));
     tracing::info!(master = %master.id, %addr, "master started");
     let started = supervisor.start(&opts.only.clone().unwrap_or_default());
     for e in &started.errors {
-        println!("[master] {e}");
+        supervisor::out_line(&format!("[master] {e}"));
     }
 
     // Tell the operator when everything asked for is up (or what failed).
@@ -153,13 +153,13 @@ pub async fn run(opts: MasterOptions, shutdown: impl Future<Output = ()>) -> any
         loop {
             match watch.readiness(&only) {
                 Ok(true) => {
-                    println!("[master] all servers are up");
+                    supervisor::out_line("[master] all servers are up");
                     return;
                 }
                 Err(failed) => {
-                    println!("[master] some servers failed to start:");
+                    supervisor::out_line("[master] some servers failed to start:");
                     for f in failed {
-                        println!("[master]   {f}");
+                        supervisor::out_line(&format!("[master]   {f}"));
                     }
                     return;
                 }
@@ -170,8 +170,8 @@ pub async fn run(opts: MasterOptions, shutdown: impl Future<Output = ()>) -> any
 
     let admin_shutdown = supervisor.shutdown_token();
     tokio::select! {
-        _ = shutdown => println!("[master] stop requested, stopping every server"),
-        _ = admin_shutdown.cancelled() => println!("[master] shutdown requested by admin, stopping every server"),
+        _ = shutdown => supervisor::out_line("[master] stop requested, stopping every server"),
+        _ = admin_shutdown.cancelled() => supervisor::out_line("[master] shutdown requested by admin, stopping every server"),
     }
     ready.abort();
     supervisor.stop_all_and_wait().await;
@@ -180,6 +180,6 @@ pub async fn run(opts: MasterOptions, shutdown: impl Future<Output = ()>) -> any
         tracing::warn!("admin API ended with an error: {e}");
     }
     let _ = std::fs::remove_file(log_dir.join("master.pids.json"));
-    println!("[master] all servers stopped, bye");
+    supervisor::out_line("[master] all servers stopped, bye");
     Ok(())
 }

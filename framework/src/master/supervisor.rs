@@ -597,7 +597,7 @@ impl Inner {
 
     /// A line of the master's own in the merged output.
     fn say(&self, line: &str) {
-        println!("[{:<w$}] {line}", "master", w = self.id_width);
+        out_line(&format!("[{:<w$}] {line}", "master", w = self.id_width));
         tracing::debug!("{line}");
     }
 
@@ -1019,13 +1019,21 @@ async fn probe_ready(inner: Arc<Inner>, id: String, info: ServerInfo, pid: u32) 
 async fn pipe(reader: impl AsyncRead + Unpin, prefix: String, tail: Arc<Mutex<VecDeque<String>>>) {
     let mut lines = BufReader::new(reader).lines();
     while let Ok(Some(line)) = lines.next_line().await {
-        println!("{prefix}{line}");
+        out_line(&format!("{prefix}{line}"));
         let mut t = tail.lock().unwrap_or_else(|p| p.into_inner());
         if t.len() == TAIL_LINES {
             t.pop_front();
         }
         t.push_back(strip_ansi(&line));
     }
+}
+
+/// One line of the merged stream on stdout. Unlike `println!`, a closed
+/// stdout (`shaddock start | head`) is ignored instead of panicking.
+pub(crate) fn out_line(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
 }
 
 fn tail_text(tail: &Mutex<VecDeque<String>>) -> String {
