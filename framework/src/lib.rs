@@ -21,3 +21,4 @@ pub mod master;
 pub mod protocol;
 pub mod router;
 pub mod session;
+pub mod testkit;

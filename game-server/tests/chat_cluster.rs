@@ -14,8 +14,8 @@ use serde_json::{Value, json};
 use shaddock::cluster::forward::DEFAULT_FORWARD_TIMEOUT;
 use shaddock::hash::dispatch_index;
 use shared::{EnterResponse, PUSH_ADD, PUSH_CHAT, PUSH_LEAVE, TARGET_ALL};
+use support::Topo;
 use support::chat::{WAIT, connect, enter, login, name_on_connector, query_entry, room_on_chat};
-use support::{ProcCluster, Topo};
 
 /// Runs each scenario on 1 + 1 and on 3 + 3.
 macro_rules! on_both_topologies {
@@ -49,7 +49,7 @@ on_both_topologies!(
 /// Users land on `connectors[|crc32(uid)| mod n]` (servers.json order), and
 /// the gate answers `{"code":500}` without a uid.
 async fn gate_sends_each_user_to_the_connector_of_its_uid_hash(topo: Topo) {
-    let cluster = ProcCluster::start(topo).await;
+    let cluster = support::start(topo).await;
     let connectors = cluster.of_type("connector");
     let n = connectors.len();
     // §11.17 with three connectors: hello → 2nd, alice/bob → 3rd, 中文 → 1st.
@@ -88,7 +88,7 @@ async fn gate_sends_each_user_to_the_connector_of_its_uid_hash(topo: Topo) {
 /// §7.2: connectors have heartbeat 3 s and the route dictionary with
 /// chatofpomelo's codes; the gate has neither.
 async fn frontends_announce_chatofpomelo_options(topo: Topo) {
-    let cluster = ProcCluster::start(topo).await;
+    let cluster = support::start(topo).await;
     let gate = connect(&cluster.gate_url()).await;
     let sys = &gate.handshake().sys;
     assert_eq!(sys.heartbeat, None, "the gate has no heartbeat");
@@ -113,7 +113,7 @@ async fn frontends_announce_chatofpomelo_options(topo: Topo) {
 /// chat servers' own logs say so, and no other chat server saw the room),
 /// and `send` is forwarded there too (it finds the room's channel).
 async fn rooms_live_on_the_chat_server_of_their_room_hash(topo: Topo) {
-    let cluster = ProcCluster::start(topo).await;
+    let cluster = support::start(topo).await;
     let chats: Vec<String> = cluster
         .of_type("chat")
         .iter()
@@ -164,7 +164,7 @@ async fn rooms_live_on_the_chat_server_of_their_room_hash(topo: Topo) {
 /// Members on different connectors (one per connector on 3 + 3) each get
 /// every room message exactly once, the sender included.
 async fn a_room_spanning_connectors_delivers_every_message_once_to_every_member(topo: Topo) {
-    let cluster = ProcCluster::start(topo).await;
+    let cluster = support::start(topo).await;
     let n = topo.connectors;
     let rid = "room1";
     let names: Vec<String> = (0..3)
@@ -216,7 +216,7 @@ async fn a_room_spanning_connectors_delivers_every_message_once_to_every_member(
 /// A private message is pushed to its target only (not even echoed to the
 /// sender); an unknown target is `{"code":500,"error":true}`.
 async fn private_messages_reach_only_their_target(topo: Topo) {
-    let cluster = ProcCluster::start(topo).await;
+    let cluster = support::start(topo).await;
     let n = topo.connectors;
     let rid = "lobby";
     let (a, _) = enter(&cluster, &name_on_connector("a", 0, n), rid).await;
@@ -261,7 +261,7 @@ async fn private_messages_reach_only_their_target(topo: Topo) {
 /// `onAdd` goes to the members already there, `onLeave` to those left when
 /// a member disconnects (§7.4 bodies); the leaver is out of the room.
 async fn joining_and_disconnecting_push_on_add_and_on_leave(topo: Topo) {
-    let cluster = ProcCluster::start(topo).await;
+    let cluster = support::start(topo).await;
     let n = topo.connectors;
     let rid = "hello";
     let (amy, users) = enter(&cluster, &name_on_connector("amy", 0, n), rid).await;
@@ -288,7 +288,7 @@ async fn joining_and_disconnecting_push_on_add_and_on_leave(topo: Topo) {
 /// The same name in the same room on its connector → `{"code":500,"error":true}`;
 /// the first session and the room are unaffected.
 async fn duplicate_login_is_refused_and_the_first_session_keeps_chatting(topo: Topo) {
-    let cluster = ProcCluster::start(topo).await;
+    let cluster = support::start(topo).await;
     let (first, _) = enter(&cluster, "bob", "room1").await;
     let (other, _) = enter(&cluster, "amy", "room1").await;
     first.expect_push(PUSH_ADD).await;
@@ -331,7 +331,7 @@ async fn duplicate_login_is_refused_and_the_first_session_keeps_chatting(topo: T
 /// to it answer `{"code":500}` within the RPC timeout — never a hang; rooms
 /// on other chat servers keep working, and so does the connector.
 async fn a_request_whose_chat_server_is_down_gets_500_within_the_rpc_timeout(topo: Topo) {
-    let mut cluster = ProcCluster::start(topo).await;
+    let mut cluster = support::start(topo).await;
     let n = topo.chats;
     let chats: Vec<String> = cluster
         .of_type("chat")
