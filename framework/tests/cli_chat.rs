@@ -22,16 +22,16 @@ const WAIT: Duration = Duration::from_secs(10);
 fn game_server() -> PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
-        let path = shaddock().parent().unwrap().join("game-server");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-p", "game-server"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("running cargo build -p game-server");
-        assert!(status.success(), "building game-server failed");
-        assert!(path.is_file(), "{} missing after build", path.display());
-        path
+        built(
+            shaddock().parent().unwrap().join("game-server"),
+            &["-p", "game-server"],
+            &[
+                "game-server/src",
+                "game-server/Cargo.toml",
+                "shared/src",
+                "proto",
+            ],
+        )
     })
     .clone()
 }

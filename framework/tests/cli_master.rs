@@ -427,3 +427,46 @@ fn foreground_start_stops_everything_on_ctrl_c() {
     assert!(out.contains("all servers stopped"), "{out}");
     wait_gone(&pids, Duration::from_secs(5));
 }
+
+#[test]
+fn kill_force_works_without_the_master_and_spares_foreign_pids() {
+    let mut app = TestApp::new(&[
+        Srv::frontend("connector-1", "connector"),
+        Srv::backend("chat-1", "chat"),
+    ]);
+    assert_eq!(code(&app.start_daemon(&[])), 0);
+    let pids = app.all_pids();
+    let master = *pids.last().unwrap();
+    // A hung master: it no longer answers.
+    // SAFETY: SIGSTOP to the master pid `list` reported.
+    assert_eq!(unsafe { libc::kill(master as i32, libc::SIGSTOP) }, 0);
+    let out = app.cli(&["kill", "--force"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = stdout(&out);
+    for what in ["connector-1", "chat-1", "master"] {
+        assert!(text.contains(what), "{what} not killed: {text}");
+    }
+    wait_gone(&pids, Duration::from_secs(10));
+
+    // A pid file naming someone else's process: nothing is killed.
+    let mut foreign = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    let pid = foreign.id();
+    std::fs::write(
+        app.path().join("logs/master.pids.json"),
+        format!(r#"{{"master": {pid}, "servers": {{"chat-1": {pid}}}}}"#),
+    )
+    .unwrap();
+    let out = app.cli(&["kill", "--force"]);
+    assert_eq!(code(&out), 0);
+    assert!(stdout(&out).contains("skipped chat-1"), "{}", stdout(&out));
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        foreign.try_wait().unwrap().is_none(),
+        "a foreign process was killed"
+    );
+    foreign.kill().unwrap();
+    let _ = foreign.wait();
+}

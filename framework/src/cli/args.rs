@@ -36,7 +36,7 @@ pub enum Command {
     Stop(SelectArgs),
     /// Kill servers at once with SIGKILL (only processes this master
     /// started; no id: every server, then the master).
-    Kill(SelectArgs),
+    Kill(KillArgs),
     /// Restart servers gracefully (by id, by type with -t, or all).
     Restart(SelectArgs),
     /// Start a new server at run time: `add id=connector-3
@@ -154,6 +154,17 @@ impl SelectArgs {
     pub fn timeout(&self) -> Duration {
         Duration::from_secs(self.timeout_secs)
     }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct KillArgs {
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// Do not ask the master (hung or unreachable): SIGKILL the pids in
+    /// logs/master.pids.json, each only after checking in /proc that it
+    /// still is that server (or that master) of this app.
+    #[arg(short = 'f', long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Clone, Args)]

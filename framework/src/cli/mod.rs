@@ -9,6 +9,7 @@
 pub mod args;
 pub mod client;
 pub mod exit;
+pub mod force;
 pub mod init;
 pub mod start;
 pub mod table;
@@ -113,8 +114,19 @@ async fn stop(a: args::SelectArgs) -> Result<(), CliError> {
     result
 }
 
-async fn kill(a: args::SelectArgs) -> Result<(), CliError> {
-    let mut client = AdminClient::connect(&a.admin).await?;
+async fn kill(k: args::KillArgs) -> Result<(), CliError> {
+    if k.force {
+        return force::kill(&k.select);
+    }
+    let a = k.select;
+    let mut client = AdminClient::connect(&a.admin).await.map_err(|mut e| {
+        if e.code == exit::NO_MASTER {
+            e.message.push_str(
+                "\n(`shaddock kill --force` kills the processes listed in logs/master.pids.json)",
+            );
+        }
+        e
+    })?;
     let all = a.ids.is_empty() && a.server_type.is_none();
     let resp = client
         .kill(select(a.ids.clone(), a.server_type.clone()))

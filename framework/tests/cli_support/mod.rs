@@ -13,22 +13,55 @@ pub fn shaddock() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_shaddock"))
 }
 
-/// The `agent_server` example, built on first use (a plain
-/// `cargo test --test cli_master` does not build examples).
+/// The newest modification time of `path` or any file below it.
+pub fn newest_mtime(path: &Path) -> std::time::SystemTime {
+    let mut newest = std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .unwrap_or(std::time::SystemTime::UNIX_EPOCH);
+    if let Ok(entries) = std::fs::read_dir(path) {
+        for e in entries.flatten() {
+            newest = newest.max(newest_mtime(&e.path()));
+        }
+    }
+    newest
+}
+
+/// `bin`, rebuilt with `cargo build <args>` unless it is newer than the
+/// `shaddock` binary and every given source path. (`cargo test --workspace`
+/// has built it already; a separate `cargo build` could pick other feature
+/// sets and recompile dependencies for nothing.)
+pub fn built(bin: PathBuf, cargo_args: &[&str], sources: &[&str]) -> PathBuf {
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let fresh = modified(&bin).is_some_and(|b| {
+        modified(&shaddock()).is_some_and(|s| b >= s)
+            && sources.iter().all(|src| b >= newest_mtime(&root.join(src)))
+    });
+    if !fresh {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .arg("build")
+            .args(cargo_args)
+            .current_dir(&root)
+            .status()
+            .expect("running cargo build");
+        assert!(status.success(), "cargo build {cargo_args:?} failed");
+    }
+    assert!(bin.is_file(), "{} missing after build", bin.display());
+    bin
+}
+
+/// The `agent_server` example (a plain `cargo test --test cli_master` does
+/// not build examples).
 pub fn agent_server() -> PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
-        let profile_dir = shaddock().parent().unwrap().to_path_buf();
-        let path = profile_dir.join("examples").join("agent_server");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-p", "shaddock", "--example", "agent_server"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("running cargo build --example agent_server");
-        assert!(status.success(), "building the agent_server example failed");
-        assert!(path.is_file(), "{} missing after build", path.display());
-        path
+        let bin = shaddock().parent().unwrap().join("examples/agent_server");
+        built(
+            bin,
+            &["-p", "shaddock", "--example", "agent_server"],
+            &["framework/examples/agent_server.rs"],
+        )
     })
     .clone()
 }
