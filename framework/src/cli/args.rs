@@ -11,7 +11,7 @@ use crate::master::proto;
 
 /// Shaddock: run and manage a Pomelo-style game server cluster.
 #[derive(Debug, Parser)]
-#[command(name = "shaddock", version, about, propagate_version = true)]
+#[command(name = "shaddock", version, propagate_version = true)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

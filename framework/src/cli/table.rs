@@ -125,3 +125,75 @@ pub fn to_json(resp: &proto::ListResponse) -> String {
     }))
     .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(id: &str, state: &str, pid: u32) -> proto::ServerStatus {
+        proto::ServerStatus {
+            id: id.into(),
+            server_type: "chat".into(),
+            pid,
+            host: "127.0.0.1".into(),
+            port: Some(6050),
+            client_port: None,
+            state: state.into(),
+            uptime_secs: 3725,
+            rss_bytes: 3 * 1024 * 1024,
+            cpu_percent: 12.345,
+            restarts: 2,
+            last_error: if state == "failed" {
+                "port taken".into()
+            } else {
+                String::new()
+            },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn uptime_units() {
+        assert_eq!(uptime(5), "5s");
+        assert_eq!(uptime(65), "1m05s");
+        assert_eq!(uptime(3725), "1h02m");
+    }
+
+    #[test]
+    fn table_aligns_columns_and_reports_failures() {
+        let resp = proto::ListResponse {
+            master_id: "master-server-1".into(),
+            master_pid: 42,
+            env: "development".into(),
+            master_uptime_secs: 61,
+            servers: vec![
+                status("chat-server-1", "running", 1234),
+                status("chat-server-22", "failed", 0),
+            ],
+        };
+        let text = render(&resp);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "master master-server-1 (pid 42, env development, up 1m01s)"
+        );
+        assert!(
+            lines[1].starts_with("id              type  pid "),
+            "{}",
+            lines[1]
+        );
+        assert_eq!(
+            lines[2],
+            "chat-server-1   chat  1234  127.0.0.1  6050  -           running  1h02m   0      3.0M  12.3%  2"
+        );
+        // A server without a process shows dashes, not stale numbers.
+        assert!(
+            lines[3]
+                .starts_with("chat-server-22  chat  -     127.0.0.1  6050  -           failed   -")
+        );
+        assert_eq!(lines[4], "chat-server-22: port taken");
+        let json: serde_json::Value = serde_json::from_str(&to_json(&resp)).unwrap();
+        assert_eq!(json["servers"][1]["lastError"], "port taken");
+        assert_eq!(json["master"]["pid"], 42);
+    }
+}
