@@ -335,6 +335,18 @@ fn init_builds_starts_chats_adds_restarts_and_stops() {
         let heard = say_and_hear(&carol, "hi from the new connector").await;
         assert_eq!(heard["from"], uid.as_str());
 
+        // Stopping it removes it from the gate's list again.
+        assert_eq!(code(&app.cli(&["stop", "connector-server-2"])), 0);
+        let deadline = Instant::now() + WAIT;
+        while connector_for(&gate, &uid).await.1 == client_port2 {
+            assert!(
+                Instant::now() < deadline,
+                "the gate still hands out the stopped connector"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(connector_for(&gate, &uid).await.1, c1_port);
+
         // --- kill -9 the room server: the master restarts it ---
         let room = app.server("room-server-1");
         let pid = room["pid"].as_u64().unwrap() as i32;
@@ -384,7 +396,9 @@ fn init_builds_starts_chats_adds_restarts_and_stops() {
         .map(|s| s["pid"].as_u64().unwrap() as u32)
         .collect();
     assert_eq!(pids.len(), 5);
-    assert!(pids.iter().all(|p| *p != 0));
+    // connector-server-2 was stopped; every other server runs.
+    assert_eq!(pids.iter().filter(|p| **p == 0).count(), 1);
+    pids.retain(|p| *p != 0);
     pids.push(list["master"]["pid"].as_u64().unwrap() as u32);
     let out = app.cli(&["stop"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));

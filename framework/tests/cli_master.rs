@@ -470,3 +470,44 @@ fn kill_force_works_without_the_master_and_spares_foreign_pids() {
     foreign.kill().unwrap();
     let _ = foreign.wait();
 }
+
+#[test]
+fn start_by_type_then_join_the_running_master() {
+    let mut app = TestApp::new(&[
+        Srv::frontend("connector-1", "connector"),
+        Srv::backend("chat-1", "chat"),
+        Srv::backend("chat-2", "chat"),
+    ]);
+    // Only the chat servers: the connector is known but stopped.
+    let out = app.start_daemon(&["-t", "chat"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(app.server("chat-1")["state"], "running");
+    assert_eq!(app.server("chat-2")["state"], "running");
+    let conn = app.server("connector-1");
+    assert_eq!(conn["state"], "stopped");
+    assert_eq!(conn["pid"], 0);
+    // A second `start -t connector` joins the running master.
+    let out = app.cli(&[
+        "start",
+        "-t",
+        "connector",
+        "--no-build",
+        "--server-bin",
+        agent_server().to_str().unwrap(),
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stdout(&out).contains("a master runs at"));
+    assert_eq!(app.server("connector-1")["state"], "running");
+    // A plain `start` while a master runs is refused (one master per app).
+    let out = app.cli(&[
+        "start",
+        "--no-build",
+        "--server-bin",
+        agent_server().to_str().unwrap(),
+    ]);
+    assert_eq!(code(&out), 1);
+    assert!(stderr(&out).contains("a master already runs"));
+    let pids = app.all_pids();
+    assert_eq!(code(&app.cli(&["stop"])), 0);
+    wait_gone(&pids, Duration::from_secs(10));
+}
