@@ -30,12 +30,25 @@ pub fn init(server_id: &str, log_dir: impl AsRef<Path>) -> anyhow::Result<Worker
         .with(
             fmt::layer()
                 .fmt_fields(console_fields())
+                .with_ansi(console_colours())
                 .with_writer(std::io::stderr),
         )
         .with(fmt::layer().with_ansi(false).with_writer(writer))
         .try_init()
         .map_err(|e| anyhow::anyhow!("logging already initialised: {e}"))?;
     Ok(guard)
+}
+
+/// Colour codes only where a person reads them: stderr is a terminal, or
+/// `SHADDOCK_LOG_COLOR=1` (a master that shows its children's piped output
+/// on a terminal sets it). Piped into files or CI logs they are just noise.
+fn console_colours() -> bool {
+    use std::io::IsTerminal;
+    match std::env::var("SHADDOCK_LOG_COLOR").as_deref() {
+        Ok("1") => true,
+        Ok("0") => false,
+        _ => std::io::stderr().is_terminal(),
+    }
 }
 
 /// `key=value` fields separated by spaces, the message bare (the same text as

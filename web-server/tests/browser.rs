@@ -1,0 +1,248 @@
+//! The chat in a real browser: starts our chat cluster (gate, two connectors,
+//! chat servers) and the web server on free loopback ports, then runs
+//! `web-server/e2e/chat.e2e.mjs` (playwright-core driving Debian's chromium,
+//! headless): two users in one room on different connectors exchange a
+//! public and a private message, a duplicate name is refused, users leave and
+//! the others see them go, and finally the cluster is taken down and the page
+//! must return to the login screen with a notice. Screenshots are written to
+//! `web-server/e2e/artifacts/`.
+//!
+//! Needs `node`, `/usr/bin/chromium` and `web-server/e2e/node_modules`: run
+//! `.ci/install-browser-deps.sh` (CI does). Without them the test FAILS and
+//! says so; `SHADDOCK_SKIP_BROWSER=1` skips it explicitly (loudly).
+
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use shaddock::testkit::{Topo, free_ports, workspace_bin, write_servers_json};
+
+/// Whole-run limit for the node script (it has its own 120 s watchdog).
+const E2E_TIMEOUT: Duration = Duration::from_secs(180);
+/// How long the cluster and the web server may take to accept connections.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn manifest_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn workspace_dir() -> PathBuf {
+    manifest_dir().parent().unwrap().to_path_buf()
+}
+
+fn wait_for_port(what: &str, port: u16, deadline: Instant, master: &mut Proc) {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        if let Ok(Some(status)) = master.child.try_wait() {
+            panic!(
+                "`shaddock master` exited ({status}) before {what} listened on {addr}; see its output above"
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not accept connections on {addr} within {STARTUP_TIMEOUT:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Fails (or skips with SHADDOCK_SKIP_BROWSER=1) when a browser-test
+/// prerequisite is missing. Returns false when skipping.
+fn browser_prerequisites() -> bool {
+    let mut missing = Vec::new();
+    if Command::new("node").arg("--version").output().is_err() {
+        missing.push("node (Node.js >= 20)".to_string());
+    }
+    if !Path::new("/usr/bin/chromium").is_file() {
+        missing.push("/usr/bin/chromium".to_string());
+    }
+    let modules = manifest_dir().join("e2e/node_modules/playwright-core");
+    if !modules.is_dir() {
+        missing.push(format!("{}", modules.display()));
+    }
+    if missing.is_empty() {
+        return true;
+    }
+    if std::env::var("SHADDOCK_SKIP_BROWSER").as_deref() == Ok("1") {
+        eprintln!(
+            "\n!!!!!!!! SKIPPED: browser end-to-end test (SHADDOCK_SKIP_BROWSER=1); missing: {} !!!!!!!!\n",
+            missing.join(", ")
+        );
+        return false;
+    }
+    panic!(
+        "browser test prerequisites missing: {}.\n\
+         Run `bash .ci/install-browser-deps.sh` from the repository root \
+         (installs Debian's chromium and the pinned playwright-core), \
+         or set SHADDOCK_SKIP_BROWSER=1 to skip this test.",
+        missing.join(", ")
+    );
+}
+
+/// A child process stopped on drop: SIGTERM, a grace period, then SIGKILL.
+struct Proc {
+    name: &'static str,
+    child: Child,
+}
+
+impl Proc {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        eprintln!(
+            "{} did not stop within 15 s of SIGTERM; killing it",
+            self.name
+        );
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What the e2e script needs to know about the running cluster.
+struct ChatCluster {
+    /// `host:port` of the gate's client port.
+    gate: String,
+    /// Number of connectors (the e2e picks names that hash onto different ones).
+    connectors: usize,
+    /// Page URL of the web server started with the cluster.
+    web_url: String,
+    /// Shell command that takes the servers down (the e2e's last step).
+    server_loss_cmd: String,
+    _master: Proc,
+    _app_dir: tempfile::TempDir,
+}
+
+/// Starts the chat app the way a user does: `shaddock master` (what
+/// `shaddock start` runs, minus the build) over a scratch app folder whose
+/// servers.json (gate, 2 connectors, 2 chat servers) and master.json use
+/// free ports. The master starts every server and the web server.
+fn start_chat_cluster() -> ChatCluster {
+    let app_dir = tempfile::tempdir().expect("temp dir");
+    let servers = Topo::new(2, 2).servers();
+    write_servers_json(app_dir.path(), &servers);
+    let port_of = |id: &str| {
+        servers
+            .iter()
+            .find(|s| s.id == id)
+            .and_then(|s| s.client_port)
+            .expect("client port")
+    };
+    let gate_port = port_of("gate-server-1");
+    let connector_ports = [port_of("connector-server-1"), port_of("connector-server-2")];
+    let [master_port, web_port] = free_ports(2)[..] else {
+        unreachable!("two ports")
+    };
+    std::fs::write(
+        app_dir.path().join("config/master.json"),
+        format!(
+            r#"{{"development": {{"id": "master-server-1", "host": "127.0.0.1", "port": {master_port},
+  "web": {{"host": "127.0.0.1", "port": {web_port}}}}}}}"#
+        ),
+    )
+    .unwrap();
+
+    // The admin API needs a user; like `shaddock init`, make one with a
+    // random password (only its hash is stored).
+    let admin = Command::new(workspace_bin("shaddock"))
+        .args(["admin-user", "admin", "-d"])
+        .arg(app_dir.path())
+        .stdout(Stdio::null())
+        .status()
+        .expect("running `shaddock admin-user`");
+    assert!(admin.success(), "`shaddock admin-user` failed ({admin})");
+
+    let master = Command::new(workspace_bin("shaddock"))
+        .arg("master")
+        .arg("--directory")
+        .arg(app_dir.path())
+        .args([
+            "--env",
+            "development",
+            "--no-build",
+            "--auto-restart",
+            "false",
+        ])
+        .arg("--server-bin")
+        .arg(workspace_bin("game-server"))
+        .arg("--web-bin")
+        .arg(env!("CARGO_BIN_EXE_web-server"))
+        .current_dir(app_dir.path())
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("starting `shaddock master`");
+    let mut master = Proc {
+        name: "shaddock master",
+        child: master,
+    };
+
+    let deadline = Instant::now() + STARTUP_TIMEOUT;
+    wait_for_port("the gate", gate_port, deadline, &mut master);
+    for client in connector_ports {
+        wait_for_port("a connector", client, deadline, &mut master);
+    }
+    wait_for_port("the web server", web_port, deadline, &mut master);
+
+    ChatCluster {
+        gate: format!("127.0.0.1:{gate_port}"),
+        connectors: connector_ports.len(),
+        web_url: format!("http://127.0.0.1:{web_port}/"),
+        server_loss_cmd: format!("kill -TERM {}", master.pid()),
+        _master: master,
+        _app_dir: app_dir,
+    }
+}
+
+#[test]
+fn chat_works_in_a_real_browser() {
+    if !browser_prerequisites() {
+        return;
+    }
+    let cluster = start_chat_cluster();
+    let url = format!("{}?gate={}", cluster.web_url, cluster.gate);
+
+    let script = manifest_dir().join("e2e/chat.e2e.mjs");
+    let mut child = Command::new("node")
+        .arg(&script)
+        .env("WEB_URL", &url)
+        .env("E2E_CONNECTORS", cluster.connectors.to_string())
+        .env("E2E_SERVER_LOSS_CMD", &cluster.server_loss_cmd)
+        .current_dir(workspace_dir())
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("starting node web-server/e2e/chat.e2e.mjs");
+    let deadline = Instant::now() + E2E_TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the browser e2e did not finish within {E2E_TIMEOUT:?} ({url})");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        status.success(),
+        "browser e2e failed ({status}) against {url}: see `E2E FAILED: ...` above and the \
+         screenshots in web-server/e2e/artifacts/"
+    );
+}
