@@ -5,8 +5,9 @@
 //! runs in a blocking thread because argon2 is deliberately slow.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use tokio::sync::Semaphore;
 use tonic::{Request, Response, Status};
 
 use super::auth::{AdminUsers, PASSWORD_HEADER, USER_HEADER};
@@ -14,7 +15,15 @@ use super::proto;
 use super::supervisor::{ActionReport, Selection, Supervisor};
 use crate::config::ServerInfo;
 
+/// Concurrent password checks (argon2 is deliberately expensive).
+const VERIFY_CONCURRENCY: usize = 2;
+/// How long a request may wait for a check slot.
+const VERIFY_WAIT: Duration = Duration::from_secs(5);
+/// Pause before answering a wrong password.
+const FAILURE_DELAY: Duration = Duration::from_millis(300);
+
 pub struct AdminService {
+    verify_slots: Arc<Semaphore>,
     supervisor: Supervisor,
     users: Arc<AdminUsers>,
     master_id: String,
@@ -25,6 +34,7 @@ pub struct AdminService {
 impl AdminService {
     pub fn new(supervisor: Supervisor, users: AdminUsers, master_id: String, env: String) -> Self {
         AdminService {
+            verify_slots: Arc::new(Semaphore::new(VERIFY_CONCURRENCY)),
             supervisor,
             users: Arc::new(users),
             master_id,
@@ -49,13 +59,22 @@ impl AdminService {
                  or config/.admin-credentials)",
             ));
         };
+        // At most VERIFY_CONCURRENCY argon2 checks at once: a flood of
+        // requests queues here (bounded wait) instead of eating every core.
+        let permit = tokio::time::timeout(VERIFY_WAIT, self.verify_slots.clone().acquire_owned())
+            .await
+            .map_err(|_| Status::resource_exhausted("too many admin requests; retry later"))?
+            .map_err(|_| Status::unavailable("the master is shutting down"))?;
         let users = self.users.clone();
         let ok = tokio::task::spawn_blocking(move || users.verify(&user, &password))
             .await
             .unwrap_or(false);
+        drop(permit);
         if ok {
             Ok(())
         } else {
+            // Slows down password guessing; the permit is already released.
+            tokio::time::sleep(FAILURE_DELAY).await;
             Err(Status::unauthenticated("wrong admin user name or password"))
         }
     }
