@@ -217,6 +217,19 @@ fn init_builds_starts_chats_adds_restarts_and_stops() {
         .unwrap();
     assert_eq!(code(&again), 1);
 
+    // The generated code is formatted as `cargo fmt` wants it.
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let fmt = std::process::Command::new(&cargo)
+        .args(["fmt", "--all", "--", "--check"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        fmt.status.success(),
+        "generated code is not rustfmt-clean:\n{}",
+        stdout(&fmt)
+    );
+
     use_free_ports(&dir);
     // Same dependency versions as this workspace: nothing but the framework
     // and the app gets compiled.

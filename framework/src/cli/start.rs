@@ -394,6 +394,7 @@ async fn daemon(
         return Ok(());
     };
     let mut c = AdminClient::connect_to(addr, creds).await?;
+    let mut announced: Vec<String> = Vec::new();
     loop {
         if let Some(e) = master_died(&mut child) {
             return Err(e);
@@ -409,6 +410,12 @@ async fn daemon(
                 }
             })
             .collect();
+        for s in &selected {
+            if s.state == "running" && !announced.contains(&s.id) {
+                println!("  {} is up (pid {})", s.id, s.pid);
+                announced.push(s.id.clone());
+            }
+        }
         let failed: Vec<String> = selected
             .iter()
             .filter(|s| s.state == "failed")
