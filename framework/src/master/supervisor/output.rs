@@ -2,13 +2,16 @@
 //! supervisor (crash log times, exit descriptions, last output lines).
 
 use std::collections::VecDeque;
+use std::io::IsTerminal;
 use std::process::ExitStatus;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::SystemTime;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
 use super::TAIL_LINES;
+
+static STDOUT_IS_TERMINAL: LazyLock<bool> = LazyLock::new(|| std::io::stdout().is_terminal());
 
 /// Longest line kept from a server's output; the rest of a longer line is
 /// dropped (a runaway writer must not grow the master's memory).
@@ -62,7 +65,12 @@ fn emit(prefix: &str, line: &[u8], cut: bool, tail: &Mutex<VecDeque<String>>) {
     let text = String::from_utf8_lossy(line);
     let text = text.trim_end_matches('\r');
     let marker = if cut { " […line cut]" } else { "" };
-    out_line(&format!("{prefix}{text}{marker}"));
+    // Colours help in a terminal; in logs/master.log they are noise.
+    if *STDOUT_IS_TERMINAL {
+        out_line(&format!("{prefix}{text}{marker}"));
+    } else {
+        out_line(&format!("{prefix}{}{marker}", strip_ansi(text)));
+    }
     let mut t = tail.lock().unwrap_or_else(|p| p.into_inner());
     if t.len() == TAIL_LINES {
         t.pop_front();
