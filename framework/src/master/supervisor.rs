@@ -452,8 +452,7 @@ impl Supervisor {
 
     // ---- used by the membership service ----
 
-    /// Registers a server's agent stream; `Err` when the id is unknown or
-    /// another process runs under it.
+    /// Registers a server's agent stream; `Err` when the id is unknown.
     pub(crate) fn agent_connected(
         &self,
         id: &str,
@@ -466,10 +465,9 @@ impl Supervisor {
             .find(|s| s.info.id == id && s.kind == Kind::Game)
             .ok_or_else(|| format!("unknown server id `{id}`"))?;
         if slot.pid.is_some_and(|p| p != pid) {
-            return Err(format!(
-                "server `{id}` runs as pid {:?}, not {pid}",
-                slot.pid
-            ));
+            // A wrapper script that did not `exec`: the token already proved
+            // it belongs to this master's run, so accept it.
+            tracing::warn!(server = %id, spawned = ?slot.pid, hello = pid, "server agent runs under another pid than the one spawned");
         }
         // Not "running" yet: that is when its ports accept connections
         // (`probe_ready`), which a hello sent before binding cannot promise.
