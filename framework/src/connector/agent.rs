@@ -19,6 +19,7 @@
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -106,12 +107,22 @@ impl Agent {
 
     async fn run(&mut self) -> Exit {
         let mut batch: Vec<Bytes> = Vec::new();
+        // One timer for the connection's life, moved only when the deadline
+        // changes (each heartbeat). A fresh `sleep_until` per loop turn would
+        // register and cancel a timer-wheel entry for every push written.
+        let timer = sleep_until(self.handshake_deadline);
+        tokio::pin!(timer);
+        let mut armed = self.handshake_deadline;
         loop {
             let deadline = if self.state == STATE_WORKING {
                 self.heartbeat_deadline
             } else {
                 Some(self.handshake_deadline)
             };
+            if let Some(d) = deadline.filter(|d| *d != armed) {
+                timer.as_mut().reset(d);
+                armed = d;
+            }
             // Not `biased`: a flood of pushes must not starve reading (and
             // with it the client's heartbeats).
             tokio::select! {
@@ -144,7 +155,7 @@ impl Agent {
                         }
                     }
                 }
-                _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                _ = &mut timer, if deadline.is_some() => {
                     return if self.state == STATE_WORKING {
                         debug!("heartbeat timeout");
                         Exit::new("heartbeat timeout")
@@ -181,12 +192,21 @@ impl Agent {
         let limit = self.opts().write_timeout;
         let live = &self.live;
         let ws = &mut self.ws;
-        let write = timeout(limit, async {
+        let write = async {
             for frame in batch.drain(..) {
                 ws.feed(WsMessage::Binary(frame)).await?;
             }
             ws.flush().await
-        });
+        };
+        tokio::pin!(write);
+        // Fast path: a client that keeps reading leaves room in its socket
+        // buffer, so the batch goes out in this one poll. Only a write that
+        // has to wait pays for a timer and the overflow watch below.
+        let first = std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await;
+        if let Poll::Ready(result) = first {
+            return result.map_err(|e| Exit::new(format!("write failed: {e}")));
+        }
+        let write = timeout(limit, write);
         tokio::pin!(write);
         // Frames queued while we write wake the branch below; remember that
         // so the wake-up is handed back to the main loop, not lost.
