@@ -511,3 +511,31 @@ fn start_by_type_then_join_the_running_master() {
     assert_eq!(code(&app.cli(&["stop"])), 0);
     wait_gone(&pids, Duration::from_secs(10));
 }
+
+#[test]
+fn without_auto_restart_a_crash_is_reported_and_restart_brings_it_back() {
+    let mut app = TestApp::new(&[Srv::backend("chat-1", "chat")]);
+    assert_eq!(code(&app.start_daemon(&["--auto-restart", "false"])), 0);
+    let pid = app.server("chat-1")["pid"].as_u64().unwrap() as i32;
+    // SAFETY: kill(2) on the pid the master reported for chat-1.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+    let s = app.wait_server("chat-1", "failed", |s| s["state"] == "failed");
+    assert_eq!(s["pid"], 0);
+    assert_eq!(s["restarts"], 0);
+    assert!(
+        s["lastError"]
+            .as_str()
+            .unwrap()
+            .contains("was killed by signal 9"),
+        "{s}"
+    );
+    // `list` prints the reason under the table.
+    let table = stdout(&app.cli(&["list"]));
+    assert!(table.contains("chat-1: was killed by signal 9"), "{table}");
+    // `restart` starts a failed server again.
+    let out = app.cli(&["restart", "chat-1"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let s = app.server("chat-1");
+    assert_eq!(s["state"], "running");
+    assert_eq!(s["lastError"], "");
+}
