@@ -276,9 +276,12 @@ fn server_that_cannot_start_is_reported_not_retried() {
     let out = app.start_daemon(&[]);
     assert_eq!(code(&out), 5, "start -D must exit 5 when servers fail");
     let err = stderr(&out);
+    assert!(err.contains("server(s) failed to start"), "{err}");
+    // The reasons are printed under the table.
+    let table = stdout(&out);
     assert!(
-        err.contains("chat-2") && err.contains("is not available"),
-        "{err}"
+        table.contains("chat-2: port ") && table.contains("is not available"),
+        "{table}"
     );
     let s3 = app.wait_server("chat-3", "failed", |s| s["state"] == "failed");
     let reason = s3["lastError"].as_str().unwrap();

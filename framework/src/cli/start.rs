@@ -425,7 +425,11 @@ async fn daemon(
             print!("{}", table::render(&resp));
             return Err(CliError::new(
                 exit::SERVERS_FAILED,
-                format!("some servers failed to start:\n{}", failed.join("\n")),
+                format!(
+                    "{} server(s) failed to start (reasons above); the others keep running: \
+                     fix the cause, then `shaddock restart <id>` or `shaddock stop`",
+                    failed.len()
+                ),
             ));
         }
         if selected.iter().all(|s| s.state == "running") {

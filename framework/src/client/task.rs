@@ -10,7 +10,7 @@ use tokio::sync::mpsc::error::TrySendError;
 use tokio::time::{Instant, sleep_until};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
-use super::{CloseReason, Command, Push, Shared, Ws, lock};
+use super::{CloseReason, Command, Push, PushRoute, Shared, Ws, lock};
 use crate::protocol::handshake::parse_kick;
 use crate::protocol::{HEARTBEAT, MessageType, PackageType, decode_message, decode_packages};
 
@@ -145,7 +145,11 @@ fn deliver(shared: &Shared, body: Bytes) {
                 body: msg.body,
             };
             let subscribed = lock(&shared.subscriptions).get(&push.route).cloned();
-            let target = subscribed.as_ref().unwrap_or(&shared.pushes);
+            let target = match &subscribed {
+                Some(PushRoute::Call(handler)) => return handler(push),
+                Some(PushRoute::Queue(tx)) => tx,
+                None => &shared.pushes,
+            };
             match target.try_send(push) {
                 Ok(()) => {}
                 Err(TrySendError::Full(p)) => {

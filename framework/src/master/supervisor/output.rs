@@ -86,8 +86,19 @@ pub(crate) fn out_line(line: &str) {
     let _ = writeln!(out, "{line}");
 }
 
+/// What to show of a server's last output when it failed: its last
+/// `error: ...` line if it printed one (what `shaddock::launch` prints on a
+/// failed start), else its last five lines.
 pub(super) fn tail_text(tail: &Mutex<VecDeque<String>>) -> String {
     let t = tail.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(error) = t
+        .iter()
+        .rev()
+        .map(|l| l.trim())
+        .find(|l| l.to_ascii_lowercase().starts_with("error"))
+    {
+        return error.to_string();
+    }
     t.iter()
         .rev()
         .take(5)
@@ -177,6 +188,18 @@ mod tests {
         assert_eq!(t[1], "second");
         assert_eq!(t[2].len(), MAX_LINE);
         assert_eq!(t[3], "last");
+    }
+
+    #[test]
+    fn tail_prefers_the_error_line() {
+        let tail = Mutex::new(VecDeque::from(vec![
+            "2026 ERROR shaddock::launch: server failed: port".to_string(),
+            "error: server failed: port".to_string(),
+            "".to_string(),
+        ]));
+        assert_eq!(tail_text(&tail), "error: server failed: port");
+        let tail = Mutex::new(VecDeque::from(vec!["a".to_string(), "b".to_string()]));
+        assert_eq!(tail_text(&tail), "a | b");
     }
 
     #[test]
