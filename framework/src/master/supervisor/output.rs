@@ -13,6 +13,18 @@ use super::TAIL_LINES;
 
 static STDOUT_IS_TERMINAL: LazyLock<bool> = LazyLock::new(|| std::io::stdout().is_terminal());
 
+/// `[server-id] ` padded to `width`; in a terminal, coloured per server
+/// (one of six colours picked by a hash of the id) so interleaved lines
+/// are easy to tell apart.
+pub(super) fn line_prefix(id: &str, width: usize) -> String {
+    let plain = format!("[{id:<width$}] ");
+    if !*STDOUT_IS_TERMINAL {
+        return plain;
+    }
+    let colour = 31 + crc32fast::hash(id.as_bytes()) % 6;
+    format!("\u{1b}[{colour}m{plain}\u{1b}[0m")
+}
+
 /// Longest line kept from a server's output; the rest of a longer line is
 /// dropped (a runaway writer must not grow the master's memory).
 const MAX_LINE: usize = 16 * 1024;

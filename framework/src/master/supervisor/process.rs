@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
-use super::output::{describe_exit, pipe, tail_text};
+use super::output::{describe_exit, line_prefix, pipe, tail_text};
 use super::{
     BACKOFF_MAX, BACKOFF_MIN, Control, FAST_FAIL, Inner, Kind, MAX_FAST_FAILS, State,
     SupervisorConfig,
@@ -40,7 +40,7 @@ pub(super) async fn supervise(inner: Arc<Inner>, id: String, mut ctl: mpsc::Rece
         };
         let pid = child.id().unwrap_or(0);
         let tail: Arc<Mutex<VecDeque<String>>> = Arc::default();
-        let prefix = format!("[{:<w$}] ", id, w = inner.id_width);
+        let prefix = line_prefix(&id, inner.id_width);
         let mut pipes = Vec::new();
         if let Some(out) = child.stdout.take() {
             pipes.push(tokio::spawn(pipe(out, prefix.clone(), tail.clone())));
