@@ -97,10 +97,7 @@ impl Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
-        let _ = std::process::Command::new(shaddock())
-            .args(["kill", "-d"])
-            .arg(&self.dir)
-            .output();
+        cleanup(&self.dir);
     }
 }
 

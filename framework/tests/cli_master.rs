@@ -373,14 +373,16 @@ fn foreground_start_stops_everything_on_ctrl_c() {
         Srv::frontend("connector-1", "connector"),
         Srv::backend("chat-1", "chat"),
     ]);
-    let mut child = std::process::Command::new(shaddock())
-        .args(["start", "--no-build", "--server-bin"])
-        .arg(agent_server())
-        .arg("-d")
-        .arg(app.path())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = KillOnDrop(
+        std::process::Command::new(shaddock())
+            .args(["start", "--no-build", "--server-bin"])
+            .arg(agent_server())
+            .arg("-d")
+            .arg(app.path())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let pids = loop {
         let out = app.cli(&["list", "--json"]);
@@ -402,10 +404,10 @@ fn foreground_start_stops_everything_on_ctrl_c() {
         std::thread::sleep(Duration::from_millis(150));
     };
     // SAFETY: SIGINT to the child we spawned (what Ctrl-C sends).
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    assert_eq!(unsafe { libc::kill(child.0.id() as i32, libc::SIGINT) }, 0);
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = child.0.try_wait().unwrap() {
             break status;
         }
         assert!(
@@ -418,6 +420,7 @@ fn foreground_start_stops_everything_on_ctrl_c() {
     let mut out = String::new();
     use std::io::Read;
     child
+        .0
         .stdout
         .take()
         .unwrap()

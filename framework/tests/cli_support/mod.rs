@@ -281,12 +281,35 @@ impl TestApp {
 impl Drop for TestApp {
     fn drop(&mut self) {
         if self.started {
-            // Best effort: never leave a master behind, even if a test failed.
-            let _ = Command::new(shaddock())
-                .args(["kill", "--timeout", "10", "-d"])
-                .arg(self.path())
-                .output();
+            cleanup(self.path());
         }
+    }
+}
+
+/// Best effort: never leave a master or a server behind, even when a test
+/// failed: `kill` through the master, then `kill --force` from the pid file
+/// for a master that does not answer.
+pub fn cleanup(dir: &Path) {
+    let _ = Command::new(shaddock())
+        .args(["kill", "--timeout", "10", "-d"])
+        .arg(dir)
+        .output();
+    if dir.join("logs/master.pids.json").is_file() {
+        let _ = Command::new(shaddock())
+            .args(["kill", "--force", "-d"])
+            .arg(dir)
+            .output();
+    }
+}
+
+/// Kills a child process (SIGKILL) when dropped, for processes a test
+/// spawns itself; the master's servers then get SIGTERM (PDEATHSIG).
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
