@@ -1,6 +1,6 @@
 //! `App`: the runtime handle every handler gets, and its builder.
 //!
-//! ```ignore
+//! ```text
 //! let app = App::builder(server_info)
 //!     .handler("connector.entryHandler.enter", enter)
 //!     .before(|ctx: FilterContext| async move { Ok(()) })

@@ -5,7 +5,7 @@
 //! and Pomelo's `pomelo start` do). The launcher does the plumbing every such
 //! process needs, so the app only registers handlers, routers and remotes:
 //!
-//! ```ignore
+//! ```text
 //! fn main() -> std::process::ExitCode {
 //!     shaddock::launch::run(|s| {
 //!         s.handler("gate.gateHandler.queryEntry", gate_handler::query_entry)

@@ -8,9 +8,15 @@
 //! answers each server HEARTBEAT after the interval, and closes when the
 //! server stays silent for twice the interval.
 //!
-//! ```ignore
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use serde_json::{Value, json};
+//! use shaddock::client::{Client, ClientOptions};
 //! let client = Client::connect("ws://127.0.0.1:3014", ClientOptions::default()).await?;
 //! let entry: Value = client.request("gate.gateHandler.queryEntry", &json!({"uid": "bob"})).await?;
+//! # let _ = entry;
+//! # Ok(())
+//! # }
 //! ```
 
 mod task;

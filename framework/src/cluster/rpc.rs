@@ -7,7 +7,7 @@
 //! pooled channel, make the call inside [`Rpc::call`] for a timeout and a
 //! clear error.
 //!
-//! ```ignore
+//! ```text
 //! let (server, channel) = app.rpc().channel_by_key("chat", &rid)?;
 //! let mut client = ChatRemoteClient::new(channel);
 //! let users = app.rpc().call(&server, client.add(req)).await?;
