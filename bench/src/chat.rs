@@ -21,7 +21,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Deserialize;
 use shaddock::client::{Client, ClientError, Push};
 use shared::SendRequest;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -184,8 +184,8 @@ pub async fn run(args: &ChatArgs, procs: &[Proc], mut notes: Vec<String>) -> Rep
     let (plan_tx, plan_rx) = watch::channel::<Option<Plan>>(None);
     let mut tasks = JoinSet::new();
     for m in &members {
-        let rx = m.client.subscribe(shared::PUSH_CHAT);
-        tasks.spawn(receive(m.client.clone(), rx, run.clone(), rooms, per_room));
+        on_chat(&m.client, run.clone(), rooms, per_room);
+        tasks.spawn(watch_client(m.client.clone(), run.clone()));
         tasks.spawn(send(
             m.client.clone(),
             SenderInfo {
@@ -427,45 +427,43 @@ fn parse_content(msg: &str) -> Option<(usize, usize, u32, u64)> {
     Some((step, sender, seq, sent))
 }
 
-/// One client's receiving side: counts and times every `onChat`, drains the
-/// other pushes (onAdd/onLeave), notices a disconnect.
-async fn receive(
-    client: Arc<Client>,
-    mut chats: mpsc::Receiver<Push>,
-    run: Arc<Run>,
-    rooms: usize,
-    per_room: usize,
-) {
-    let mut last_seq = vec![0u32; per_room + 1];
+/// One client's receiving side. Every `onChat` is counted and timed by a
+/// callback on the client's connection task ([`Client::on_push`]): one task
+/// wake per push, so the robot stays light next to the servers it measures.
+fn on_chat(client: &Client, run: Arc<Run>, rooms: usize, per_room: usize) {
+    let last_seq = std::sync::Mutex::new(vec![0u32; per_room + 1]);
+    client.on_push(shared::PUSH_CHAT, move |push: Push| {
+        let now = run.now_us();
+        let parsed = serde_json::from_slice::<ChatBody>(&push.body)
+            .ok()
+            .and_then(|b| parse_content(&b.msg));
+        let Some((step, sender, seq, sent)) = parsed else {
+            run.foreign.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let Some(s) = run.steps.get(step) else {
+            run.foreign.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        s.delivered.fetch_add(1, Ordering::Relaxed);
+        s.push.record(now.saturating_sub(sent));
+        let mut last_seq = last_seq.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(last) = last_seq.get_mut(sender / rooms) {
+            if seq <= *last {
+                s.reordered.fetch_add(1, Ordering::Relaxed);
+            } else {
+                *last = seq;
+            }
+        }
+    });
+}
+
+/// Drains the other pushes (onAdd/onLeave) and notices a disconnect.
+async fn watch_client(client: Arc<Client>, run: Arc<Run>) {
     let closed = client.closed();
     tokio::pin!(closed);
     loop {
         tokio::select! {
-            biased;
-            push = chats.recv() => {
-                let Some(push) = push else { break };
-                let now = run.now_us();
-                let parsed = serde_json::from_slice::<ChatBody>(&push.body)
-                    .ok()
-                    .and_then(|b| parse_content(&b.msg));
-                let Some((step, sender, seq, sent)) = parsed else {
-                    run.foreign.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                };
-                let Some(s) = run.steps.get(step) else {
-                    run.foreign.fetch_add(1, Ordering::Relaxed);
-                    continue;
-                };
-                s.delivered.fetch_add(1, Ordering::Relaxed);
-                s.push.record(now.saturating_sub(sent));
-                if let Some(last) = last_seq.get_mut(sender / rooms) {
-                    if seq <= *last {
-                        s.reordered.fetch_add(1, Ordering::Relaxed);
-                    } else {
-                        *last = seq;
-                    }
-                }
-            }
             other = client.next_push() => {
                 if other.is_none() {
                     break;

@@ -194,3 +194,53 @@ async fn connect_errors_are_clear() {
     .unwrap();
     assert!(matches!(err, ClientError::ConnectTimeout(_)), "{err}");
 }
+
+#[tokio::test]
+async fn on_push_calls_back_for_its_route_only_in_order() {
+    let (url, peer) = scripted(r#"{"code":200,"sys":{}}"#).await;
+    let client = Client::connect(&url, ClientOptions::default())
+        .await
+        .unwrap();
+    let (mut ws, _) = peer.await.unwrap();
+    assert_eq!(&next_binary(&mut ws).await[..], &HANDSHAKE_ACK);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    client.on_push("onChat", move |p| {
+        let _ = tx.send((p.route, p.body));
+    });
+    // onChat ×2 and an onAdd in one frame: the callback gets both onChat in
+    // order; onAdd still goes to next_push.
+    let mut batch = Vec::new();
+    batch.extend_from_slice(b"\x04\x00\x00\x0B\x06\x06onChat\"1\"");
+    batch.extend_from_slice(b"\x04\x00\x00\x0A\x06\x05onAdd\"x\"");
+    batch.extend_from_slice(b"\x04\x00\x00\x0B\x06\x06onChat\"2\"");
+    ws.send(Ws::Binary(Bytes::from(batch))).await.unwrap();
+    for want in ["\"1\"", "\"2\""] {
+        let (route, body) = tokio::time::timeout(Duration::from_secs(2), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((route.as_str(), &body[..]), ("onChat", want.as_bytes()));
+    }
+    let other = client
+        .next_push_timeout(Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert_eq!(
+        (other.route.as_str(), &other.body[..]),
+        ("onAdd", &b"\"x\""[..])
+    );
+    assert!(rx.try_recv().is_err());
+    // A later subscription to the route replaces the callback.
+    let mut sub = client.subscribe("onChat");
+    ws.send(Ws::Binary(Bytes::from_static(
+        b"\x04\x00\x00\x0B\x06\x06onChat\"3\"",
+    )))
+    .await
+    .unwrap();
+    let p = tokio::time::timeout(Duration::from_secs(2), sub.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&p.body[..], b"\"3\"");
+    assert!(rx.try_recv().is_err());
+}

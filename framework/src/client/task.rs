@@ -27,11 +27,23 @@ pub(super) async fn run(
     let mut next_beat: Option<Instant> = None;
     let mut deadline: Option<Instant> = None;
     let mut kicked: Option<String> = None;
+    // One timer for the connection. A fresh `sleep_until` per loop turn
+    // would register and cancel a timer-wheel entry for every push received
+    // (each one moves the deadline). So the timer only ever moves earlier;
+    // when it fires before the real wake-up time the branch below finds
+    // nothing due and the next turn re-arms it.
+    let timer = sleep_until(Instant::now());
+    tokio::pin!(timer);
+    let mut armed: Option<Instant> = None;
     let reason = loop {
         let wake = match (next_beat, deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+        if let Some(w) = wake.filter(|w| armed.is_none_or(|a| *w < a)) {
+            timer.as_mut().reset(w);
+            armed = Some(w);
+        }
         tokio::select! {
             command = commands.recv() => {
                 let mut frame = match command {
@@ -58,7 +70,8 @@ pub(super) async fn run(
                     break CloseReason::Closed;
                 }
             }
-            _ = sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {
+            _ = &mut timer, if wake.is_some() => {
+                armed = None;
                 let now = Instant::now();
                 if deadline.is_some_and(|d| d <= now) {
                     break CloseReason::HeartbeatTimeout;
