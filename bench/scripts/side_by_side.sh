@@ -14,7 +14,7 @@
 # started fresh before its idle scenario and again before its chat scenarios.
 #
 # Knobs (environment): RUNS (3), CLIENTS (1000), ROOMS (20), RATE (1),
-# DURATION (10 s), RAMP_DURATION (6 s), RAMP_RATES (1,2,...), IDLE_CLIENTS
+# DURATION (10 s), RAMP_DURATION (6 s), RAMP_RATES (0.25,0.5,...), IDLE_CLIENTS
 # (10000), IDLE_HOLD (60 s), SYSTEMS ("ours pomelo pomelo-nodelay"),
 # SCENARIOS ("idle chat ramp"), OUT (target/bench/<time>), WORK (/tmp/shaddock-bench).
 set -euo pipefail
@@ -26,7 +26,7 @@ ROOMS="${ROOMS:-20}"
 RATE="${RATE:-1}"
 DURATION="${DURATION:-10}"
 RAMP_DURATION="${RAMP_DURATION:-6}"
-RAMP_RATES="${RAMP_RATES:-1,1.25,1.5,2,2.5,3,4,5,6,7,8,9,10,12,14,16}"
+RAMP_RATES="${RAMP_RATES:-0.25,0.5,0.75,1,1.25,1.5,2,2.5,3,3.5,4,5,6,8,10,12,16}"
 IDLE_CLIENTS="${IDLE_CLIENTS:-10000}"
 IDLE_HOLD="${IDLE_HOLD:-60}"
 SYSTEMS="${SYSTEMS:-ours pomelo pomelo-nodelay}"
