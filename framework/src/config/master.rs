@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::overrides::{self, EnvOverrides};
-use super::{ConfigError, fields, read_env_section};
+use super::{ConfigError, fields, read_config_file, read_env_section};
 
 /// File name of the master's config inside the config directory.
 pub const MASTER_FILE: &str = "master.json";
@@ -33,10 +33,7 @@ impl MasterConfig {
         overrides: &EnvOverrides,
     ) -> Result<Self, ConfigError> {
         let path = config_dir.join(MASTER_FILE);
-        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
-            file: path.display().to_string(),
-            source,
-        })?;
+        let text = read_config_file(&path)?;
         Self::from_json_str_with_overrides(&text, env, &path.display().to_string(), overrides)
     }
 

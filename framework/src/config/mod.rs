@@ -77,6 +77,14 @@ pub fn env_from_args_or_var(arg: Option<String>) -> String {
 }
 
 /// Parses a config file keyed by environment and returns the `env` section.
+/// Reads one config file; a missing or unreadable file names its path.
+fn read_config_file(path: &std::path::Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        file: path.display().to_string(),
+        source,
+    })
+}
+
 fn read_env_section(
     text: &str,
     env: &str,

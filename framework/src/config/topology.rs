@@ -6,7 +6,7 @@ use std::path::Path;
 use serde_json::{Map, Value};
 
 use super::overrides::{self, EnvOverrides, FieldOverride};
-use super::{ConfigError, ServerInfo, fields, read_env_section};
+use super::{ConfigError, ServerInfo, fields, read_config_file, read_env_section};
 
 /// File name of the topology inside the config directory.
 pub const SERVERS_FILE: &str = "servers.json";
@@ -48,10 +48,7 @@ impl Topology {
         overrides: &EnvOverrides,
     ) -> Result<Self, ConfigError> {
         let path = config_dir.join(SERVERS_FILE);
-        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
-            file: path.display().to_string(),
-            source,
-        })?;
+        let text = read_config_file(&path)?;
         Self::from_json_str_with_overrides(&text, env, &path.display().to_string(), overrides)
     }
 
