@@ -59,23 +59,9 @@ struct Running {
 
 impl Running {
     fn cli(&self, args: &[&str]) -> std::process::Output {
-        let out = std::process::Command::new(shaddock())
-            .args(args)
-            .arg("-d")
-            .arg(&self.dir)
-            .env("CARGO_TARGET_DIR", target_dir())
-            .env_remove("SHADDOCK_ADMIN_USER")
-            .env_remove("SHADDOCK_ADMIN_PASSWORD")
-            .output()
-            .unwrap();
-        eprintln!(
-            "$ shaddock {}\n{}{}[exit {:?}]",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr),
-            out.status.code()
-        );
-        out
+        run_cli(&self.dir, args, |cmd| {
+            cmd.env("CARGO_TARGET_DIR", target_dir());
+        })
     }
 
     fn list(&self) -> Value {

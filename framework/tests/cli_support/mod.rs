@@ -183,22 +183,7 @@ impl TestApp {
 
     /// Runs `shaddock <args> -d <dir>`.
     pub fn cli(&self, args: &[&str]) -> Output {
-        let out = Command::new(shaddock())
-            .args(args)
-            .arg("-d")
-            .arg(self.path())
-            .env_remove("SHADDOCK_ADMIN_USER")
-            .env_remove("SHADDOCK_ADMIN_PASSWORD")
-            .output()
-            .unwrap();
-        eprintln!(
-            "$ shaddock {}\n{}{}[exit {:?}]",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr),
-            out.status.code()
-        );
-        out
+        run_cli(self.path(), args, |_| {})
     }
 
     /// `start -D` with the agent_server as the server binary.
@@ -360,4 +345,30 @@ pub fn stderr(out: &Output) -> String {
 
 pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs `shaddock <args> -d <dir>` with the admin credentials of the
+/// developer's shell removed (the CLI must find the app's own), after
+/// `configure` had its say, and echoes the output into the test log.
+pub fn run_cli(
+    dir: &std::path::Path,
+    args: &[&str],
+    configure: impl FnOnce(&mut Command),
+) -> Output {
+    let mut cmd = Command::new(shaddock());
+    cmd.args(args)
+        .arg("-d")
+        .arg(dir)
+        .env_remove("SHADDOCK_ADMIN_USER")
+        .env_remove("SHADDOCK_ADMIN_PASSWORD");
+    configure(&mut cmd);
+    let out = cmd.output().unwrap();
+    eprintln!(
+        "$ shaddock {}\n{}{}[exit {:?}]",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        out.status.code()
+    );
+    out
 }
