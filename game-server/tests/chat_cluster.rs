@@ -327,6 +327,25 @@ async fn duplicate_login_is_refused_and_the_first_session_keeps_chatting(topo: T
     assert_eq!(users, ["bob"]);
 }
 
+/// Sends `chat.chatHandler.send` and asserts the answer is `{"code":500}`
+/// (never a hang: `limit` bounds the wait); returns how long it took.
+async fn send_expecting_500(
+    client: &shaddock::client::Client,
+    body: &[u8],
+    limit: Duration,
+) -> Duration {
+    let started = Instant::now();
+    let raw = client
+        .request_raw_timeout(shared::ROUTE_SEND, body.to_vec(), limit)
+        .await
+        .expect("an answer, not a hang");
+    assert_eq!(
+        serde_json::from_slice::<Value>(&raw).unwrap(),
+        json!({"code": 500})
+    );
+    started.elapsed()
+}
+
 /// A chat server that hangs (SIGSTOP) or crashed (SIGKILL): requests routed
 /// to it answer `{"code":500}` within the RPC timeout — never a hang; rooms
 /// on other chat servers keep working, and so does the connector.
@@ -354,17 +373,7 @@ async fn a_request_whose_chat_server_is_down_gets_500_within_the_rpc_timeout(top
 
     // Hung: the request waits for the RPC timeout, then gets 500.
     cluster.freeze(&chats[0]);
-    let started = Instant::now();
-    let raw = victim
-        .client
-        .request_raw_timeout(shared::ROUTE_SEND, body.clone(), (timeout + slack) * 2)
-        .await
-        .expect("an answer, not a hang");
-    let took = started.elapsed();
-    assert_eq!(
-        serde_json::from_slice::<Value>(&raw).unwrap(),
-        json!({"code": 500})
-    );
+    let took = send_expecting_500(&victim.client, &body, (timeout + slack) * 2).await;
     assert!(
         took >= timeout - Duration::from_millis(100) && took < timeout + slack,
         "hung backend answered in {took:?}"
@@ -377,17 +386,7 @@ async fn a_request_whose_chat_server_is_down_gets_500_within_the_rpc_timeout(top
 
     // Crashed: refused at once.
     cluster.kill(&chats[0]);
-    let started = Instant::now();
-    let raw = victim
-        .client
-        .request_raw_timeout(shared::ROUTE_SEND, body.clone(), (timeout + slack) * 2)
-        .await
-        .expect("an answer, not a hang");
-    let took = started.elapsed();
-    assert_eq!(
-        serde_json::from_slice::<Value>(&raw).unwrap(),
-        json!({"code": 500})
-    );
+    let took = send_expecting_500(&victim.client, &body, (timeout + slack) * 2).await;
     assert!(
         took < timeout + slack,
         "crashed backend answered in {took:?}"
