@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Deserialize;
-use shaddock::client::{Client, ClientError, Push};
+use shaddock_client::{Client, ClientError, Push};
 use shared::SendRequest;
 use tokio::sync::watch;
 use tokio::task::JoinSet;

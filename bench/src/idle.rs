@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use shaddock::client::Client;
+use shaddock_client::Client;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use shaddock::client::{Client, ClientOptions};
+use shaddock_client::{Client, ClientOptions};
 use shared::{EnterRequest, EnterResponse, QueryEntryRequest, QueryEntryResponse};
 use tokio::sync::{Mutex, Semaphore, SemaphorePermit};
 use tokio::time::Instant;

@@ -1,7 +1,7 @@
 //! `shaddock-bench`: the load robot. See `docs/benchmarks.md` for the method
 //! and `shaddock-bench chat --help` / `idle --help` for the options.
 //!
-//! It speaks the Pomelo client protocol through `shaddock::client`, so it
+//! It speaks the Pomelo client protocol through `shaddock_client`, so it
 //! measures any Pomelo-compatible chat server the same way: ours or Pomelo.
 //! Output: progress bars on stderr (terminals only), a table on stdout, and
 //! as the last stdout line one JSON object for scripts.

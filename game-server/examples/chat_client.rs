@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use shaddock::client::{Client, ClientOptions};
+use shaddock_client::{Client, ClientOptions};
 use shared::{EnterRequest, EnterResponse, QueryEntryRequest, QueryEntryResponse, SendRequest};
 use tokio::io::{AsyncBufReadExt, BufReader};
 

@@ -330,7 +330,7 @@ async fn duplicate_login_is_refused_and_the_first_session_keeps_chatting(topo: T
 /// Sends `chat.chatHandler.send` and asserts the answer is `{"code":500}`
 /// (never a hang: `limit` bounds the wait); returns how long it took.
 async fn send_expecting_500(
-    client: &shaddock::client::Client,
+    client: &shaddock_client::Client,
     body: &[u8],
     limit: Duration,
 ) -> Duration {

@@ -173,7 +173,7 @@ async fn env_variable_dictionary_json_log_file_and_sigterm() {
     let url = format!("ws://127.0.0.1:{}", ports[1]);
     let deadline = Instant::now() + support::START_TIMEOUT;
     let client = loop {
-        if let Ok(c) = shaddock::client::Client::connect(&url, support::chat::options()).await {
+        if let Ok(c) = shaddock_client::Client::connect(&url, support::chat::options()).await {
             break c;
         }
         assert!(child.try_wait().unwrap().is_none(), "the server exited");

@@ -41,39 +41,11 @@ async fn run(args: cli::Args) -> anyhow::Result<()> {
     println!("listening on http://{local}");
 
     axum::serve(listener, app::router(public))
-        .with_graceful_shutdown(shutdown_signal())
+        // Ctrl-C or SIGTERM: in-flight requests finish, no new connection is
+        // accepted.
+        .with_graceful_shutdown(shaddock::launch::shutdown_signal())
         .await
         .context("serving HTTP")?;
     tracing::info!("web-server stopped");
     Ok(())
-}
-
-/// Resolves on Ctrl-C or SIGTERM; in-flight requests are then allowed to
-/// finish while no new connection is accepted.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(err) = tokio::signal::ctrl_c().await {
-            tracing::warn!("cannot listen for Ctrl-C: {err}");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(err) => {
-                tracing::warn!("cannot listen for SIGTERM: {err}");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => tracing::info!("Ctrl-C received, shutting down"),
-        _ = term => tracing::info!("SIGTERM received, shutting down"),
-    }
 }

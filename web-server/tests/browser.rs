@@ -7,16 +7,17 @@
 //! must return to the login screen with a notice. Screenshots are written to
 //! `web-server/e2e/artifacts/`.
 //!
-//! Needs `node`, `/usr/bin/chromium` and `web-server/e2e/node_modules`: run
-//! `.ci/install-browser-deps.sh` (CI does). Without them the test FAILS and
-//! says so; `SHADDOCK_SKIP_BROWSER=1` skips it explicitly (loudly).
+//! Needs `node`, `/usr/bin/chromium` and `web-server/e2e/node_modules`; when
+//! they are missing the test runs `.ci/install-browser-deps.sh` itself, and
+//! FAILS saying what is still missing if that did not work.
+//! `SHADDOCK_SKIP_BROWSER=1` skips it explicitly (loudly).
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use shaddock::testkit::{Topo, free_ports, workspace_bin, write_servers_json};
+use shaddock_testkit::{Topo, free_ports, workspace_bin, write_servers_json};
 
 /// Whole-run limit for the node script (it has its own 120 s watchdog).
 const E2E_TIMEOUT: Duration = Duration::from_secs(180);
@@ -47,9 +48,8 @@ fn wait_for_port(what: &str, port: u16, deadline: Instant, master: &mut Proc) {
     }
 }
 
-/// Fails (or skips with SHADDOCK_SKIP_BROWSER=1) when a browser-test
-/// prerequisite is missing. Returns false when skipping.
-fn browser_prerequisites() -> bool {
+/// What the browser test needs and does not have.
+fn missing_prerequisites() -> Vec<String> {
     let mut missing = Vec::new();
     if Command::new("node").arg("--version").output().is_err() {
         missing.push("node (Node.js >= 20)".to_string());
@@ -61,10 +61,38 @@ fn browser_prerequisites() -> bool {
     if !modules.is_dir() {
         missing.push(format!("{}", modules.display()));
     }
+    missing
+}
+
+/// Makes sure the browser test can run: when chromium or playwright-core is
+/// missing, runs `.ci/install-browser-deps.sh` itself (apt + npm, pinned by
+/// the lock file), so the README's one test command works on a fresh
+/// machine. Fails with what is still missing and how to fix it; skips only
+/// when SHADDOCK_SKIP_BROWSER=1 (then nothing is installed). Returns false
+/// when skipping.
+fn browser_prerequisites() -> bool {
+    let mut missing = missing_prerequisites();
     if missing.is_empty() {
         return true;
     }
-    if std::env::var("SHADDOCK_SKIP_BROWSER").as_deref() == Ok("1") {
+    let skip = std::env::var("SHADDOCK_SKIP_BROWSER").as_deref() == Ok("1");
+    if !skip {
+        eprintln!(
+            "browser test: missing {}; running .ci/install-browser-deps.sh",
+            missing.join(", ")
+        );
+        let script = workspace_dir().join(".ci/install-browser-deps.sh");
+        match Command::new("bash").arg(&script).status() {
+            Ok(status) if status.success() => {}
+            Ok(status) => eprintln!("browser test: {} exited with {status}", script.display()),
+            Err(e) => eprintln!("browser test: cannot run {}: {e}", script.display()),
+        }
+        missing = missing_prerequisites();
+        if missing.is_empty() {
+            return true;
+        }
+    }
+    if skip {
         eprintln!(
             "\n!!!!!!!! SKIPPED: browser end-to-end test (SHADDOCK_SKIP_BROWSER=1); missing: {} !!!!!!!!\n",
             missing.join(", ")
@@ -72,10 +100,10 @@ fn browser_prerequisites() -> bool {
         return false;
     }
     panic!(
-        "browser test prerequisites missing: {}.\n\
-         Run `bash .ci/install-browser-deps.sh` from the repository root \
-         (installs Debian's chromium and the pinned playwright-core), \
-         or set SHADDOCK_SKIP_BROWSER=1 to skip this test.",
+        "browser test prerequisites still missing after running .ci/install-browser-deps.sh: {}.\n\
+         That script installs Debian's chromium (apt-get, needs root or sudo) and the \
+         pinned playwright-core (npm ci in web-server/e2e, needs node and npm); run it \
+         by hand to see what fails, or set SHADDOCK_SKIP_BROWSER=1 to skip this test.",
         missing.join(", ")
     );
 }

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use shaddock::client::{Client, ClientOptions, Push};
 use shaddock::hash::dispatch_index;
+use shaddock_client::{Client, ClientOptions, Push};
 use shared::{EnterRequest, EnterResponse, QueryEntryRequest, QueryEntryResponse};
 
 use super::ProcCluster;

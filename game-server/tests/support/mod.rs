@@ -6,7 +6,7 @@ pub mod chat;
 
 use std::process::Command;
 
-pub use shaddock::testkit::{
+pub use shaddock_testkit::{
     ENV, ProcCluster as Cluster, START_TIMEOUT, Topo, free_ports, server, write_servers_json,
 };
 
@@ -17,7 +17,7 @@ pub fn bin() -> &'static str {
 
 /// A command for one server of the app in `dir` (clean environment).
 pub fn command(dir: &std::path::Path, server_id: &str) -> Command {
-    shaddock::testkit::command(bin().as_ref(), dir, server_id)
+    shaddock_testkit::command(bin().as_ref(), dir, server_id)
 }
 
 /// A running chat cluster of this crate's `game-server` processes.

@@ -1,4 +1,4 @@
-// The chat page: chatofpomelo's client flow (shared/pomelo-protocol.md §7.1)
+// The chat page: chatofpomelo's client flow (`docs/protocol.md` §7.1)
 // on our own Pomelo client.
 //
 //   login form → gate.gateHandler.queryEntry {uid} → connector host/port

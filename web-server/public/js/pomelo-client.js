@@ -1,5 +1,5 @@
 // Pomelo client for browsers (ES module), speaking the Pomelo 2.x hybrid
-// WebSocket protocol as described in shared/pomelo-protocol.md:
+// WebSocket protocol as described in `docs/protocol.md`:
 //
 //   package  = type (1 byte) | body length (u24 BE) | body      (§2)
 //   message  = flag | [varint id] | [route] | body               (§3)

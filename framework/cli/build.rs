@@ -1,0 +1,5 @@
+//! Compiles the admin API (`proto/admin.proto`) with protox: no system `protoc`.
+
+fn main() {
+    shaddock_build::compile_protos("proto").unwrap_or_else(|e| panic!("{e}"));
+}

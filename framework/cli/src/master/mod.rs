@@ -1,0 +1,187 @@
+//! The master: starts every server of `config/servers.json`, keeps them
+//! running and answers the `shaddock` CLI.
+//!
+//! * [`supervisor`] owns the child processes (spawn, pid file, graceful
+//!   stop, crash log, auto-restart with backoff, "failed" after repeated
+//!   start failures).
+//! * [`membership`] is the stream every server opens at start-up; the
+//!   master pushes the live server list over it and asks servers to stop.
+//! * [`admin`] is the CLI's API, authenticated against
+//!   `config/adminUser.json` ([`auth`]).
+//! * The *server* side of the membership stream is a discovery backend of
+//!   the runtime: `shaddock::discovery::master`.
+//!
+//! One tonic server on the `master.json` host:port carries both services.
+//! See `docs/cli.md` for the design and its reasons.
+
+pub mod admin;
+pub mod auth;
+pub mod config;
+pub mod membership;
+pub mod procinfo;
+pub mod supervisor;
+
+/// Generated types of `proto/admin.proto`, plus the membership types the
+/// runtime generates from its `proto/membership.proto` (the master serves
+/// that stream; servers are its clients).
+#[allow(clippy::all, missing_docs)]
+pub mod proto {
+    tonic::include_proto!("shaddock.admin");
+    pub use shaddock::discovery::master::proto::*;
+}
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use tonic::transport::server::TcpIncoming;
+
+use self::supervisor::{Selection, Supervisor, SupervisorConfig, WebServer};
+
+/// How to run a master.
+#[derive(Debug, Clone)]
+pub struct MasterOptions {
+    /// The app folder (holds `config/` and `logs/`).
+    pub app_dir: PathBuf,
+    pub env: String,
+    /// The app's server binary, started once per server.
+    pub server_bin: PathBuf,
+    /// Extra arguments before `--env E --server-id ID`.
+    pub server_args: Vec<String>,
+    /// The web server binary, if the app has one.
+    pub web_bin: Option<PathBuf>,
+    /// Which servers to start at once (`None` = all). The others are known
+    /// (and listed as `stopped`) and can be started later.
+    pub only: Option<Selection>,
+    /// Auto-restart of crashed servers; default: on in `development`.
+    pub auto_restart: Option<bool>,
+    /// Graceful stop budget per server before SIGKILL.
+    pub stop_timeout: Duration,
+}
+
+impl MasterOptions {
+    pub fn new(app_dir: PathBuf, env: String, server_bin: PathBuf) -> Self {
+        MasterOptions {
+            app_dir,
+            env,
+            server_bin,
+            server_args: Vec::new(),
+            web_bin: None,
+            only: None,
+            auto_restart: None,
+            stop_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Runs the master until `shutdown` resolves or an admin calls `Shutdown`,
+/// then stops every server gracefully and returns.
+pub async fn run(opts: MasterOptions, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let config_dir = config::config_dir(&opts.app_dir);
+    let master = config::load_master(&config_dir, &opts.env)?;
+    let servers = config::load_servers(&config_dir, &opts.env)?;
+    let users = auth::AdminUsers::load(&config_dir.join("adminUser.json"))?;
+    let log_dir = opts.app_dir.join("logs");
+    std::fs::create_dir_all(&log_dir)
+        .with_context(|| format!("cannot create {}", log_dir.display()))?;
+
+    let addr = format!("{}:{}", master.host, master.port);
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on the master address {addr} (config/master.json): \
+             is a master already running? try `shaddock list`"
+            )
+        })?;
+    let token = auth::random_token(32)?;
+    let web = opts.web_bin.clone().map(|bin| {
+        let w = master.web.clone();
+        WebServer {
+            bin,
+            host: w.host,
+            port: w.port,
+        }
+    });
+    let cfg = SupervisorConfig {
+        work_dir: config_dir
+            .parent()
+            .map(|p| p.to_path_buf())
+            .unwrap_or_else(|| opts.app_dir.clone()),
+        env: opts.env.clone(),
+        server_bin: opts.server_bin.clone(),
+        server_args: opts.server_args.clone(),
+        web,
+        auto_restart_default: opts.auto_restart.unwrap_or(opts.env == "development"),
+        master_addr: addr.clone(),
+        token: token.clone(),
+        log_dir: log_dir.clone(),
+        stop_timeout: opts.stop_timeout,
+    };
+    let supervisor = Supervisor::new(cfg, servers);
+    let admin = admin::AdminService::new(
+        supervisor.clone(),
+        users,
+        master.id.clone(),
+        opts.env.clone(),
+    );
+    let members = membership::MembershipService::new(supervisor.clone(), token);
+    let server_stop = tokio_util::sync::CancellationToken::new();
+    let server_stop2 = server_stop.clone();
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(proto::admin_server::AdminServer::new(admin))
+            .add_service(proto::membership_server::MembershipServer::new(members))
+            .serve_with_incoming_shutdown(
+                TcpIncoming::from(listener).with_nodelay(Some(true)),
+                async move { server_stop2.cancelled().await },
+            ),
+    );
+    supervisor::out_line(&format!(
+        "[master] {} listening on {addr} (env {})",
+        master.id, opts.env
+    ));
+    tracing::info!(master = %master.id, %addr, "master started");
+    let started = supervisor.start(&opts.only.clone().unwrap_or_default());
+    for e in &started.errors {
+        supervisor::out_line(&format!("[master] {e}"));
+    }
+
+    // Tell the operator when everything asked for is up (or what failed).
+    let watch = supervisor.clone();
+    let only = opts.only.clone().unwrap_or_default();
+    let ready = tokio::spawn(async move {
+        loop {
+            match watch.readiness(&only) {
+                Ok(true) => {
+                    supervisor::out_line("[master] all servers are up");
+                    return;
+                }
+                Err(failed) => {
+                    supervisor::out_line("[master] some servers failed to start:");
+                    for f in failed {
+                        supervisor::out_line(&format!("[master]   {f}"));
+                    }
+                    return;
+                }
+                Ok(false) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    });
+
+    let admin_shutdown = supervisor.shutdown_token();
+    tokio::select! {
+        _ = shutdown => supervisor::out_line("[master] stop requested, stopping every server"),
+        _ = admin_shutdown.cancelled() => supervisor::out_line("[master] shutdown requested by admin, stopping every server"),
+    }
+    ready.abort();
+    supervisor.stop_all_and_wait().await;
+    server_stop.cancel();
+    if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(3), server).await {
+        tracing::warn!("admin API ended with an error: {e}");
+    }
+    let _ = std::fs::remove_file(log_dir.join("master.pids.json"));
+    supervisor::out_line("[master] all servers stopped, bye");
+    Ok(())
+}

@@ -1,0 +1,670 @@
+//! The supervisor: owns every server process the master started.
+//!
+//! Each server has a *slot* (its config, state, pid, counters) in one list
+//! behind a std `Mutex` that is never held across an `.await`, and while it
+//! should run, one *supervising task* that spawns the process, watches it
+//! exit and decides what happens next:
+//!
+//! * asked to stop → graceful stop (stop command on the membership stream +
+//!   SIGTERM, then SIGKILL after a timeout), state `stopped`;
+//! * crashed with auto-restart → `restarting`, exponential backoff
+//!   (0.5 s → 8 s), restart count + 1, a line in `logs/crash.log`;
+//! * crashed again and again right after starting (port taken, bad config)
+//!   → `failed`, with its last output lines as the error. Never retried
+//!   forever.
+//!
+//! Signals only ever go to pids this master spawned (through the `Child`
+//! handle, before it is reaped), never to a process found by name.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+mod output;
+mod process;
+
+pub(crate) use self::output::out_line;
+use self::output::utc_now;
+use self::process::supervise;
+use super::procinfo;
+use super::proto;
+use shaddock::config::ServerInfo;
+
+/// First restart delay after a crash; doubles up to [`BACKOFF_MAX`].
+pub const BACKOFF_MIN: Duration = Duration::from_millis(500);
+pub const BACKOFF_MAX: Duration = Duration::from_secs(8);
+/// A process that exits sooner than this after starting "failed to start".
+pub const FAST_FAIL: Duration = Duration::from_secs(5);
+/// This many failed starts in a row mark the server `failed`.
+pub const MAX_FAST_FAILS: u32 = 3;
+/// Lines of output kept per server for error reports.
+const TAIL_LINES: usize = 20;
+
+/// Everything the supervisor needs to spawn servers.
+#[derive(Debug, Clone)]
+pub struct SupervisorConfig {
+    /// Working directory of the servers (the folder holding `config/`).
+    pub work_dir: PathBuf,
+    /// Environment name passed as `--env`.
+    pub env: String,
+    /// The app's server binary (`game-server`).
+    pub server_bin: PathBuf,
+    /// Arguments put before `--env E --server-id ID`.
+    pub server_args: Vec<String>,
+    /// The web server binary, if the app has one.
+    pub web: Option<WebServer>,
+    /// Auto-restart for servers that do not set `auto-restart`.
+    pub auto_restart_default: bool,
+    /// `host:port` of the master's API, given to servers as `SHADDOCK_MASTER`.
+    pub master_addr: String,
+    /// Per-run secret, given as `SHADDOCK_MASTER_TOKEN`.
+    pub token: String,
+    /// Where `crash.log` and `master.pids.json` go.
+    pub log_dir: PathBuf,
+    /// How long a graceful stop may take before SIGKILL.
+    pub stop_timeout: Duration,
+}
+
+/// The web server the master starts next to the game servers.
+#[derive(Debug, Clone)]
+pub struct WebServer {
+    pub bin: PathBuf,
+    pub host: String,
+    pub port: u16,
+}
+
+/// Id under which the web server appears in `list`.
+pub const WEB_SERVER_ID: &str = "web-server";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Game,
+    Web,
+}
+
+/// Life-cycle state of one server, as shown by `shaddock list`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Starting,
+    Running,
+    Stopping,
+    Stopped,
+    Restarting,
+    Failed,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Starting => "starting",
+            State::Running => "running",
+            State::Stopping => "stopping",
+            State::Stopped => "stopped",
+            State::Restarting => "restarting",
+            State::Failed => "failed",
+        }
+    }
+}
+
+/// What a supervising task is asked to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Control {
+    Stop,
+    Kill,
+    Restart,
+}
+
+/// The membership stream of a connected server agent.
+#[derive(Debug, Clone)]
+pub(crate) struct AgentLink {
+    pub conn_id: u64,
+    pub tx: mpsc::Sender<proto::MasterMessage>,
+}
+
+#[derive(Debug)]
+struct Slot {
+    info: ServerInfo,
+    kind: Kind,
+    auto_restart: bool,
+    state: State,
+    pid: Option<u32>,
+    started_at: Option<Instant>,
+    restarts: u32,
+    last_error: String,
+    connections: u64,
+    agent: Option<AgentLink>,
+    control: Option<mpsc::Sender<Control>>,
+    /// Whether the server came up since it was last started on purpose;
+    /// such a server stays in the membership list while it restarts.
+    ever_up: bool,
+    cpu_prev: Option<(Instant, f64)>,
+}
+
+/// Which servers an admin command applies to.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    pub ids: Vec<String>,
+    pub server_type: Option<String>,
+}
+
+impl Selection {
+    pub fn all() -> Self {
+        Selection::default()
+    }
+
+    fn is_all(&self) -> bool {
+        self.ids.is_empty() && self.server_type.is_none()
+    }
+}
+
+/// Outcome of an admin action: the ids it applied to and what went wrong.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ActionReport {
+    pub ids: Vec<String>,
+    pub errors: Vec<String>,
+}
+
+/// Cheap-to-clone handle to the supervisor.
+#[derive(Clone)]
+pub struct Supervisor {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cfg: SupervisorConfig,
+    slots: Mutex<Vec<Slot>>,
+    membership: watch::Sender<Arc<proto::ServerList>>,
+    /// Cancelled when the master should exit (admin `Shutdown`).
+    shutdown: CancellationToken,
+    id_width: usize,
+}
+
+impl Supervisor {
+    /// Creates the supervisor with the servers of servers.json (all
+    /// `stopped`); nothing is spawned until [`Supervisor::start`].
+    pub fn new(cfg: SupervisorConfig, servers: Vec<ServerInfo>) -> Self {
+        let mut slots: Vec<Slot> = servers
+            .into_iter()
+            .map(|info| new_slot(info, Kind::Game, cfg.auto_restart_default))
+            .collect();
+        if let Some(web) = &cfg.web {
+            let info = ServerInfo {
+                id: WEB_SERVER_ID.to_string(),
+                server_type: "web".to_string(),
+                host: web.host.clone(),
+                port: None,
+                client_port: Some(web.port),
+                frontend: false,
+                max_connections: None,
+                auto_restart: None,
+                args: Vec::new(),
+            };
+            slots.push(new_slot(info, Kind::Web, cfg.auto_restart_default));
+        }
+        let id_width = slots
+            .iter()
+            .map(|s| s.info.id.len())
+            .max()
+            .unwrap_or(6)
+            .max(6);
+        let (membership, _) = watch::channel(Arc::new(proto::ServerList::default()));
+        Supervisor {
+            inner: Arc::new(Inner {
+                cfg,
+                slots: Mutex::new(slots),
+                membership,
+                shutdown: CancellationToken::new(),
+                id_width,
+            }),
+        }
+    }
+
+    /// The configuration the supervisor was built with.
+    pub fn config(&self) -> &SupervisorConfig {
+        &self.inner.cfg
+    }
+
+    /// Token cancelled when an admin asked the master to shut down.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.inner.shutdown.clone()
+    }
+
+    /// Receiver of the live server list (see [`membership`](super::membership)).
+    pub fn membership(&self) -> watch::Receiver<Arc<proto::ServerList>> {
+        self.inner.membership.subscribe()
+    }
+
+    /// Starts the selected servers that are not running.
+    pub fn start(&self, sel: &Selection) -> ActionReport {
+        let mut report = ActionReport::default();
+        let mut to_spawn = Vec::new();
+        {
+            let mut slots = self.inner.lock();
+            let matched = select(&slots, sel, &mut report);
+            for i in matched {
+                let slot = &mut slots[i];
+                if slot.control.is_some() {
+                    report.errors.push(format!(
+                        "{} is already {}",
+                        slot.info.id,
+                        slot.state.as_str()
+                    ));
+                    continue;
+                }
+                let (tx, rx) = mpsc::channel(4);
+                slot.control = Some(tx);
+                slot.state = State::Starting;
+                slot.last_error.clear();
+                slot.restarts = 0;
+                report.ids.push(slot.info.id.clone());
+                to_spawn.push((slot.info.id.clone(), rx));
+            }
+        }
+        for (id, rx) in to_spawn {
+            tokio::spawn(supervise(self.inner.clone(), id, rx));
+        }
+        report
+    }
+
+    /// Graceful stop of the selected servers (returns at once; `list`
+    /// shows `stopping` then `stopped`).
+    pub fn stop(&self, sel: &Selection) -> ActionReport {
+        self.control(sel, Control::Stop)
+    }
+
+    /// SIGKILL of the selected servers' processes; they are not restarted.
+    pub fn kill(&self, sel: &Selection) -> ActionReport {
+        self.control(sel, Control::Kill)
+    }
+
+    /// Graceful stop then start of the selected servers (stopped ones are
+    /// just started).
+    pub fn restart(&self, sel: &Selection) -> ActionReport {
+        let mut report = self.control(sel, Control::Restart);
+        let stopped: Vec<String> = {
+            let slots = self.inner.lock();
+            let mut ignore = ActionReport::default();
+            select(&slots, sel, &mut ignore)
+                .into_iter()
+                .filter(|&i| slots[i].control.is_none())
+                .map(|i| slots[i].info.id.clone())
+                .collect()
+        };
+        if !stopped.is_empty() {
+            let started = self.start(&Selection {
+                ids: stopped,
+                server_type: None,
+            });
+            report.ids.extend(started.ids);
+        }
+        report.errors.retain(|e| !e.ends_with("is not running"));
+        report
+    }
+
+    /// Adds a server at run time and starts it.
+    pub fn add(&self, info: ServerInfo) -> Result<(), String> {
+        validate_new(&self.inner.lock(), &info)?;
+        {
+            let mut slots = self.inner.lock();
+            // Re-check under the same lock that inserts.
+            validate_new(&slots, &info)?;
+            let auto = info
+                .auto_restart
+                .unwrap_or(self.inner.cfg.auto_restart_default);
+            let mut slot = new_slot(info.clone(), Kind::Game, auto);
+            slot.auto_restart = auto;
+            slots.push(slot);
+        }
+        self.inner.say(&format!(
+            "adding {} ({}) at runtime",
+            info.id, info.server_type
+        ));
+        self.start(&Selection {
+            ids: vec![info.id],
+            server_type: None,
+        });
+        Ok(())
+    }
+
+    /// Stops every server gracefully and waits (bounded) until all exited:
+    /// frontends (and the web server) first, so their in-flight requests
+    /// and the room-leave calls of kicked users still reach the backends;
+    /// then the backends.
+    pub async fn stop_all_and_wait(&self) {
+        let frontends: Vec<String> = self
+            .inner
+            .lock()
+            .iter()
+            .filter(|s| s.info.frontend || s.kind == Kind::Web)
+            .map(|s| s.info.id.clone())
+            .collect();
+        if !frontends.is_empty() {
+            let sel = Selection {
+                ids: frontends.clone(),
+                server_type: None,
+            };
+            self.stop(&sel);
+            self.wait_exited(Some(&frontends)).await;
+        }
+        self.stop(&Selection::all());
+        self.wait_exited(None).await;
+    }
+
+    /// Waits until the given servers (`None`: all) have no process, at most
+    /// the stop timeout plus the SIGKILL wait.
+    async fn wait_exited(&self, ids: Option<&[String]>) {
+        let deadline = Instant::now() + self.inner.cfg.stop_timeout + Duration::from_secs(6);
+        while Instant::now() < deadline {
+            let done = self
+                .inner
+                .lock()
+                .iter()
+                .filter(|s| ids.is_none_or(|ids| ids.contains(&s.info.id)))
+                .all(|s| s.control.is_none());
+            if done {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.inner
+            .say("some servers did not exit in time even after SIGKILL; giving up waiting");
+    }
+
+    /// Whether every selected server is running (`Ok(true)`), still coming
+    /// up (`Ok(false)`) or some failed (`Err` with their errors).
+    pub fn readiness(&self, sel: &Selection) -> Result<bool, Vec<String>> {
+        let slots = self.inner.lock();
+        let mut ignore = ActionReport::default();
+        let mut all_up = true;
+        let mut failed = Vec::new();
+        for i in select(&slots, sel, &mut ignore) {
+            let s = &slots[i];
+            match s.state {
+                State::Running => {}
+                State::Failed => failed.push(format!("{}: {}", s.info.id, s.last_error)),
+                _ => all_up = false,
+            }
+        }
+        if failed.is_empty() {
+            Ok(all_up)
+        } else {
+            Err(failed)
+        }
+    }
+
+    /// One row per server for `shaddock list`.
+    pub fn status(&self) -> Vec<proto::ServerStatus> {
+        let mut slots = self.inner.lock();
+        let now = Instant::now();
+        slots
+            .iter_mut()
+            .map(|s| {
+                let sample = s.pid.and_then(procinfo::sample);
+                let cpu_percent = match (sample, s.cpu_prev) {
+                    (Some(sample), Some((at, prev))) => {
+                        let secs = now.duration_since(at).as_secs_f64();
+                        if secs > 0.0 {
+                            ((sample.cpu_secs - prev) / secs * 100.0).max(0.0)
+                        } else {
+                            0.0
+                        }
+                    }
+                    (Some(sample), None) => {
+                        let secs = s
+                            .started_at
+                            .map(|t| now.duration_since(t).as_secs_f64())
+                            .unwrap_or(0.0);
+                        if secs > 0.0 {
+                            sample.cpu_secs / secs * 100.0
+                        } else {
+                            0.0
+                        }
+                    }
+                    _ => 0.0,
+                };
+                s.cpu_prev = sample.map(|x| (now, x.cpu_secs));
+                proto::ServerStatus {
+                    id: s.info.id.clone(),
+                    server_type: s.info.server_type.clone(),
+                    pid: s.pid.unwrap_or(0),
+                    host: s.info.host.clone(),
+                    port: s.info.port.map(u32::from),
+                    client_port: s.info.client_port.map(u32::from),
+                    frontend: s.info.frontend,
+                    state: s.state.as_str().to_string(),
+                    uptime_secs: match (s.pid, s.started_at) {
+                        (Some(_), Some(t)) => now.duration_since(t).as_secs(),
+                        _ => 0,
+                    },
+                    connections: s.connections,
+                    rss_bytes: sample.map(|x| x.rss_bytes).unwrap_or(0),
+                    cpu_percent,
+                    restarts: s.restarts,
+                    last_error: s.last_error.clone(),
+                    agent_connected: s.agent.is_some(),
+                }
+            })
+            .collect()
+    }
+
+    // ---- used by the membership service ----
+
+    /// Registers a server's agent stream; `Err` when the id is unknown.
+    pub(crate) fn agent_connected(
+        &self,
+        id: &str,
+        link: AgentLink,
+        pid: u32,
+    ) -> Result<(), String> {
+        let mut slots = self.inner.lock();
+        let slot = slots
+            .iter_mut()
+            .find(|s| s.info.id == id && s.kind == Kind::Game)
+            .ok_or_else(|| format!("unknown server id `{id}`"))?;
+        if slot.pid.is_some_and(|p| p != pid) {
+            // A wrapper script that did not `exec`: the token already proved
+            // it belongs to this master's run, so accept it.
+            tracing::warn!(server = %id, spawned = ?slot.pid, hello = pid, "server agent runs under another pid than the one spawned");
+        }
+        // Not "running" yet: that is when its ports accept connections
+        // (`probe_ready`), which a hello sent before binding cannot promise.
+        slot.agent = Some(link);
+        Ok(())
+    }
+
+    pub(crate) fn agent_disconnected(&self, id: &str, conn_id: u64) {
+        let mut slots = self.inner.lock();
+        if let Some(slot) = slots.iter_mut().find(|s| s.info.id == id)
+            && slot.agent.as_ref().is_some_and(|a| a.conn_id == conn_id)
+        {
+            slot.agent = None;
+            slot.connections = 0;
+        }
+    }
+
+    pub(crate) fn agent_stats(&self, id: &str, connections: u64) {
+        let mut slots = self.inner.lock();
+        if let Some(slot) = slots.iter_mut().find(|s| s.info.id == id) {
+            slot.connections = connections;
+        }
+    }
+}
+
+fn new_slot(info: ServerInfo, kind: Kind, auto_default: bool) -> Slot {
+    Slot {
+        auto_restart: info.auto_restart.unwrap_or(auto_default),
+        info,
+        kind,
+        state: State::Stopped,
+        pid: None,
+        started_at: None,
+        restarts: 0,
+        last_error: String::new(),
+        connections: 0,
+        agent: None,
+        control: None,
+        ever_up: false,
+        cpu_prev: None,
+    }
+}
+
+fn validate_new(slots: &[Slot], info: &ServerInfo) -> Result<(), String> {
+    if info.id.is_empty() || info.server_type.is_empty() || info.host.is_empty() {
+        return Err("id, serverType and host are required".into());
+    }
+    if info.id == WEB_SERVER_ID || info.id.contains(char::is_whitespace) || info.id.contains('/') {
+        return Err(format!("`{}` is not a usable server id", info.id));
+    }
+    if info.frontend && info.client_port.is_none() {
+        return Err(format!("frontend server `{}` needs clientPort", info.id));
+    }
+    if info.port.is_none() && info.client_port.is_none() {
+        return Err(format!("server `{}` needs port and/or clientPort", info.id));
+    }
+    for s in slots {
+        if s.info.id == info.id {
+            return Err(format!("server id `{}` already exists", info.id));
+        }
+        let theirs = [s.info.port, s.info.client_port];
+        for p in [info.port, info.client_port].into_iter().flatten() {
+            if theirs.contains(&Some(p)) && s.info.host == info.host {
+                return Err(format!("port {p} is already used by `{}`", s.info.id));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn select(slots: &[Slot], sel: &Selection, report: &mut ActionReport) -> Vec<usize> {
+    if sel.is_all() {
+        return (0..slots.len()).collect();
+    }
+    let mut out = Vec::new();
+    for id in &sel.ids {
+        match slots.iter().position(|s| &s.info.id == id) {
+            Some(i) => out.push(i),
+            None => report.errors.push(format!("unknown server id `{id}`")),
+        }
+    }
+    if let Some(t) = &sel.server_type {
+        let before = out.len();
+        out.extend(
+            slots
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| &s.info.server_type == t)
+                .map(|(i, _)| i),
+        );
+        if out.len() == before {
+            report.errors.push(format!("no server of type `{t}`"));
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+impl Supervisor {
+    fn control(&self, sel: &Selection, cmd: Control) -> ActionReport {
+        let mut report = ActionReport::default();
+        let slots = self.inner.lock();
+        for i in select(&slots, sel, &mut report) {
+            let slot = &slots[i];
+            match &slot.control {
+                Some(tx) => {
+                    // A full queue means a command is already pending.
+                    let _ = tx.try_send(cmd);
+                    report.ids.push(slot.info.id.clone());
+                }
+                None if sel.is_all() => {}
+                None => report
+                    .errors
+                    .push(format!("{} is not running", slot.info.id)),
+            }
+        }
+        report
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, Vec<Slot>> {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A line of the master's own in the merged output.
+    fn say(&self, line: &str) {
+        out_line(&format!("[{:<w$}] {line}", "master", w = self.id_width));
+        tracing::debug!("{line}");
+    }
+
+    fn with_slot<R>(&self, id: &str, f: impl FnOnce(&mut Slot) -> R) -> Option<R> {
+        let mut slots = self.lock();
+        slots.iter_mut().find(|s| s.info.id == id).map(f)
+    }
+
+    /// Recomputes the live server list and pushes it when it changed.
+    ///
+    /// A server is a member once it came up, and stays one while it is
+    /// restarting after a crash: routers keep hashing users to it (their
+    /// requests fail fast for a moment) instead of moving every room of a
+    /// crashed server elsewhere and back. Stopped and failed servers leave.
+    fn publish(&self) {
+        let entries: Vec<proto::ServerEntry> = self
+            .lock()
+            .iter()
+            .filter(|s| {
+                s.kind == Kind::Game
+                    && s.ever_up
+                    && !matches!(s.state, State::Stopped | State::Failed)
+            })
+            .map(|s| proto::ServerEntry {
+                id: s.info.id.clone(),
+                server_type: s.info.server_type.clone(),
+                host: s.info.host.clone(),
+                port: s.info.port.map(u32::from),
+                client_port: s.info.client_port.map(u32::from),
+                frontend: s.info.frontend,
+            })
+            .collect();
+        self.membership.send_if_modified(|cur| {
+            if cur.servers == entries {
+                return false;
+            }
+            *cur = Arc::new(proto::ServerList {
+                version: cur.version + 1,
+                servers: entries,
+            });
+            true
+        });
+        self.write_pids();
+    }
+
+    fn write_pids(&self) {
+        let servers: serde_json::Map<String, serde_json::Value> = self
+            .lock()
+            .iter()
+            .filter_map(|s| s.pid.map(|p| (s.info.id.clone(), p.into())))
+            .collect();
+        let doc = serde_json::json!({ "master": std::process::id(), "servers": servers });
+        let path = self.cfg.log_dir.join("master.pids.json");
+        if let Err(e) = std::fs::write(&path, format!("{doc:#}\n")) {
+            tracing::warn!("cannot write {}: {e}", path.display());
+        }
+    }
+
+    fn crash_log(&self, line: &str) {
+        use std::io::Write;
+        let path = self.cfg.log_dir.join("crash.log");
+        let res = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| writeln!(f, "{} {line}", utc_now()));
+        if let Err(e) = res {
+            tracing::warn!("cannot write {}: {e}", path.display());
+        }
+    }
+}

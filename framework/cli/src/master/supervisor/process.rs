@@ -1,0 +1,367 @@
+//! The life of one server process: the supervising task (spawn, watch,
+//! stop, crash handling with backoff), the port checks and the readiness
+//! probe. A child module of the supervisor, so it works on its slots
+//! directly.
+
+use std::collections::VecDeque;
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+
+use super::output::{describe_exit, line_prefix, pipe, tail_text};
+use super::{
+    BACKOFF_MAX, BACKOFF_MIN, Control, FAST_FAIL, Inner, Kind, MAX_FAST_FAILS, State,
+    SupervisorConfig,
+};
+use crate::master::proto;
+use shaddock::config::ServerInfo;
+
+/// The supervising task of one server (see the module docs).
+pub(super) async fn supervise(inner: Arc<Inner>, id: String, mut ctl: mpsc::Receiver<Control>) {
+    let mut fast_fails = 0u32;
+    let mut backoff = BACKOFF_MIN;
+    while let Some((info, kind, auto_restart)) =
+        inner.with_slot(&id, |s| (s.info.clone(), s.kind, s.auto_restart))
+    {
+        if let Err(e) = ports_free(&info) {
+            fail(&inner, &id, e);
+            break;
+        }
+        let mut child = match spawn(&inner.cfg, &info, kind) {
+            Ok(child) => child,
+            Err(e) => {
+                fail(&inner, &id, e);
+                break;
+            }
+        };
+        let pid = child.id().unwrap_or(0);
+        let tail: Arc<Mutex<VecDeque<String>>> = Arc::default();
+        let prefix = line_prefix(&id, inner.id_width);
+        let mut pipes = Vec::new();
+        if let Some(out) = child.stdout.take() {
+            pipes.push(tokio::spawn(pipe(out, prefix.clone(), tail.clone())));
+        }
+        if let Some(err) = child.stderr.take() {
+            pipes.push(tokio::spawn(pipe(err, prefix.clone(), tail.clone())));
+        }
+        let started = Instant::now();
+        inner.with_slot(&id, |s| {
+            s.pid = Some(pid);
+            s.started_at = Some(started);
+            s.cpu_prev = None;
+            s.state = State::Starting;
+        });
+        inner.publish();
+        inner.say(&format!("started {id} (pid {pid})"));
+        let probe = tokio::spawn(probe_ready(inner.clone(), id.clone(), info.clone(), pid));
+
+        enum Outcome {
+            Exited(std::io::Result<ExitStatus>),
+            Stopped,
+            Restart,
+        }
+        let outcome = tokio::select! {
+            status = child.wait() => Outcome::Exited(status),
+            cmd = ctl.recv() => match cmd {
+                Some(Control::Kill) => {
+                    inner.with_slot(&id, |s| s.state = State::Stopping);
+                    let _ = child.start_kill();
+                    let _ = child.wait().await;
+                    Outcome::Stopped
+                }
+                Some(Control::Restart) => {
+                    graceful_stop(&inner, &id, &mut child).await;
+                    Outcome::Restart
+                }
+                Some(Control::Stop) | None => {
+                    graceful_stop(&inner, &id, &mut child).await;
+                    Outcome::Stopped
+                }
+            },
+        };
+        probe.abort();
+        for p in pipes {
+            let _ = tokio::time::timeout(Duration::from_secs(1), p).await;
+        }
+        inner.with_slot(&id, |s| {
+            s.pid = None;
+            s.agent = None;
+            s.connections = 0;
+        });
+        match outcome {
+            Outcome::Stopped => {
+                inner.say(&format!("{id} stopped"));
+                inner.with_slot(&id, |s| {
+                    s.state = State::Stopped;
+                    s.ever_up = false;
+                });
+                break;
+            }
+            Outcome::Restart => {
+                inner.say(&format!("{id} stopped, restarting"));
+                fast_fails = 0;
+                backoff = BACKOFF_MIN;
+                continue;
+            }
+            Outcome::Exited(status) => {
+                let lived = started.elapsed();
+                let status = match status {
+                    Ok(s) => describe_exit(s),
+                    Err(e) => format!("could not be waited for: {e}"),
+                };
+                let last = tail_text(&tail);
+                inner.crash_log(&format!(
+                    "{id} pid={pid} {status} after {:.1}s; last output: {}",
+                    lived.as_secs_f64(),
+                    if last.is_empty() { "(none)" } else { &last }
+                ));
+                if lived < FAST_FAIL {
+                    fast_fails += 1;
+                } else {
+                    fast_fails = 0;
+                    backoff = BACKOFF_MIN;
+                }
+                let error = if last.is_empty() {
+                    status.clone()
+                } else {
+                    format!("{status}; last output: {last}")
+                };
+                if !auto_restart {
+                    inner.say(&format!("{id} {status} (auto-restart is off)"));
+                    fail(&inner, &id, error);
+                    break;
+                }
+                if fast_fails >= MAX_FAST_FAILS {
+                    inner.say(&format!(
+                        "{id} {status}; it failed {fast_fails} times within {}s of starting, giving up",
+                        FAST_FAIL.as_secs()
+                    ));
+                    fail(
+                        &inner,
+                        &id,
+                        format!("exited {fast_fails} times right after starting: {error}"),
+                    );
+                    break;
+                }
+                inner.say(&format!(
+                    "{id} {status}; restarting in {} ms",
+                    backoff.as_millis()
+                ));
+                inner.with_slot(&id, |s| {
+                    s.state = State::Restarting;
+                    s.last_error = error;
+                });
+                let stop = tokio::select! {
+                    _ = tokio::time::sleep(backoff) => false,
+                    cmd = ctl.recv() => !matches!(cmd, Some(Control::Restart)),
+                };
+                if stop {
+                    inner.with_slot(&id, |s| {
+                        s.state = State::Stopped;
+                        s.ever_up = false;
+                    });
+                    break;
+                }
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+                inner.with_slot(&id, |s| s.restarts += 1);
+            }
+        }
+    }
+    inner.with_slot(&id, |s| {
+        s.control = None;
+        s.pid = None;
+    });
+    inner.publish();
+}
+
+fn fail(inner: &Inner, id: &str, error: String) {
+    inner.say(&format!("{id} failed: {error}"));
+    inner.with_slot(id, |s| {
+        s.state = State::Failed;
+        s.last_error = error;
+        s.ever_up = false;
+    });
+}
+
+/// Stop command on the membership stream + SIGTERM, then SIGKILL after the
+/// stop timeout.
+async fn graceful_stop(inner: &Inner, id: &str, child: &mut Child) {
+    let agent = inner.with_slot(id, |s| {
+        s.state = State::Stopping;
+        s.agent.clone()
+    });
+    if let Some(Some(agent)) = agent {
+        let _ = agent.tx.try_send(proto::MasterMessage {
+            kind: Some(proto::master_message::Kind::Stop(proto::StopCommand {
+                reason: "stopped by the master".into(),
+            })),
+        });
+    }
+    // `id()` is None once the child was reaped, so the pid cannot have been
+    // reused by another process.
+    if let Some(pid) = child.id() {
+        signal(pid, libc::SIGTERM);
+    }
+    match tokio::time::timeout(inner.cfg.stop_timeout, child.wait()).await {
+        Ok(_) => {}
+        Err(_) => {
+            inner.say(&format!(
+                "{id} did not stop within {} s; sending SIGKILL",
+                inner.cfg.stop_timeout.as_secs()
+            ));
+            let _ = child.start_kill();
+            let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+        }
+    }
+}
+
+fn signal(pid: u32, sig: libc::c_int) {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return;
+    };
+    if pid <= 0 {
+        return;
+    }
+    // SAFETY: kill(2) with a positive pid of our own un-reaped child.
+    unsafe {
+        libc::kill(pid, sig);
+    }
+}
+
+fn spawn(cfg: &SupervisorConfig, info: &ServerInfo, kind: Kind) -> Result<Child, String> {
+    let mut cmd = match kind {
+        Kind::Game => {
+            let mut cmd = Command::new(&cfg.server_bin);
+            cmd.args(&cfg.server_args)
+                .args(["--env", &cfg.env, "--server-id", &info.id])
+                .args(&info.args);
+            cmd
+        }
+        Kind::Web => {
+            let web = cfg.web.as_ref().ok_or("no web server binary")?;
+            let mut cmd = Command::new(&web.bin);
+            cmd.arg("--host")
+                .arg(&web.host)
+                .arg("--port")
+                .arg(web.port.to_string())
+                .arg("--log-dir")
+                .arg(&cfg.log_dir);
+            cmd
+        }
+    };
+    cmd.current_dir(&cfg.work_dir)
+        .env("SHADDOCK_MASTER", &cfg.master_addr)
+        .env("SHADDOCK_MASTER_TOKEN", &cfg.token)
+        .env("SHADDOCK_SERVER_ID", &info.id)
+        // The full entry: a server added at run time is not in servers.json.
+        .env(
+            "SHADDOCK_SERVER_INFO",
+            serde_json::to_string(info).unwrap_or_default(),
+        )
+        .env("SHADDOCK_ENV", &cfg.env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    #[cfg(unix)]
+    {
+        // Own process group: a Ctrl-C in the terminal reaches only the
+        // master, which then stops the servers in order.
+        cmd.process_group(0);
+    }
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl is async-signal-safe; it only sets a flag of the child.
+    unsafe {
+        // If the master dies without stopping its children, they get a
+        // SIGTERM instead of running on unsupervised.
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+    let bin = match kind {
+        Kind::Game => cfg.server_bin.display().to_string(),
+        Kind::Web => cfg
+            .web
+            .as_ref()
+            .map(|w| w.bin.display().to_string())
+            .unwrap_or_default(),
+    };
+    cmd.spawn()
+        .map_err(|e| format!("cannot start `{bin}`: {e} (was the app built?)"))
+}
+
+/// Refuses to spawn a server whose port another process already listens on:
+/// a clear "port taken" beats three crash reports.
+fn ports_free(info: &ServerInfo) -> Result<(), String> {
+    for port in [info.port, info.client_port].into_iter().flatten() {
+        let addr = format!("{}:{port}", info.host);
+        let addrs: Vec<SocketAddr> = match addr.to_socket_addrs() {
+            Ok(a) => a.collect(),
+            Err(e) => return Err(format!("cannot resolve host `{}`: {e}", info.host)),
+        };
+        for a in addrs {
+            if let Err(e) = TcpListener::bind(a) {
+                return Err(format!(
+                    "port {port} on {} is not available ({e}); is another process using it?",
+                    info.host
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Marks the server running once every port it declares accepts TCP
+/// connections (for processes without an agent, or before it says hello).
+async fn probe_ready(inner: Arc<Inner>, id: String, info: ServerInfo, pid: u32) {
+    let ports: Vec<u16> = [info.port, info.client_port]
+        .into_iter()
+        .flatten()
+        .collect();
+    let start = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let host = info.host.clone();
+        let ports2 = ports.clone();
+        let up = tokio::task::spawn_blocking(move || {
+            ports2.iter().all(|p| {
+                format!("{host}:{p}")
+                    .to_socket_addrs()
+                    .ok()
+                    .and_then(|mut a| a.next())
+                    .is_some_and(|a| {
+                        TcpStream::connect_timeout(&a, Duration::from_millis(200)).is_ok()
+                    })
+            })
+        })
+        .await
+        .unwrap_or(false);
+        // A server without ports is up once its agent said hello (or, with
+        // no agent, after a second alive).
+        let agent = inner.with_slot(&id, |s| s.agent.is_some()).unwrap_or(false);
+        let up = up && (!ports.is_empty() || agent || start.elapsed() > Duration::from_secs(1));
+        if up {
+            let changed = inner
+                .with_slot(&id, |s| {
+                    if s.pid == Some(pid) && s.state == State::Starting {
+                        s.state = State::Running;
+                        s.ever_up = true;
+                        true
+                    } else {
+                        false
+                    }
+                })
+                .unwrap_or(false);
+            if changed {
+                inner.say(&format!("{id} is up"));
+                inner.publish();
+            }
+            return;
+        }
+    }
+}

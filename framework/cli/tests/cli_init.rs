@@ -1,0 +1,415 @@
+//! `shaddock init` end to end: scaffold an app into a temp folder, build it
+//! (`shaddock start -D --debug` runs cargo), start it, chat through gate →
+//! connector → room with the Rust client, add a connector at run time and
+//! see the gate hand users to it, kill -9 the room server and chat again
+//! after the master restarted it, `list`, `stop`, and check that no process
+//! is left. Pinus users were burned by scaffolds that no longer compiled:
+//! this runs on every CI run.
+//!
+//! The app shares this workspace's target folder (and Cargo.lock), so only
+//! the framework and the app itself are compiled; its packages are named
+//! after the app, so its binaries cannot overwrite the chat app's.
+
+mod cli_support;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use cli_support::*;
+use serde_json::{Value, json};
+use shaddock_client::{Client, ClientOptions};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn target_dir() -> PathBuf {
+    // <target>/<profile>/shaddock
+    shaddock().parent().unwrap().parent().unwrap().to_path_buf()
+}
+
+/// Replaces every port of the generated config by a free one (the defaults
+/// are Pomelo's demo ports, which a developer may be using).
+fn use_free_ports(app: &Path) {
+    let path = app.join("config/servers.json");
+    let mut servers: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    for env in servers.as_object_mut().unwrap().values_mut() {
+        for list in env.as_object_mut().unwrap().values_mut() {
+            for s in list.as_array_mut().unwrap() {
+                for key in ["port", "clientPort"] {
+                    if s.get(key).is_some() {
+                        s[key] = json!(free_port());
+                    }
+                }
+            }
+        }
+    }
+    std::fs::write(&path, serde_json::to_string_pretty(&servers).unwrap()).unwrap();
+    let path = app.join("config/master.json");
+    let mut master: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    for env in master.as_object_mut().unwrap().values_mut() {
+        env["port"] = json!(free_port());
+        env["web"]["port"] = json!(free_port());
+    }
+    std::fs::write(&path, serde_json::to_string_pretty(&master).unwrap()).unwrap();
+}
+
+struct Running {
+    dir: PathBuf,
+}
+
+impl Running {
+    fn cli(&self, args: &[&str]) -> std::process::Output {
+        run_cli(&self.dir, args, |cmd| {
+            cmd.env("CARGO_TARGET_DIR", target_dir());
+        })
+    }
+
+    fn list(&self) -> Value {
+        let out = self.cli(&["list", "--json"]);
+        assert_eq!(code(&out), 0);
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    fn server(&self, id: &str) -> Value {
+        self.list()["servers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("{id} not listed"))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        cleanup(&self.dir);
+    }
+}
+
+async fn connector_for(gate: &str, uid: &str) -> (String, u16) {
+    let client = Client::connect(gate, ClientOptions::default())
+        .await
+        .expect("gate");
+    let resp: Value = client
+        .request("gate.gateHandler.queryEntry", &json!({"uid": uid}))
+        .await
+        .expect("queryEntry");
+    client.close().await;
+    assert_eq!(resp["code"], 200, "{resp}");
+    (
+        resp["host"].as_str().unwrap().to_string(),
+        resp["port"].as_u64().unwrap() as u16,
+    )
+}
+
+/// Logs `uid` into `rid` through the gate; returns the client and the
+/// connector port it was sent to.
+async fn enter(gate: &str, uid: &str, rid: &str) -> (Client, u16) {
+    let (host, port) = connector_for(gate, uid).await;
+    let client = Client::connect(&format!("ws://{host}:{port}"), ClientOptions::default())
+        .await
+        .expect("connector");
+    let resp: Value = client
+        .request(
+            "connector.entryHandler.enter",
+            &json!({"uid": uid, "rid": rid}),
+        )
+        .await
+        .expect("enter");
+    assert_eq!(resp["code"], 200, "{resp}");
+    assert!(
+        resp["users"].as_array().unwrap().contains(&json!(uid)),
+        "{resp}"
+    );
+    (client, port)
+}
+
+async fn say_and_hear(client: &Client, content: &str) -> Value {
+    let resp: Value = client
+        .request("room.roomHandler.say", &json!({"content": content}))
+        .await
+        .expect("say");
+    assert_eq!(resp["code"], 200, "{resp}");
+    loop {
+        let push = client.next_push_timeout(WAIT).await.expect("onChat push");
+        if push.route == "onChat" {
+            let body: Value = push.json().unwrap();
+            if body["content"] == content {
+                return body;
+            }
+        }
+    }
+}
+
+#[test]
+fn init_builds_starts_chats_adds_restarts_and_stops() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("scaffold-e2e");
+
+    // --- init ---
+    let out = std::process::Command::new(shaddock())
+        .arg("init")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let printed = stdout(&out);
+    assert_eq!(code(&out), 0, "{printed}{}", stderr(&out));
+    for f in [
+        "Cargo.toml",
+        ".gitignore",
+        "README.md",
+        "config/servers.json",
+        "config/master.json",
+        "config/adminUser.json",
+        "proto/room.proto",
+        "logs",
+        "shared/src/lib.rs",
+        "game-server/src/main.rs",
+        "web-server/src/main.rs",
+    ] {
+        assert!(dir.join(f).exists(), "{f} missing");
+    }
+    // A fresh password, printed once, stored only as a hash.
+    let creds: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("config/.admin-credentials")).unwrap(),
+    )
+    .unwrap();
+    let password = creds["password"].as_str().unwrap();
+    assert!(password.len() >= 20);
+    assert!(printed.contains(password));
+    let users = std::fs::read_to_string(dir.join("config/adminUser.json")).unwrap();
+    assert!(!users.contains(password));
+    assert!(users.contains("$argon2id$"));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(dir.join("config/.admin-credentials"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert!(
+        std::fs::read_to_string(dir.join(".gitignore"))
+            .unwrap()
+            .contains(".admin-credentials")
+    );
+    // A second init into the same folder is refused.
+    let again = std::process::Command::new(shaddock())
+        .arg("init")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(code(&again), 1);
+
+    // The generated code is formatted as `cargo fmt` wants it.
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let fmt = std::process::Command::new(&cargo)
+        .args(["fmt", "--all", "--", "--check"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        fmt.status.success(),
+        "generated code is not rustfmt-clean:\n{}",
+        stdout(&fmt)
+    );
+
+    use_free_ports(&dir);
+    // Same dependency versions as this workspace: nothing but the framework
+    // and the app gets compiled.
+    let lock = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.lock");
+    std::fs::copy(lock, dir.join("Cargo.lock")).unwrap();
+
+    // --- build + start -D ---
+    let app = Running { dir: dir.clone() };
+    let started = Instant::now();
+    let out = app.cli(&["start", "-D", "--debug", "--timeout", "60"]);
+    assert_eq!(
+        code(&out),
+        0,
+        "start -D failed:\n{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains("cargo build -p scaffold-e2e-game-server -p scaffold-e2e-web-server")
+    );
+    eprintln!("build + start took {:?}", started.elapsed());
+
+    let list = app.list();
+    let servers = list["servers"].as_array().unwrap();
+    let ids: Vec<&str> = servers.iter().map(|s| s["id"].as_str().unwrap()).collect();
+    assert_eq!(
+        ids,
+        [
+            "gate-server-1",
+            "connector-server-1",
+            "room-server-1",
+            "web-server"
+        ]
+    );
+    for s in servers {
+        assert_eq!(s["state"], "running", "{s}");
+    }
+    let gate_port = servers[0]["clientPort"].as_u64().unwrap();
+    let gate = format!("ws://127.0.0.1:{gate_port}");
+    let c1_port = servers[1]["clientPort"].as_u64().unwrap() as u16;
+    // The web server serves the page.
+    let web_port = servers[3]["clientPort"].as_u64().unwrap() as u16;
+    {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", web_port)).unwrap();
+        s.set_read_timeout(Some(WAIT)).unwrap();
+        s.write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            .unwrap();
+        let mut page = String::new();
+        s.read_to_string(&mut page).unwrap();
+        assert!(
+            page.starts_with("HTTP/1.0 200") || page.starts_with("HTTP/1.1 200"),
+            "{page}"
+        );
+        assert!(page.contains("<h1>scaffold-e2e</h1>"));
+    }
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        // --- chat through gate → connector → room ---
+        let (alice, port) = enter(&gate, "alice", "lobby").await;
+        assert_eq!(port, c1_port);
+        let (bob, _) = enter(&gate, "bob", "lobby").await;
+        let add = alice.next_push_timeout(WAIT).await.expect("onAdd");
+        assert_eq!(add.route, "onAdd");
+        let heard = say_and_hear(&bob, "hello from bob").await;
+        assert_eq!(heard["from"], "bob");
+        assert_eq!(heard["server"], "room-server-1");
+        // Alice, in the same room, hears it too.
+        let push = alice
+            .next_push_timeout(WAIT)
+            .await
+            .expect("alice hears bob");
+        assert_eq!(push.route, "onChat");
+
+        // The connector reports its connections to the master.
+        let deadline = Instant::now() + WAIT;
+        while app.server("connector-server-1")["connections"]
+            .as_u64()
+            .unwrap()
+            < 2
+        {
+            assert!(Instant::now() < deadline, "connections never reported");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+
+        // --- add a connector at run time: the gate sends users to it ---
+        let (port2, client_port2) = (free_port(), free_port());
+        let out = app.cli(&[
+            "add",
+            "id=connector-server-2",
+            "serverType=connector",
+            "host=127.0.0.1",
+            &format!("port={port2}"),
+            &format!("clientPort={client_port2}"),
+            "frontend=true",
+        ]);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        // crc32 spreads uids over both connectors now; find one for the new one.
+        let deadline = Instant::now() + WAIT;
+        let mut to_new = None;
+        'outer: while Instant::now() < deadline {
+            for i in 0..50 {
+                let uid = format!("user{i}");
+                if connector_for(&gate, &uid).await.1 == client_port2 {
+                    to_new = Some(uid);
+                    break 'outer;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let uid = to_new.expect("the gate never sent a user to the added connector");
+        let (carol, port) = enter(&gate, &uid, "lobby").await;
+        assert_eq!(port, client_port2);
+        // The new connector forwards to the room server and gets its pushes.
+        let heard = say_and_hear(&carol, "hi from the new connector").await;
+        assert_eq!(heard["from"], uid.as_str());
+
+        // Stopping it removes it from the gate's list again.
+        assert_eq!(code(&app.cli(&["stop", "connector-server-2"])), 0);
+        let deadline = Instant::now() + WAIT;
+        while connector_for(&gate, &uid).await.1 == client_port2 {
+            assert!(
+                Instant::now() < deadline,
+                "the gate still hands out the stopped connector"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(connector_for(&gate, &uid).await.1, c1_port);
+
+        // --- kill -9 the room server: the master restarts it ---
+        let room = app.server("room-server-1");
+        let pid = room["pid"].as_u64().unwrap() as i32;
+        // SAFETY: kill(2) on the pid the master reported for room-server-1.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let s = app.server("room-server-1");
+            if s["state"] == "running" && s["pid"].as_u64().unwrap() as i32 != pid {
+                assert_eq!(s["restarts"], 1);
+                break;
+            }
+            assert!(Instant::now() < deadline, "room server not restarted: {s}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        // Rooms live in memory: users re-enter (as a chat client does on
+        // reconnect) and chat again within a few seconds.
+        let back = Instant::now();
+        let (dave, _) = loop {
+            let uid = format!("dave{}", back.elapsed().as_millis());
+            match tokio::time::timeout(WAIT, enter(&gate, &uid, "lobby")).await {
+                Ok(c) => break c,
+                Err(_) => assert!(back.elapsed() < Duration::from_secs(15)),
+            }
+        };
+        let heard = say_and_hear(&dave, "after the crash").await;
+        assert_eq!(heard["server"], "room-server-1");
+        eprintln!("chat works again {:?} after the restart", back.elapsed());
+        for c in [&alice, &bob, &carol, &dave] {
+            c.close().await;
+        }
+    });
+
+    // --- list shows the restart; stop leaves nothing behind ---
+    let out = app.cli(&["list"]);
+    let table = stdout(&out);
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("room-server-1"))
+        .unwrap();
+    assert!(row.trim_end().ends_with(" 1"), "{row}");
+    let list = app.list();
+    let mut pids: Vec<u32> = list["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["pid"].as_u64().unwrap() as u32)
+        .collect();
+    assert_eq!(pids.len(), 5);
+    // connector-server-2 was stopped; every other server runs.
+    assert_eq!(pids.iter().filter(|p| **p == 0).count(), 1);
+    pids.retain(|p| *p != 0);
+    pids.push(list["master"]["pid"].as_u64().unwrap() as u32);
+    let out = app.cli(&["stop"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    wait_gone(&pids, Duration::from_secs(15));
+    // Every process wrote its own log.
+    for id in [
+        "gate-server-1",
+        "connector-server-1",
+        "connector-server-2",
+        "room-server-1",
+        "web-server",
+    ] {
+        let log = dir.join(format!("logs/{id}.log"));
+        assert!(log.is_file(), "{} missing", log.display());
+    }
+    let crash = std::fs::read_to_string(dir.join("logs/crash.log")).unwrap();
+    assert!(crash.contains("room-server-1"), "{crash}");
+}

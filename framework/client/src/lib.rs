@@ -1,0 +1,472 @@
+//! A Rust Pomelo client: for tests, bots and the load robot.
+//!
+//! One task per connection owns the WebSocket; the [`Client`] handle
+//! encodes messages itself (with the server's route dictionary) and hands
+//! finished frames to that task over a bounded channel, so a request costs
+//! one encode, one channel send and one oneshot. The task follows the
+//! browser client's rules (§4.4): it never starts heartbeats on its own,
+//! answers each server HEARTBEAT after the interval, and closes when the
+//! server stays silent for twice the interval.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use serde_json::{Value, json};
+//! use shaddock_client::{Client, ClientOptions};
+//! let client = Client::connect("ws://127.0.0.1:3014", ClientOptions::default()).await?;
+//! let entry: Value = client.request("gate.gateHandler.queryEntry", &json!({"uid": "bob"})).await?;
+//! # let _ = entry;
+//! # Ok(())
+//! # }
+//! ```
+
+mod task;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+use shaddock_protocol::encode_data_frame;
+use shaddock_protocol::handshake::{CODE_OK, HandshakeResponse};
+use shaddock_protocol::{
+    EncodeError, HANDSHAKE_ACK, Message, PackageType, RouteDictionary, decode_packages,
+    encode_package,
+};
+
+/// Client settings.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// TCP connect + WebSocket upgrade + Pomelo handshake.
+    pub connect_timeout: Duration,
+    /// Default time to wait for a response.
+    pub request_timeout: Duration,
+    /// `user` object of the handshake.
+    pub handshake_user: Option<Value>,
+    /// Extra `sys` fields of the handshake (merged over `type`/`version`).
+    pub handshake_sys: Map<String, Value>,
+    /// Pushes buffered for [`Client::next_push`] (and per subscription);
+    /// when full, further pushes are dropped with a warning rather than
+    /// stalling heartbeats and responses.
+    pub push_capacity: usize,
+    /// Answer server heartbeats. Turning this off simulates a dead client
+    /// (tests use it to watch the server's timeout).
+    pub send_heartbeats: bool,
+    /// Largest message accepted from the server.
+    pub max_message_size: usize,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(5),
+            handshake_user: None,
+            handshake_sys: Map::new(),
+            push_capacity: 1024,
+            send_heartbeats: true,
+            max_message_size: 16 << 20,
+        }
+    }
+}
+
+/// A server push.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Push {
+    pub route: String,
+    pub body: Bytes,
+}
+
+impl Push {
+    /// The body as JSON.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_slice(&self.body)
+    }
+}
+
+/// Why the connection ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The server sent KICK with this reason.
+    Kicked(String),
+    /// The server closed the connection without a KICK.
+    ServerClosed,
+    /// No package from the server within twice the heartbeat interval.
+    HeartbeatTimeout,
+    /// [`Client::close`] was called or the client was dropped.
+    Closed,
+    /// A transport or protocol error.
+    Error(String),
+}
+
+/// Why a client call failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot connect to {url}: {reason}")]
+    Connect { url: String, reason: String },
+    #[error("connecting to {0} timed out")]
+    ConnectTimeout(String),
+    #[error("handshake refused with code {0}")]
+    Handshake(u16),
+    #[error("no response to `{route}` within {after:?}")]
+    Timeout { route: String, after: Duration },
+    #[error("no push within {0:?}")]
+    PushTimeout(Duration),
+    #[error("connection closed: {0:?}")]
+    Closed(CloseReason),
+    #[error("cannot encode the message: {0}")]
+    Encode(#[from] EncodeError),
+    #[error("JSON error: {0}")]
+    Json(String),
+}
+
+impl From<serde_json::Error> for ClientError {
+    fn from(e: serde_json::Error) -> Self {
+        Self::Json(e.to_string())
+    }
+}
+
+pub(crate) enum Command {
+    Frame(Bytes),
+    Close,
+}
+
+/// Where the pushes of one route go.
+#[derive(Clone)]
+pub(crate) enum PushRoute {
+    /// Queued for a [`Client::subscribe`] receiver.
+    Queue(mpsc::Sender<Push>),
+    /// Handed to a [`Client::on_push`] callback on the connection task.
+    Call(PushHandler),
+}
+
+/// A push callback (see [`Client::on_push`]).
+pub type PushHandler = Arc<dyn Fn(Push) + Send + Sync>;
+
+pub(crate) type PushRoutes = Mutex<HashMap<String, PushRoute>>;
+
+/// State shared between the handle and the connection task.
+pub(crate) struct Shared {
+    pub(crate) pending: Mutex<HashMap<u32, oneshot::Sender<Bytes>>>,
+    pub(crate) dict: Option<RouteDictionary>,
+    pub(crate) subscriptions: PushRoutes,
+    pub(crate) pushes: mpsc::Sender<Push>,
+    pub(crate) closed: watch::Sender<Option<CloseReason>>,
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A connected, handshaken client. Dropping it closes the connection.
+pub struct Client {
+    shared: Arc<Shared>,
+    commands: mpsc::Sender<Command>,
+    pushes: tokio::sync::Mutex<mpsc::Receiver<Push>>,
+    next_id: AtomicU32,
+    handshake: HandshakeResponse,
+    options: ClientOptions,
+}
+
+impl Client {
+    /// Connects to `url` (`ws://host:port[/path]`), performs the handshake
+    /// and the ACK, and starts the connection task.
+    pub async fn connect(url: &str, options: ClientOptions) -> Result<Self, ClientError> {
+        let (ws, handshake) = tokio::time::timeout(options.connect_timeout, open(url, &options))
+            .await
+            .map_err(|_| ClientError::ConnectTimeout(url.to_owned()))??;
+        let (commands, command_rx) = mpsc::channel(256);
+        let (push_tx, push_rx) = mpsc::channel(options.push_capacity.max(1));
+        let shared = Arc::new(Shared {
+            pending: Mutex::default(),
+            dict: handshake.dictionary(),
+            subscriptions: Mutex::default(),
+            pushes: push_tx,
+            closed: watch::channel(None).0,
+        });
+        let heartbeat = handshake.sys.heartbeat.map(Duration::from_secs);
+        tokio::spawn(task::run(
+            ws,
+            shared.clone(),
+            command_rx,
+            heartbeat,
+            options.send_heartbeats,
+        ));
+        Ok(Self {
+            shared,
+            commands,
+            pushes: tokio::sync::Mutex::new(push_rx),
+            // Continue after 0 like the browser client: first id is 1.
+            next_id: AtomicU32::new(1),
+            handshake,
+            options,
+        })
+    }
+
+    /// The server's handshake reply.
+    pub fn handshake(&self) -> &HandshakeResponse {
+        &self.handshake
+    }
+
+    /// The route dictionary the server sent, if any.
+    pub fn dictionary(&self) -> Option<&RouteDictionary> {
+        self.shared.dict.as_ref()
+    }
+
+    /// Sends a request with a JSON body and decodes the JSON response.
+    pub async fn request<Req, Resp>(&self, route: &str, req: &Req) -> Result<Resp, ClientError>
+    where
+        Req: Serialize + ?Sized,
+        Resp: DeserializeOwned,
+    {
+        let body = serde_json::to_vec(req)?;
+        let resp = self.request_raw(route, body).await?;
+        Ok(serde_json::from_slice(&resp)?)
+    }
+
+    /// Sends a request and returns the raw response body, waiting at most
+    /// the configured request timeout.
+    pub async fn request_raw(
+        &self,
+        route: &str,
+        body: impl Into<Bytes>,
+    ) -> Result<Bytes, ClientError> {
+        self.request_raw_timeout(route, body, self.options.request_timeout)
+            .await
+    }
+
+    /// [`request_raw`](Self::request_raw) with an explicit timeout.
+    pub async fn request_raw_timeout(
+        &self,
+        route: &str,
+        body: impl Into<Bytes>,
+        after: Duration,
+    ) -> Result<Bytes, ClientError> {
+        let mut id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        if id == 0 {
+            id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        }
+        let frame = encode_data_frame(&Message::request(id, route, body), self.dictionary())?;
+        let (tx, rx) = oneshot::channel();
+        lock(&self.shared.pending).insert(id, tx);
+        // Removes the pending entry if this future is dropped or times out.
+        let _pending = PendingGuard {
+            shared: &self.shared,
+            id,
+        };
+        let deadline = tokio::time::Instant::now() + after;
+        let timeout = || ClientError::Timeout {
+            route: route.to_owned(),
+            after,
+        };
+        match tokio::time::timeout_at(deadline, self.commands.send(Command::Frame(frame))).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(ClientError::Closed(self.close_reason_or_closed())),
+            Err(_) => return Err(timeout()),
+        }
+        match tokio::time::timeout_at(deadline, rx).await {
+            Ok(Ok(body)) => Ok(body),
+            Ok(Err(_)) => Err(ClientError::Closed(self.close_reason_or_closed())),
+            Err(_) => Err(timeout()),
+        }
+    }
+
+    /// Sends a notify (no response) with a JSON body.
+    pub async fn notify<Req: Serialize + ?Sized>(
+        &self,
+        route: &str,
+        req: &Req,
+    ) -> Result<(), ClientError> {
+        self.notify_raw(route, serde_json::to_vec(req)?).await
+    }
+
+    /// Sends a notify with a raw body.
+    pub async fn notify_raw(&self, route: &str, body: impl Into<Bytes>) -> Result<(), ClientError> {
+        let frame = encode_data_frame(&Message::notify(route, body), self.dictionary())?;
+        self.send_frame(frame).await
+    }
+
+    /// Sends pre-encoded bytes as one binary frame (tests use it to send
+    /// packages the client would never build).
+    pub async fn send_frame(&self, frame: Bytes) -> Result<(), ClientError> {
+        match tokio::time::timeout(
+            self.options.request_timeout,
+            self.commands.send(Command::Frame(frame)),
+        )
+        .await
+        {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(ClientError::Closed(self.close_reason_or_closed())),
+            Err(_) => Err(ClientError::Timeout {
+                route: "<frame>".into(),
+                after: self.options.request_timeout,
+            }),
+        }
+    }
+
+    /// The next push not taken by a route subscription; `None` once the
+    /// connection is closed and the buffer is drained.
+    pub async fn next_push(&self) -> Option<Push> {
+        self.pushes.lock().await.recv().await
+    }
+
+    /// [`next_push`](Self::next_push) with a timeout.
+    pub async fn next_push_timeout(&self, after: Duration) -> Result<Push, ClientError> {
+        match tokio::time::timeout(after, self.next_push()).await {
+            Ok(Some(p)) => Ok(p),
+            Ok(None) => Err(ClientError::Closed(self.close_reason_or_closed())),
+            Err(_) => Err(ClientError::PushTimeout(after)),
+        }
+    }
+
+    /// Routes pushes of `route` to the returned receiver (instead of
+    /// [`next_push`](Self::next_push)). A second subscription to the same
+    /// route replaces the first.
+    pub fn subscribe(&self, route: &str) -> mpsc::Receiver<Push> {
+        let (tx, rx) = mpsc::channel(self.options.push_capacity.max(1));
+        lock(&self.shared.subscriptions).insert(route.to_owned(), PushRoute::Queue(tx));
+        rx
+    }
+
+    /// Calls `handler` for every push of `route`, on the connection task as
+    /// the push is decoded, instead of queueing it (replaces a
+    /// subscription to the same route). No channel and no second task wake
+    /// per push: the load robot uses it so that measuring pushes costs
+    /// little CPU next to the server it measures. The handler must be quick
+    /// and must never block: reading and heartbeats wait while it runs.
+    pub fn on_push(&self, route: &str, handler: impl Fn(Push) + Send + Sync + 'static) {
+        lock(&self.shared.subscriptions)
+            .insert(route.to_owned(), PushRoute::Call(Arc::new(handler)));
+    }
+
+    /// Why the connection ended, once it has.
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        self.shared.closed.borrow().clone()
+    }
+
+    fn close_reason_or_closed(&self) -> CloseReason {
+        self.close_reason().unwrap_or(CloseReason::Closed)
+    }
+
+    /// Whether the connection is still open.
+    pub fn is_open(&self) -> bool {
+        self.close_reason().is_none()
+    }
+
+    /// Waits until the connection ends and returns why.
+    pub async fn closed(&self) -> CloseReason {
+        let mut rx = self.shared.closed.subscribe();
+        match rx.wait_for(Option::is_some).await {
+            Ok(reason) => reason.clone().unwrap_or(CloseReason::Closed),
+            Err(_) => CloseReason::Closed,
+        }
+    }
+
+    /// [`closed`](Self::closed) with a timeout; `None` if still open.
+    pub async fn closed_within(&self, after: Duration) -> Option<CloseReason> {
+        tokio::time::timeout(after, self.closed()).await.ok()
+    }
+
+    /// Closes the connection and waits (briefly) for the task to finish.
+    pub async fn close(&self) {
+        let _ = self.commands.send(Command::Close).await;
+        let _ = self.closed_within(Duration::from_secs(2)).await;
+    }
+}
+
+struct PendingGuard<'a> {
+    shared: &'a Shared,
+    id: u32,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        lock(&self.shared.pending).remove(&self.id);
+    }
+}
+
+pub(crate) type Ws = tokio_tungstenite::WebSocketStream<TcpStream>;
+
+/// TCP connect, WebSocket upgrade, HANDSHAKE and ACK.
+async fn open(url: &str, options: &ClientOptions) -> Result<(Ws, HandshakeResponse), ClientError> {
+    let connect_err = |reason: String| ClientError::Connect {
+        url: url.to_owned(),
+        reason,
+    };
+    let request = url
+        .into_client_request()
+        .map_err(|e| connect_err(e.to_string()))?;
+    let host = request
+        .uri()
+        .host()
+        .ok_or_else(|| connect_err("URL has no host".into()))?
+        .trim_matches(|c| c == '[' || c == ']')
+        .to_owned();
+    let port = request.uri().port_u16().unwrap_or(80);
+    let tcp = TcpStream::connect((host.as_str(), port))
+        .await
+        .map_err(|e| connect_err(e.to_string()))?;
+    let _ = tcp.set_nodelay(true);
+    let config = WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(4096)
+        .max_message_size(Some(options.max_message_size))
+        .max_frame_size(Some(options.max_message_size));
+    let (mut ws, _) = tokio_tungstenite::client_async_with_config(request, tcp, Some(config))
+        .await
+        .map_err(|e| connect_err(e.to_string()))?;
+
+    let mut sys = Map::new();
+    sys.insert("type".into(), Value::from("shaddock-rust"));
+    sys.insert("version".into(), Value::from(env!("CARGO_PKG_VERSION")));
+    sys.insert("rsa".into(), Value::Object(Map::new()));
+    for (k, v) in &options.handshake_sys {
+        sys.insert(k.clone(), v.clone());
+    }
+    let mut root = Map::new();
+    root.insert("sys".into(), Value::Object(sys));
+    if let Some(user) = &options.handshake_user {
+        root.insert("user".into(), user.clone());
+    }
+    let body = serde_json::to_vec(&Value::Object(root))?;
+    let frame = encode_package(PackageType::Handshake, &body)?;
+    ws.send(WsMessage::Binary(frame))
+        .await
+        .map_err(|e| connect_err(e.to_string()))?;
+
+    let reply = loop {
+        let data = match ws.next().await {
+            Some(Ok(WsMessage::Binary(d))) => d,
+            Some(Ok(WsMessage::Text(t))) => Bytes::from(t),
+            Some(Ok(WsMessage::Close(_))) | None => {
+                return Err(connect_err("closed during the handshake".into()));
+            }
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => return Err(connect_err(e.to_string())),
+        };
+        let packages = decode_packages(data).map_err(|e| connect_err(e.to_string()))?;
+        if let Some(p) = packages
+            .into_iter()
+            .find(|p| p.kind == PackageType::Handshake)
+        {
+            break HandshakeResponse::parse(&p.body).map_err(|e| connect_err(e.to_string()))?;
+        }
+    };
+    if reply.code != CODE_OK {
+        return Err(ClientError::Handshake(reply.code));
+    }
+    ws.send(WsMessage::Binary(Bytes::from_static(&HANDSHAKE_ACK)))
+        .await
+        .map_err(|e| connect_err(e.to_string()))?;
+    Ok((ws, reply))
+}

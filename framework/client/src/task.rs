@@ -1,0 +1,176 @@
+//! The connection task of a [`Client`](super::Client): one per connection.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::time::{Instant, sleep_until};
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+use super::{CloseReason, Command, Push, PushRoute, Shared, Ws, lock};
+use shaddock_protocol::handshake::parse_kick;
+use shaddock_protocol::{HEARTBEAT, MessageType, PackageType, decode_message, decode_packages};
+
+/// Slack on the heartbeat deadline, as in the browser client.
+const SLACK: Duration = Duration::from_millis(100);
+
+pub(super) async fn run(
+    mut ws: Ws,
+    shared: Arc<Shared>,
+    mut commands: mpsc::Receiver<Command>,
+    heartbeat: Option<Duration>,
+    send_heartbeats: bool,
+) {
+    let mut next_beat: Option<Instant> = None;
+    let mut deadline: Option<Instant> = None;
+    let mut kicked: Option<String> = None;
+    // One timer for the connection. A fresh `sleep_until` per loop turn
+    // would register and cancel a timer-wheel entry for every push received
+    // (each one moves the deadline). So the timer only ever moves earlier;
+    // when it fires before the real wake-up time the branch below finds
+    // nothing due and the next turn re-arms it.
+    let timer = sleep_until(Instant::now());
+    tokio::pin!(timer);
+    let mut armed: Option<Instant> = None;
+    let reason = loop {
+        let wake = match (next_beat, deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if let Some(w) = wake.filter(|w| armed.is_none_or(|a| *w < a)) {
+            timer.as_mut().reset(w);
+            armed = Some(w);
+        }
+        tokio::select! {
+            command = commands.recv() => {
+                let mut frame = match command {
+                    Some(Command::Frame(f)) => f,
+                    Some(Command::Close) | None => break CloseReason::Closed,
+                };
+                // Batch: feed everything already queued, then flush once.
+                let mut close = false;
+                let result = async {
+                    loop {
+                        ws.feed(WsMessage::Binary(frame)).await?;
+                        match commands.try_recv() {
+                            Ok(Command::Frame(f)) => frame = f,
+                            Ok(Command::Close) => { close = true; break; }
+                            Err(_) => break,
+                        }
+                    }
+                    ws.flush().await
+                }.await;
+                if let Err(e) = result {
+                    break CloseReason::Error(format!("write failed: {e}"));
+                }
+                if close {
+                    break CloseReason::Closed;
+                }
+            }
+            _ = &mut timer, if wake.is_some() => {
+                armed = None;
+                let now = Instant::now();
+                if deadline.is_some_and(|d| d <= now) {
+                    break CloseReason::HeartbeatTimeout;
+                }
+                if next_beat.is_some_and(|t| t <= now) {
+                    next_beat = None;
+                    if let Err(e) = ws.send(WsMessage::Binary(Bytes::from_static(&HEARTBEAT))).await {
+                        break CloseReason::Error(format!("write failed: {e}"));
+                    }
+                    if let Some(interval) = heartbeat {
+                        deadline = Some(now + interval * 2 + SLACK);
+                    }
+                }
+            }
+            frame = ws.next() => {
+                let data = match frame {
+                    Some(Ok(WsMessage::Binary(d))) => d,
+                    Some(Ok(WsMessage::Text(t))) => Bytes::from(t),
+                    Some(Ok(WsMessage::Close(_))) | None => {
+                        break match kicked.take() {
+                            Some(r) => CloseReason::Kicked(r),
+                            None => CloseReason::ServerClosed,
+                        };
+                    }
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => {
+                        break match kicked.take() {
+                            Some(r) => CloseReason::Kicked(r),
+                            None => CloseReason::Error(e.to_string()),
+                        };
+                    }
+                };
+                // Any package from the server pushes the deadline forward.
+                if let (Some(_), Some(interval)) = (deadline, heartbeat) {
+                    deadline = Some(Instant::now() + interval * 2 + SLACK);
+                }
+                let packages = match decode_packages(data) {
+                    Ok(p) => p,
+                    Err(e) => break CloseReason::Error(format!("bad package from server: {e}")),
+                };
+                for package in packages {
+                    match package.kind {
+                        PackageType::Heartbeat => {
+                            deadline = None;
+                            if let (true, None, Some(interval)) = (send_heartbeats, next_beat, heartbeat) {
+                                next_beat = Some(Instant::now() + interval);
+                            }
+                        }
+                        PackageType::Data => deliver(&shared, package.body),
+                        PackageType::Kick => kicked = Some(parse_kick(&package.body)),
+                        _ => {}
+                    }
+                }
+                if kicked.is_some() {
+                    // Pomelo closes right after the KICK; stop reading now so
+                    // the reason is reported even if the close frame is lost.
+                    break CloseReason::Kicked(kicked.take().unwrap_or_default());
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_millis(500), ws.close(None)).await;
+    lock(&shared.pending).clear();
+    shared.closed.send_replace(Some(reason));
+}
+
+fn deliver(shared: &Shared, body: Bytes) {
+    let msg = match decode_message(body, shared.dict.as_ref()) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(error = %e, "undecodable message from server dropped");
+            return;
+        }
+    };
+    match msg.kind {
+        MessageType::Response => {
+            if let Some(tx) = lock(&shared.pending).remove(&msg.id) {
+                let _ = tx.send(msg.body);
+            }
+        }
+        MessageType::Push => {
+            let push = Push {
+                route: msg.route,
+                body: msg.body,
+            };
+            let subscribed = lock(&shared.subscriptions).get(&push.route).cloned();
+            let target = match &subscribed {
+                Some(PushRoute::Call(handler)) => return handler(push),
+                Some(PushRoute::Queue(tx)) => tx,
+                None => &shared.pushes,
+            };
+            match target.try_send(push) {
+                Ok(()) => {}
+                Err(TrySendError::Full(p)) => {
+                    tracing::warn!(route = %p.route, "push buffer full; push dropped");
+                }
+                Err(TrySendError::Closed(_)) => {}
+            }
+        }
+        _ => {}
+    }
+}

@@ -1,0 +1,425 @@
+//! `App`: one server process — the handle every handler gets, and its
+//! builder.
+//!
+//! ```text
+//! let app = App::builder(server_info)
+//!     .handler("connector.entryHandler.enter", enter)
+//!     .before(|ctx: FilterContext| async move { Ok(()) })
+//!     .connector(ConnectorOptions::default())
+//!     .build();
+//! app.run(shutdown_signal()).await?;
+//! ```
+//!
+//! The app is where the layers meet: it implements the connector's
+//! [`Frontend`] (client messages go into its handler [`Pipeline`]) and the
+//! cluster's [`LocalNode`](crate::cluster::LocalNode) (forwarded requests
+//! and pushes from other servers, in [`node`]), owns the typed remotes
+//! ([`remotes`]) and runs the [`Discovery`] backend that keeps the server
+//! list true.
+//!
+//! `App` is an `Arc` around its parts; cloning is a reference-count bump,
+//! so handlers take it by value.
+
+mod node;
+pub mod remotes;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use self::remotes::Remotes;
+use crate::channel::ChannelService;
+use crate::cluster::{Cluster, Forwarder, RemoteService, Rpc, RpcServer};
+use crate::config::ServerInfo;
+use crate::connector::{Acceptor, ConnectorOptions, Frontend, Tracker};
+use crate::discovery::{Discovery, DiscoveryContext, StaticDiscovery};
+use crate::handler::{self, AfterFilter, BeforeFilter, Handler, HandlerError, Pipeline};
+use crate::protocol::RouteDictionary;
+use crate::session::{Session, SessionService};
+
+/// What a filter of a Shaddock server sees (the handler layer's
+/// [`FilterContext`](handler::FilterContext) with this app as context).
+pub type FilterContext = handler::FilterContext<App>;
+
+/// Cheap-to-clone handle to one server process.
+#[derive(Clone)]
+pub struct App {
+    inner: Arc<AppInner>,
+}
+
+/// Everything the app owns. Built once by [`AppBuilder::build`], read-only
+/// afterwards (subsystems keep their own interior mutability).
+struct AppInner {
+    /// This server's servers.json entry.
+    server: ServerInfo,
+    /// Client-facing connector settings (frontends).
+    options: ConnectorOptions,
+    /// Handlers of every server type (one binary serves all types, so every
+    /// process can compute the same route dictionary), filters, forwarder.
+    pipeline: Pipeline<App>,
+    /// Route dictionary over all handler routes + extra routes; `None` when
+    /// `use_dict` is off.
+    dict: Option<Arc<RouteDictionary>>,
+    /// Live client sessions (empty on backends).
+    sessions: SessionService,
+    /// Requests currently running (shutdown waits for them).
+    inflight: Tracker,
+    /// Cluster transport: servers, pool, routers, channels, rpc.
+    cluster: Arc<Cluster>,
+    /// Whether a cluster was configured (then `run` serves RPC on `port`).
+    clustered: bool,
+    /// Typed remotes this server type serves.
+    remotes: Remotes,
+    /// Keeps `cluster.servers()` true while the server runs.
+    discovery: Arc<dyn Discovery>,
+}
+
+impl App {
+    /// Starts building the app of `server`.
+    pub fn builder(server: ServerInfo) -> AppBuilder {
+        AppBuilder {
+            server,
+            options: ConnectorOptions::default(),
+            pipeline: Pipeline::default(),
+            forwarder: None,
+            cluster: None,
+            remotes: Remotes::default(),
+            discovery: None,
+        }
+    }
+
+    pub fn server(&self) -> &ServerInfo {
+        &self.inner.server
+    }
+
+    pub fn server_id(&self) -> &str {
+        &self.inner.server.id
+    }
+
+    pub fn server_type(&self) -> &str {
+        &self.inner.server.server_type
+    }
+
+    /// The frontend's session service.
+    pub fn sessions(&self) -> &SessionService {
+        &self.inner.sessions
+    }
+
+    pub fn connector_options(&self) -> &ConnectorOptions {
+        &self.inner.options
+    }
+
+    /// The route dictionary, when `use_dict` is on.
+    pub fn dictionary(&self) -> Option<&Arc<RouteDictionary>> {
+        self.inner.dict.as_ref()
+    }
+
+    /// Every registered handler route (all server types), unsorted.
+    pub fn routes(&self) -> Vec<String> {
+        self.inner.pipeline.routes().cloned().collect()
+    }
+
+    pub fn forwarder(&self) -> Option<&Arc<dyn Forwarder>> {
+        self.inner.pipeline.forwarder()
+    }
+
+    /// The cluster side of this server (a standalone one without config).
+    pub fn cluster(&self) -> &Arc<Cluster> {
+        &self.inner.cluster
+    }
+
+    /// User remotes: `app.rpc().channel_by_key("chat", &rid)`.
+    pub fn rpc(&self) -> &Rpc {
+        self.inner.cluster.rpc()
+    }
+
+    /// This server's channels (backends push through them).
+    pub fn channels(&self) -> &Arc<ChannelService> {
+        self.inner.cluster.channels()
+    }
+
+    pub fn inflight(&self) -> &Tracker {
+        &self.inner.inflight
+    }
+
+    /// Starts this server's RPC endpoint (cluster service + its type's
+    /// remotes) on `host:port` of its entry.
+    pub async fn start_rpc(&self) -> std::io::Result<RpcServer> {
+        RpcServer::start(self.server(), self.node(), self.remote_routes()).await
+    }
+
+    /// Starts this server's RPC endpoint on an already bound listener.
+    pub fn serve_rpc(&self, listener: TcpListener) -> std::io::Result<RpcServer> {
+        RpcServer::serve(listener, self.node(), self.remote_routes())
+    }
+
+    fn node(&self) -> Arc<node::AppNode> {
+        Arc::new(node::AppNode::new(
+            self.clone(),
+            self.inner.cluster.session_ops().clone(),
+        ))
+    }
+
+    fn remote_routes(&self) -> tonic::service::Routes {
+        self.inner.remotes.routes_for(self)
+    }
+
+    /// Serves until `shutdown` resolves (or the discovery backend asks this
+    /// server to stop), then shuts down gracefully:
+    ///
+    /// 1. with a cluster configured and a `port`, starts the RPC server;
+    /// 2. with a `clientPort`, binds the client listener;
+    /// 3. joins the cluster through the [`Discovery`] backend, once every
+    ///    port is bound (so nobody is routed to a server not yet listening);
+    /// 4. serves; on shutdown the acceptor stops accepting, lets requests
+    ///    finish and kicks clients (see [`Acceptor::run`]);
+    /// 5. leaves the cluster, then stops the RPC server.
+    pub async fn run(&self, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+        let rpc = match self.server().port {
+            Some(_) if self.inner.clustered => Some(self.start_rpc().await?),
+            _ => None,
+        };
+        let acceptor = match self.server().client_port {
+            Some(_) => Some(Acceptor::bind(self.clone()).await?),
+            None => None,
+        };
+        let stop_requested = CancellationToken::new();
+        let membership = self.join_cluster(stop_requested.clone()).await?;
+        let shutdown = async {
+            tokio::select! {
+                _ = shutdown => {}
+                _ = stop_requested.cancelled() => {
+                    tracing::info!(server = %self.server_id(), "stop requested by {}", self.inner.discovery.name());
+                }
+            }
+        };
+        match acceptor {
+            Some(acceptor) => acceptor.run(shutdown).await,
+            None => shutdown.await,
+        }
+        membership.cancel();
+        if let Some(rpc) = rpc {
+            rpc.shutdown(self.inner.options.shutdown_grace).await;
+        }
+        Ok(())
+    }
+
+    /// Starts the discovery backend; the returned token ends it.
+    async fn join_cluster(
+        &self,
+        request_stop: CancellationToken,
+    ) -> std::io::Result<CancellationToken> {
+        let sessions = self.sessions().clone();
+        let ctx = DiscoveryContext {
+            me: self.server().clone(),
+            servers: self.cluster().servers().clone(),
+            stop: CancellationToken::new(),
+            request_stop,
+            load: Arc::new(move || sessions.count() as u64),
+        };
+        let stop = ctx.stop.clone();
+        let discovery = &self.inner.discovery;
+        discovery
+            .start(ctx)
+            .await
+            .map_err(|e| std::io::Error::other(format!("cannot join the cluster: {e}")))?;
+        Ok(stop)
+    }
+
+    /// Runs filters and the handler of `route` on this server and returns the
+    /// response body (§5.5 applied, see [`Pipeline::handle`]). Backends call
+    /// this for forwarded requests.
+    pub async fn handle(
+        &self,
+        session: Session,
+        route: &str,
+        body: Bytes,
+        is_request: bool,
+    ) -> Option<Bytes> {
+        self.inner
+            .pipeline
+            .handle(self.clone(), session, route, body, is_request)
+            .await
+    }
+}
+
+impl Frontend for App {
+    fn server(&self) -> &ServerInfo {
+        App::server(self)
+    }
+
+    fn connector_options(&self) -> &ConnectorOptions {
+        App::connector_options(self)
+    }
+
+    fn sessions(&self) -> &SessionService {
+        App::sessions(self)
+    }
+
+    fn dictionary(&self) -> Option<&Arc<RouteDictionary>> {
+        App::dictionary(self)
+    }
+
+    fn inflight(&self) -> &Tracker {
+        App::inflight(self)
+    }
+
+    /// A local route runs here; another type's goes to the forwarder.
+    fn dispatch(
+        &self,
+        session: Session,
+        route: &str,
+        body: Bytes,
+        is_request: bool,
+    ) -> impl Future<Output = Option<Bytes>> + Send {
+        self.inner.pipeline.dispatch(
+            self.clone(),
+            self.server_type(),
+            session,
+            route,
+            body,
+            is_request,
+        )
+    }
+}
+
+/// Builds an [`App`]. Registration order does not matter.
+pub struct AppBuilder {
+    server: ServerInfo,
+    options: ConnectorOptions,
+    pipeline: Pipeline<App>,
+    forwarder: Option<Arc<dyn Forwarder>>,
+    cluster: Option<Arc<Cluster>>,
+    remotes: Remotes,
+    discovery: Option<Arc<dyn Discovery>>,
+}
+
+impl AppBuilder {
+    /// Registers a typed handler for `route` (`serverType.handler.method`).
+    /// Register the handlers of every server type: the route dictionary is
+    /// built from all of them.
+    pub fn handler<F, Fut, Req, Resp>(mut self, route: &str, f: F) -> Self
+    where
+        F: Fn(App, Session, Req) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Resp, HandlerError>> + Send + 'static,
+        Req: DeserializeOwned + Send + 'static,
+        Resp: Serialize + Send + 'static,
+    {
+        self.pipeline.handler(route, f);
+        self
+    }
+
+    /// Registers an already erased handler.
+    pub fn raw_handler(mut self, route: &str, handler: Arc<dyn Handler<App>>) -> Self {
+        self.pipeline.raw_handler(route, handler);
+        self
+    }
+
+    /// A before-filter for every locally handled message.
+    pub fn before(mut self, filter: impl BeforeFilter<App>) -> Self {
+        self.pipeline.before(filter);
+        self
+    }
+
+    /// An after-filter for every locally handled message.
+    pub fn after(mut self, filter: impl AfterFilter<App>) -> Self {
+        self.pipeline.after(filter);
+        self
+    }
+
+    /// A before-filter for one route (runs after the global ones).
+    pub fn before_route(mut self, route: &str, filter: impl BeforeFilter<App>) -> Self {
+        self.pipeline.before_route(route, filter);
+        self
+    }
+
+    /// An after-filter for one route (runs before the global ones).
+    pub fn after_route(mut self, route: &str, filter: impl AfterFilter<App>) -> Self {
+        self.pipeline.after_route(route, filter);
+        self
+    }
+
+    pub fn connector(mut self, options: ConnectorOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Forwards requests whose server type is not this server's.
+    pub fn forwarder(mut self, forwarder: Arc<dyn Forwarder>) -> Self {
+        self.forwarder = Some(forwarder);
+        self
+    }
+
+    /// Joins a cluster (see [`ClusterBuilder`](crate::cluster::ClusterBuilder)):
+    /// routes of other server types are forwarded through it (unless a
+    /// forwarder was set explicitly) and `run` serves its RPC.
+    pub fn cluster(mut self, cluster: Arc<Cluster>) -> Self {
+        self.cluster = Some(cluster);
+        self
+    }
+
+    /// Serves the typed remote `svc` (a generated `FooServer`) on every
+    /// server of `server_type`.
+    pub fn remote<S: RemoteService>(mut self, server_type: &str, svc: S) -> Self {
+        self.remotes.add(server_type, svc);
+        self
+    }
+
+    /// Serves the typed remote `make(app)` builds when the server starts
+    /// (for implementations that need the app: channels, rpc).
+    pub fn remote_with<S: RemoteService>(
+        mut self,
+        server_type: &str,
+        make: impl Fn(&App) -> S + Send + Sync + 'static,
+    ) -> Self {
+        self.remotes.add_with(server_type, make);
+        self
+    }
+
+    /// How this server learns the cluster's membership (default: the
+    /// static list it was built with).
+    pub fn discovery(mut self, discovery: Arc<dyn Discovery>) -> Self {
+        self.discovery = Some(discovery);
+        self
+    }
+
+    pub fn build(mut self) -> App {
+        self.pipeline.check();
+        let forwarder = self.forwarder.or_else(|| {
+            let c = self.cluster.as_ref()?;
+            Some(c.forwarder().clone() as Arc<dyn Forwarder>)
+        });
+        self.pipeline
+            .set_forwarder(forwarder, self.options.forward_timeout);
+        let dict = self.options.use_dict.then(|| {
+            Arc::new(RouteDictionary::new(
+                self.pipeline.routes().cloned(),
+                self.options.extra_dict_routes.iter().cloned(),
+            ))
+        });
+        let sessions = SessionService::new(
+            self.server.id.as_str(),
+            dict.clone(),
+            self.options.queue_bound,
+        );
+        App {
+            inner: Arc::new(AppInner {
+                server: self.server,
+                options: self.options,
+                pipeline: self.pipeline,
+                dict,
+                sessions,
+                inflight: Tracker::default(),
+                clustered: self.cluster.is_some(),
+                cluster: self.cluster.unwrap_or_else(Cluster::standalone),
+                remotes: self.remotes,
+                discovery: self.discovery.unwrap_or_else(|| Arc::new(StaticDiscovery)),
+            }),
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! The app as a cluster peer: [`LocalNode`] implemented over [`App`].
+//!
+//! Forwarded requests run through `App::handle` with a backend [`Session`]
+//! rebuilt from the snapshot (its `bind`/`push_settings`/`kick` go back to
+//! the owning frontend through `ops`); pushes and session operations go to
+//! the frontend's `SessionService`.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::App;
+use crate::BoxFuture;
+use crate::cluster::{LocalNode, SessionOp, SessionOpError};
+use crate::session::{RemoteSessionOps, Session, SessionError, SessionSnapshot};
+
+/// An [`App`] serving its cluster peers.
+pub(super) struct AppNode {
+    app: App,
+    ops: Arc<dyn RemoteSessionOps>,
+}
+
+impl AppNode {
+    pub(super) fn new(app: App, ops: Arc<dyn RemoteSessionOps>) -> Self {
+        AppNode { app, ops }
+    }
+
+    fn frontend_only(&self) -> Result<(), SessionOpError> {
+        if self.app.server().frontend {
+            Ok(())
+        } else {
+            Err(SessionOpError::NotFrontend)
+        }
+    }
+}
+
+impl LocalNode for AppNode {
+    fn server_id(&self) -> &str {
+        self.app.server_id()
+    }
+
+    fn handle(
+        &self,
+        session: SessionSnapshot,
+        route: String,
+        body: Bytes,
+        is_request: bool,
+    ) -> BoxFuture<'static, Option<Bytes>> {
+        let app = self.app.clone();
+        let session = Session::remote(session, self.ops.clone());
+        Box::pin(async move { app.handle(session, &route, body, is_request).await })
+    }
+
+    fn push_to_uids(
+        &self,
+        route: &str,
+        body: Bytes,
+        uids: &[String],
+    ) -> Result<Vec<String>, SessionOpError> {
+        self.frontend_only()?;
+        Ok(self.app.sessions().push_to_uids(route, body, uids))
+    }
+
+    fn broadcast(&self, route: &str, body: Bytes, binded_only: bool) -> Result<(), SessionOpError> {
+        self.frontend_only()?;
+        self.app.sessions().broadcast(route, body, binded_only);
+        Ok(())
+    }
+
+    fn session_op(&self, op: SessionOp) -> BoxFuture<'_, Result<(), SessionOpError>> {
+        Box::pin(async move {
+            self.frontend_only()?;
+            let sessions = self.app.sessions();
+            let result = match op {
+                SessionOp::Bind { sid, uid } => sessions.bind(sid, &uid),
+                SessionOp::Unbind { sid, uid } => sessions.unbind(sid, &uid),
+                SessionOp::PushSettings { sid, settings } => sessions.set_settings(sid, settings),
+                SessionOp::KickBySid { sid, reason } => {
+                    if sessions.kick_by_sid(sid, &reason) {
+                        Ok(())
+                    } else {
+                        Err(SessionError::NoSuchSession(sid))
+                    }
+                }
+                SessionOp::KickByUid { uid, reason } => {
+                    sessions.kick_by_uid(&uid, &reason);
+                    Ok(())
+                }
+            };
+            result.map_err(|e| match e {
+                SessionError::NoSuchSession(sid) => SessionOpError::NoSuchSession(sid),
+                other => SessionOpError::Rejected(other.to_string()),
+            })
+        })
+    }
+}

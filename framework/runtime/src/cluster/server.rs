@@ -1,0 +1,145 @@
+//! Starting a server's gRPC endpoint: the cluster service plus the app's
+//! typed remotes for this server type (as tonic [`Routes`], built by the
+//! app), on `host:port` of its ServerInfo.
+//!
+//! Shutdown is designed in: [`RpcServer::shutdown`] stops accepting, lets
+//! in-flight calls finish, and returns when the server task has ended.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::body::Body;
+use tonic::codegen::http::{Request, Response};
+use tonic::server::NamedService;
+use tonic::service::Routes;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+
+use super::service::{ClusterService, LocalNode};
+use crate::config::ServerInfo;
+
+/// What a generated tonic server (`FooServer<T>`) is.
+pub trait RemoteService:
+    tonic::codegen::Service<
+        Request<Body>,
+        Response = Response<Body>,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + NamedService
+    + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S> RemoteService for S where
+    S: tonic::codegen::Service<
+            Request<Body>,
+            Response = Response<Body>,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + NamedService
+        + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// A running gRPC server.
+#[derive(Debug)]
+pub struct RpcServer {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    streams: CancellationToken,
+    task: JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+impl RpcServer {
+    /// Binds `host:port` of `info` and serves the cluster service and `routes`.
+    pub async fn start(
+        info: &ServerInfo,
+        node: Arc<dyn LocalNode>,
+        routes: Routes,
+    ) -> std::io::Result<Self> {
+        let port = info.port.ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "server `{}` has no `port` in servers.json, so it cannot serve RPC",
+                    info.id
+                ),
+            )
+        })?;
+        let listener = TcpListener::bind((info.host.as_str(), port))
+            .await
+            .map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!(
+                        "server `{}` cannot listen for RPC on {}:{port}: {e}",
+                        info.id, info.host
+                    ),
+                )
+            })?;
+        Self::serve(listener, node, routes)
+    }
+
+    /// Serves on an already bound listener (tests bind port 0).
+    pub fn serve(
+        listener: TcpListener,
+        node: Arc<dyn LocalNode>,
+        routes: Routes,
+    ) -> std::io::Result<Self> {
+        let addr = listener.local_addr()?;
+        let server_id = node.server_id().to_string();
+        let streams = CancellationToken::new();
+        let routes = routes.add_service(ClusterService::new(node, streams.clone()).into_server());
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            tracing::info!(server = %server_id, %addr, "RPC server listening");
+            let result = Server::builder()
+                .http2_keepalive_interval(Some(Duration::from_secs(10)))
+                .http2_keepalive_timeout(Some(Duration::from_secs(5)))
+                .initial_stream_window_size(Some(super::pool::WINDOW))
+                .initial_connection_window_size(Some(super::pool::WINDOW * 4))
+                .add_routes(routes)
+                .serve_with_incoming_shutdown(incoming, async {
+                    let _ = stopped.await;
+                })
+                .await;
+            tracing::info!(server = %server_id, "RPC server stopped");
+            result
+        });
+        Ok(RpcServer {
+            addr,
+            stop: Some(stop),
+            streams,
+            task,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting, ends the cluster streams, and waits (at most
+    /// `grace`) for open calls to end.
+    pub async fn shutdown(mut self, grace: Duration) {
+        self.streams.cancel();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if tokio::time::timeout(grace, &mut self.task).await.is_err() {
+            self.task.abort();
+        }
+    }
+}

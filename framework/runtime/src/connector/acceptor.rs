@@ -1,0 +1,120 @@
+//! The listener of a frontend: accepts TCP connections on `clientPort` and
+//! hands each to an agent task.
+//!
+//! Shutdown is designed, not incidental: stop accepting → let in-flight
+//! requests finish (bounded) → kick every client with "server shutdown" →
+//! wait (bounded) for the agents to close their sockets.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use tokio::net::TcpListener;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use super::{Frontend, Tracker, agent};
+
+/// A bound listener, ready to [`run`](Self::run).
+pub struct Acceptor<F: Frontend> {
+    app: F,
+    listener: TcpListener,
+}
+
+impl<F: Frontend> Acceptor<F> {
+    /// Binds `host:clientPort` of the app's server (port 0 picks a free port,
+    /// see [`local_addr`](Self::local_addr)).
+    pub async fn bind(app: F) -> std::io::Result<Self> {
+        let server = app.server();
+        let port = server.client_port.ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "server `{}` has no clientPort in servers.json, so it cannot accept clients",
+                    server.id
+                ),
+            )
+        })?;
+        let addr = format!("{}:{}", server.host, port);
+        let listener = TcpListener::bind(&addr).await.map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot listen on {addr} for clients: {e}"),
+            )
+        })?;
+        Ok(Self { app, listener })
+    }
+
+    /// Uses an already bound listener (tests bind 127.0.0.1:0 themselves).
+    pub fn from_listener(app: F, listener: TcpListener) -> Self {
+        Self { app, listener }
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Accepts clients until `shutdown` resolves, then shuts down gracefully.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let Self { app, listener } = self;
+        let span = info_span!("acceptor", server = %app.server_id());
+        async move {
+            let addr = listener.local_addr().ok();
+            info!(?addr, "accepting clients");
+            let connections = Tracker::default();
+            let max = app
+                .server()
+                .max_connections
+                .or(app.connector_options().max_connections);
+            tokio::pin!(shutdown);
+            loop {
+                let (tcp, peer) = tokio::select! {
+                    _ = &mut shutdown => break,
+                    accepted = listener.accept() => match accepted {
+                        Ok(a) => a,
+                        Err(e) => {
+                            // EMFILE and friends: back off instead of spinning.
+                            warn!(error = %e, "accept failed; retrying in 50 ms");
+                            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    },
+                };
+                if let Some(max) = max
+                    && connections.count() >= max
+                {
+                    warn!(%peer, max, "max-connections reached; connection refused");
+                    drop(tcp);
+                    continue;
+                }
+                if let Err(e) = tcp.set_nodelay(true) {
+                    debug!(error = %e, "TCP_NODELAY failed");
+                }
+                let guard = connections.enter();
+                tokio::spawn(agent::serve(app.clone(), tcp, peer, guard));
+            }
+            drop(listener);
+            let grace = app.connector_options().shutdown_grace;
+            info!(
+                connections = connections.count(),
+                in_flight = app.inflight().count(),
+                "shutting down: no new clients"
+            );
+            if !app.inflight().wait_idle(grace).await {
+                warn!(
+                    remaining = app.inflight().count(),
+                    "in-flight requests still running after the grace period"
+                );
+            }
+            let kicked = app.sessions().kick_all("server shutdown");
+            debug!(kicked, "clients kicked");
+            if !connections.wait_idle(grace).await {
+                warn!(
+                    remaining = connections.count(),
+                    "connections still open after the grace period"
+                );
+            }
+            info!("connector stopped");
+        }
+        .instrument(span)
+        .await
+    }
+}

@@ -1,0 +1,129 @@
+//! The live server list of the cluster.
+//!
+//! Routers and connection pools read the *current* list through a cheap
+//! snapshot (`Arc<ServerList>`), and a [`Discovery`](super::Discovery)
+//! backend changes it at run time when servers join or leave. A std `RwLock` is enough: it is held only
+//! to clone an `Arc`, never across an `.await`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use crate::config::ServerInfo;
+
+use super::Change;
+use crate::error::ClusterError;
+
+/// One immutable version of the server list, indexed by type so a router
+/// gets its candidates as a slice without copying.
+#[derive(Debug, Default)]
+pub struct ServerList {
+    all: Vec<ServerInfo>,
+    by_type: HashMap<String, Vec<ServerInfo>>,
+}
+
+impl ServerList {
+    fn new(all: Vec<ServerInfo>) -> Self {
+        let mut by_type: HashMap<String, Vec<ServerInfo>> = HashMap::new();
+        for s in &all {
+            by_type
+                .entry(s.server_type.clone())
+                .or_default()
+                .push(s.clone());
+        }
+        ServerList { all, by_type }
+    }
+
+    /// Every server, in servers.json order.
+    pub fn all(&self) -> &[ServerInfo] {
+        &self.all
+    }
+
+    /// The servers of one type, in servers.json order (empty if none).
+    pub fn of_type(&self, server_type: &str) -> &[ServerInfo] {
+        self.by_type
+            .get(server_type)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
+
+    pub fn get(&self, server_id: &str) -> Option<&ServerInfo> {
+        self.all.iter().find(|s| s.id == server_id)
+    }
+}
+
+/// Shared handle to the server list (servers.json order). Cloning is cheap.
+#[derive(Clone, Debug, Default)]
+pub struct Servers {
+    inner: Arc<RwLock<Arc<ServerList>>>,
+}
+
+impl Servers {
+    pub fn new(servers: Vec<ServerInfo>) -> Self {
+        Servers {
+            inner: Arc::new(RwLock::new(Arc::new(ServerList::new(servers)))),
+        }
+    }
+
+    /// The current list. Holding it does not block updates.
+    pub fn snapshot(&self) -> Arc<ServerList> {
+        match self.inner.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Replaces the whole list (membership change pushed by the master).
+    pub fn replace(&self, servers: Vec<ServerInfo>) {
+        let new = Arc::new(ServerList::new(servers));
+        match self.inner.write() {
+            Ok(mut guard) => *guard = new,
+            Err(poisoned) => *poisoned.into_inner() = new,
+        }
+    }
+
+    /// Applies one membership change. A `Put` of a known id replaces that
+    /// entry in place (order is kept); a new id is appended.
+    pub fn apply(&self, change: Change) {
+        let current = self.snapshot();
+        let next = match change {
+            Change::Reset(all) => all,
+            Change::Put(info) => {
+                let mut all = current.all().to_vec();
+                match all.iter_mut().find(|s| s.id == info.id) {
+                    Some(slot) => *slot = info,
+                    None => all.push(info),
+                }
+                all
+            }
+            Change::Delete(id) => current
+                .all()
+                .iter()
+                .filter(|s| s.id != id)
+                .cloned()
+                .collect(),
+        };
+        self.replace(next);
+    }
+
+    /// Servers of one type, in list order.
+    pub fn by_type(&self, server_type: &str) -> Vec<ServerInfo> {
+        self.snapshot().of_type(server_type).to_vec()
+    }
+
+    /// One server by id.
+    pub fn get(&self, server_id: &str) -> Result<ServerInfo, ClusterError> {
+        self.snapshot()
+            .get(server_id)
+            .cloned()
+            .ok_or_else(|| ClusterError::UnknownServer(server_id.to_string()))
+    }
+
+    /// `http://host:port` of a server's RPC endpoint.
+    pub fn rpc_uri(&self, server_id: &str) -> Result<String, ClusterError> {
+        let info = self.get(server_id)?;
+        let port = info
+            .port
+            .ok_or_else(|| ClusterError::NoRpcPort(server_id.to_string()))?;
+        Ok(format!("http://{}:{}", info.host, port))
+    }
+}

@@ -1,0 +1,260 @@
+//! The frontend's record of one connection.
+//!
+//! Kept deliberately small (one allocation, two short std mutexes, no
+//! per-session task besides the agent): a frontend holds tens of thousands
+//! of these and per-connection memory is a benchmark target.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use bytes::Bytes;
+use serde_json::{Map, Value};
+use tokio::sync::Notify;
+
+use super::lock;
+use crate::session::SessionSnapshot;
+
+/// A callback run once when the connection ends, with the session as it was
+/// and the close reason (Pomelo's `session.on('closed', ...)`).
+///
+/// It runs on the connection's task after the socket is gone, so it must not
+/// block; for async work (e.g. telling a backend the user left) spawn a task.
+pub type ClosedListener = Box<dyn FnOnce(SessionSnapshot, String) + Send + 'static>;
+
+/// Connection states of §2.3.
+pub(crate) const STATE_INITED: u8 = 0;
+pub(crate) const STATE_WAIT_ACK: u8 = 1;
+pub(crate) const STATE_WORKING: u8 = 2;
+pub(crate) const STATE_CLOSED: u8 = 3;
+
+/// Why a frame was not queued for a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PushError {
+    /// Before the handshake ACK (or after close) nothing but handshake
+    /// traffic may be written (§2.3); the frame is dropped.
+    #[error("the connection is not in the WORKING state")]
+    NotWorking,
+    /// The client reads too slowly: its queue hit the bound, so the
+    /// connection is being closed rather than letting memory grow.
+    #[error("the client's outbound queue is full; the connection is being closed")]
+    Overflow,
+    /// A kick or close is already under way.
+    #[error("the connection is closing")]
+    Closing,
+}
+
+/// What the agent should do after draining the queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum CloseRequest {
+    /// Send KICK `{"reason":..}` (in WORKING), then close.
+    Kick(String),
+    /// The outbound queue overflowed: close without a KICK.
+    Overflow,
+}
+
+#[derive(Default)]
+struct Outbox {
+    frames: VecDeque<Bytes>,
+    close: Option<CloseRequest>,
+}
+
+#[derive(Default)]
+struct Data {
+    uid: Option<String>,
+    settings: Map<String, Value>,
+    listeners: Vec<ClosedListener>,
+}
+
+/// One client connection on this frontend.
+pub struct LiveSession {
+    sid: u64,
+    frontend_id: Arc<str>,
+    state: AtomicU8,
+    queue_bound: usize,
+    data: Mutex<Data>,
+    outbox: Mutex<Outbox>,
+    /// Wakes the agent when frames or a close request are queued. A permit is
+    /// stored when the agent is busy, so no wake-up is lost.
+    wake: Notify,
+}
+
+impl LiveSession {
+    pub(crate) fn new(sid: u64, frontend_id: Arc<str>, queue_bound: usize) -> Self {
+        Self {
+            sid,
+            frontend_id,
+            state: AtomicU8::new(STATE_INITED),
+            queue_bound: queue_bound.max(1),
+            data: Mutex::default(),
+            outbox: Mutex::default(),
+            wake: Notify::new(),
+        }
+    }
+
+    pub fn sid(&self) -> u64 {
+        self.sid
+    }
+
+    pub fn frontend_id(&self) -> &str {
+        &self.frontend_id
+    }
+
+    pub fn uid(&self) -> Option<String> {
+        lock(&self.data).uid.clone()
+    }
+
+    /// Whether the client finished the handshake and the connection is open.
+    pub fn is_working(&self) -> bool {
+        self.state.load(Ordering::Acquire) == STATE_WORKING
+    }
+
+    pub(crate) fn set_state(&self, state: u8) {
+        self.state.store(state, Ordering::Release);
+    }
+
+    /// Sets the uid unless another one is bound. Returns the previous uid
+    /// (`Some` when the same uid was already bound).
+    pub(crate) fn bind_uid(&self, uid: &str) -> Result<(), String> {
+        let mut data = lock(&self.data);
+        match &data.uid {
+            Some(bound) if bound != uid => Err(bound.clone()),
+            _ => {
+                data.uid = Some(uid.to_owned());
+                Ok(())
+            }
+        }
+    }
+
+    pub(crate) fn unbind_uid(&self, uid: &str) -> bool {
+        let mut data = lock(&self.data);
+        if data.uid.as_deref() == Some(uid) {
+            data.uid = None;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// A copy of the settings map.
+    pub fn settings(&self) -> Map<String, Value> {
+        lock(&self.data).settings.clone()
+    }
+
+    /// Merges `settings` into the session's settings (Pomelo's `session.set`
+    /// + `push`).
+    pub fn merge_settings(&self, settings: Map<String, Value>) {
+        let mut data = lock(&self.data);
+        for (k, v) in settings {
+            data.settings.insert(k, v);
+        }
+    }
+
+    /// Registers a listener run once when the connection ends. On an already
+    /// closed session it runs at once.
+    pub fn on_closed(&self, listener: ClosedListener) {
+        // The state is read under the same lock `close` takes the listeners
+        // with, so a close racing with this registration either sees the
+        // listener or this call sees the closed state: it always runs once.
+        let mut data = lock(&self.data);
+        if self.state.load(Ordering::Acquire) != STATE_CLOSED {
+            data.listeners.push(listener);
+            return;
+        }
+        drop(data);
+        listener(self.snapshot(), "closed".into());
+    }
+
+    /// Pomelo's `session.export()`.
+    pub fn snapshot(&self) -> SessionSnapshot {
+        let data = lock(&self.data);
+        SessionSnapshot {
+            sid: self.sid,
+            frontend_id: self.frontend_id.to_string(),
+            uid: data.uid.clone(),
+            settings: data.settings.clone(),
+        }
+    }
+
+    /// Queues an encoded frame (one or more packages) for the client without
+    /// waiting. Never blocks: a client whose queue is full is closed instead
+    /// (logged once), so one slow reader cannot hold up a broadcast.
+    pub fn send(&self, frame: Bytes) -> Result<(), PushError> {
+        if !self.is_working() {
+            return Err(PushError::NotWorking);
+        }
+        let mut outbox = lock(&self.outbox);
+        if outbox.close.is_some() {
+            return Err(PushError::Closing);
+        }
+        if outbox.frames.len() >= self.queue_bound {
+            outbox.close = Some(CloseRequest::Overflow);
+            outbox.frames.clear();
+            drop(outbox);
+            tracing::warn!(
+                sid = self.sid,
+                bound = self.queue_bound,
+                "outbound queue full (client reads too slowly); closing the connection"
+            );
+            self.wake.notify_one();
+            return Err(PushError::Overflow);
+        }
+        outbox.frames.push_back(frame);
+        drop(outbox);
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Asks the agent to send KICK `{"reason":..}` after the frames already
+    /// queued, then close. Only the first close request counts.
+    pub fn kick(&self, reason: &str) {
+        let mut outbox = lock(&self.outbox);
+        if outbox.close.is_none() {
+            outbox.close = Some(CloseRequest::Kick(reason.to_owned()));
+        }
+        drop(outbox);
+        self.wake.notify_one();
+    }
+
+    /// Waits until frames or a close request are queued (agent side).
+    pub(crate) async fn wait_outbound(&self) {
+        self.wake.notified().await;
+    }
+
+    /// Re-arms the agent's wake-up (after it consumed one while busy).
+    pub(crate) fn rewake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Whether the outbound queue overflowed (agent side).
+    pub(crate) fn overflowed(&self) -> bool {
+        lock(&self.outbox).close == Some(CloseRequest::Overflow)
+    }
+
+    /// Moves every queued frame into `batch` and returns a pending close
+    /// request, if any (agent side).
+    pub(crate) fn drain(&self, batch: &mut Vec<Bytes>) -> Option<CloseRequest> {
+        let mut outbox = lock(&self.outbox);
+        batch.extend(outbox.frames.drain(..));
+        if outbox.frames.capacity() > 64 {
+            // A burst grew the queue; give the memory back while idle.
+            outbox.frames.shrink_to(8);
+        }
+        outbox.close.clone()
+    }
+
+    /// Marks the session closed and runs the closed listeners (agent side,
+    /// exactly once).
+    pub(crate) fn finish(&self, reason: &str) {
+        self.set_state(STATE_CLOSED);
+        let listeners = std::mem::take(&mut lock(&self.data).listeners);
+        if listeners.is_empty() {
+            return;
+        }
+        let snapshot = self.snapshot();
+        for listener in listeners {
+            listener(snapshot.clone(), reason.to_owned());
+        }
+    }
+}

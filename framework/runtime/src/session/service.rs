@@ -1,0 +1,291 @@
+//! `SessionService`: the frontend's index of its live sessions.
+//!
+//! Two maps behind std `RwLock`s (sid → session, uid → sids). Locks are held
+//! only to look sessions up — never across an await, never while encoding —
+//! so a broadcast to 10 000 sessions costs one read lock and one encode.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use bytes::Bytes;
+use serde_json::{Map, Value};
+
+use super::{LiveSession, Session, SessionError};
+use crate::protocol::encode_data_frame;
+use crate::protocol::{EncodeError, Message, RouteDictionary};
+use crate::session::SessionSnapshot;
+
+/// Cheap to clone; all clones share one index.
+#[derive(Clone)]
+pub struct SessionService {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    frontend_id: Arc<str>,
+    /// Dictionary used to compress PUSH routes (None when `useDict` is off).
+    dict: Option<Arc<RouteDictionary>>,
+    queue_bound: usize,
+    next_sid: AtomicU64,
+    sessions: RwLock<HashMap<u64, Arc<LiveSession>>>,
+    uids: RwLock<HashMap<String, Vec<u64>>>,
+}
+
+fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|e| e.into_inner())
+}
+
+impl SessionService {
+    /// `dict` compresses push routes; `queue_bound` is each session's
+    /// outbound queue limit.
+    pub fn new(
+        frontend_id: impl Into<Arc<str>>,
+        dict: Option<Arc<RouteDictionary>>,
+        queue_bound: usize,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                frontend_id: frontend_id.into(),
+                dict,
+                queue_bound,
+                // Session ids start at 1, like Pomelo's socket ids.
+                next_sid: AtomicU64::new(1),
+                sessions: RwLock::default(),
+                uids: RwLock::default(),
+            }),
+        }
+    }
+
+    pub fn frontend_id(&self) -> &str {
+        &self.inner.frontend_id
+    }
+
+    /// Creates and registers the session of a new connection.
+    pub(crate) fn create(&self) -> Arc<LiveSession> {
+        let sid = self.inner.next_sid.fetch_add(1, Ordering::Relaxed);
+        let live = Arc::new(LiveSession::new(
+            sid,
+            self.inner.frontend_id.clone(),
+            self.inner.queue_bound,
+        ));
+        write(&self.inner.sessions).insert(sid, live.clone());
+        live
+    }
+
+    /// Forgets a closed connection's session (agent side).
+    pub(crate) fn remove(&self, sid: u64) {
+        let Some(live) = write(&self.inner.sessions).remove(&sid) else {
+            return;
+        };
+        if let Some(uid) = live.uid() {
+            self.forget_uid(&uid, sid);
+        }
+    }
+
+    fn forget_uid(&self, uid: &str, sid: u64) {
+        let mut uids = write(&self.inner.uids);
+        if let Some(sids) = uids.get_mut(uid) {
+            sids.retain(|s| *s != sid);
+            if sids.is_empty() {
+                uids.remove(uid);
+            }
+        }
+    }
+
+    pub(crate) fn live(&self, sid: u64) -> Option<Arc<LiveSession>> {
+        read(&self.inner.sessions).get(&sid).cloned()
+    }
+
+    fn live_by_uid(&self, uid: &str) -> Vec<Arc<LiveSession>> {
+        let sids = match read(&self.inner.uids).get(uid) {
+            Some(sids) => sids.clone(),
+            None => return Vec::new(),
+        };
+        let sessions = read(&self.inner.sessions);
+        sids.iter()
+            .filter_map(|s| sessions.get(s).cloned())
+            .collect()
+    }
+
+    /// The handler-facing session of connection `sid`.
+    pub fn get(&self, sid: u64) -> Option<Session> {
+        self.live(sid).map(|l| Session::local(l, self.clone()))
+    }
+
+    /// Every session bound to `uid` (several unless the app prevents it).
+    pub fn by_uid(&self, uid: &str) -> Vec<Session> {
+        self.live_by_uid(uid)
+            .into_iter()
+            .map(|l| Session::local(l, self.clone()))
+            .collect()
+    }
+
+    /// Number of open connections (handshake done or not).
+    pub fn count(&self) -> usize {
+        read(&self.inner.sessions).len()
+    }
+
+    /// Number of sessions bound to a uid.
+    pub fn bound_count(&self) -> usize {
+        read(&self.inner.uids).values().map(Vec::len).sum()
+    }
+
+    /// Every uid bound on this frontend (unordered).
+    pub fn bound_uids(&self) -> Vec<String> {
+        read(&self.inner.uids).keys().cloned().collect()
+    }
+
+    /// Binds `uid` to session `sid`. Binding the uid it already has is a
+    /// no-op; binding a different one is an error (Pomelo's rule).
+    pub fn bind(&self, sid: u64, uid: &str) -> Result<(), SessionError> {
+        let live = self.live(sid).ok_or(SessionError::NoSuchSession(sid))?;
+        if live.uid().as_deref() == Some(uid) {
+            return Ok(());
+        }
+        live.bind_uid(uid)
+            .map_err(|bound| SessionError::AlreadyBound {
+                sid,
+                bound,
+                requested: uid.to_owned(),
+            })?;
+        write(&self.inner.uids)
+            .entry(uid.to_owned())
+            .or_default()
+            .push(sid);
+        tracing::debug!(sid, uid, "session bound");
+        Ok(())
+    }
+
+    /// Unbinds `uid` from session `sid`.
+    pub fn unbind(&self, sid: u64, uid: &str) -> Result<(), SessionError> {
+        let live = self.live(sid).ok_or(SessionError::NoSuchSession(sid))?;
+        if !live.unbind_uid(uid) {
+            return Err(SessionError::NotBound {
+                sid,
+                uid: uid.to_owned(),
+            });
+        }
+        self.forget_uid(uid, sid);
+        Ok(())
+    }
+
+    /// Merges `settings` into session `sid` (Pomelo's `session.push`).
+    pub fn set_settings(&self, sid: u64, settings: Map<String, Value>) -> Result<(), SessionError> {
+        let live = self.live(sid).ok_or(SessionError::NoSuchSession(sid))?;
+        live.merge_settings(settings);
+        Ok(())
+    }
+
+    /// Pomelo's `session.export()` of session `sid`.
+    pub fn snapshot(&self, sid: u64) -> Option<SessionSnapshot> {
+        self.live(sid).map(|l| l.snapshot())
+    }
+
+    /// Kicks session `sid`: KICK `{"reason":..}`, then close. Returns
+    /// whether the session existed.
+    pub fn kick_by_sid(&self, sid: u64, reason: &str) -> bool {
+        match self.live(sid) {
+            Some(live) => {
+                live.kick(reason);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Kicks every session bound to `uid`; returns how many.
+    pub fn kick_by_uid(&self, uid: &str, reason: &str) -> usize {
+        let sessions = self.live_by_uid(uid);
+        for live in &sessions {
+            live.kick(reason);
+        }
+        sessions.len()
+    }
+
+    /// Kicks every session (used on shutdown).
+    pub fn kick_all(&self, reason: &str) -> usize {
+        let all: Vec<_> = read(&self.inner.sessions).values().cloned().collect();
+        for live in &all {
+            live.kick(reason);
+        }
+        all.len()
+    }
+
+    /// Encodes one PUSH package (route compressed when it is in the
+    /// dictionary). The result can be sent to any number of sessions.
+    pub fn encode_push(&self, route: &str, body: &[u8]) -> Result<Bytes, EncodeError> {
+        let msg = Message::push(route, Bytes::copy_from_slice(body));
+        encode_data_frame(&msg, self.inner.dict.as_deref())
+    }
+
+    /// Pushes `body` on `route` to every session of each uid. The package is
+    /// encoded once; returns the uids that had no session here or whose
+    /// session could not take it.
+    pub fn push_to_uids<S: AsRef<str>>(&self, route: &str, body: Bytes, uids: &[S]) -> Vec<String> {
+        let frame = match self.encode_push_frame(route, body) {
+            Some(f) => f,
+            None => return uids.iter().map(|u| u.as_ref().to_owned()).collect(),
+        };
+        let mut failed = Vec::new();
+        // Both read locks once for the whole fan-out; `send` never blocks.
+        let by_uid = read(&self.inner.uids);
+        let sessions = read(&self.inner.sessions);
+        for uid in uids {
+            let uid = uid.as_ref();
+            let delivered = by_uid
+                .get(uid)
+                .into_iter()
+                .flatten()
+                .filter_map(|sid| sessions.get(sid))
+                .filter(|l| l.send(frame.clone()).is_ok())
+                .count();
+            if delivered == 0 {
+                failed.push(uid.to_owned());
+            }
+        }
+        failed
+    }
+
+    /// Pushes `body` on `route` to the given sessions; returns the sids that
+    /// could not take it.
+    pub fn push_to_sids(&self, route: &str, body: Bytes, sids: &[u64]) -> Vec<u64> {
+        let Some(frame) = self.encode_push_frame(route, body) else {
+            return sids.to_vec();
+        };
+        sids.iter()
+            .copied()
+            .filter(|sid| match self.live(*sid) {
+                Some(live) => live.send(frame.clone()).is_err(),
+                None => true,
+            })
+            .collect()
+    }
+
+    /// Pushes to every working session (only bound ones when `binded_only`);
+    /// returns how many took it.
+    pub fn broadcast(&self, route: &str, body: Bytes, binded_only: bool) -> usize {
+        let Some(frame) = self.encode_push_frame(route, body) else {
+            return 0;
+        };
+        read(&self.inner.sessions)
+            .values()
+            .filter(|l| !binded_only || l.uid().is_some())
+            .filter(|l| l.send(frame.clone()).is_ok())
+            .count()
+    }
+
+    fn encode_push_frame(&self, route: &str, body: Bytes) -> Option<Bytes> {
+        let msg = Message::push(route, body);
+        match encode_data_frame(&msg, self.inner.dict.as_deref()) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                tracing::warn!(route, error = %e, "push not sent: cannot encode it");
+                None
+            }
+        }
+    }
+}

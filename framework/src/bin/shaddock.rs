@@ -1,5 +1,0 @@
-//! The `shaddock` command-line tool (see `shaddock --help` and docs/cli.md).
-
-fn main() -> std::process::ExitCode {
-    shaddock::cli::main()
-}
