@@ -16,7 +16,7 @@
 //! }
 //!
 //! // anywhere with an `app: App`: Pomelo's
-//! // `app.rpc.chat.chatRemote.add(rid, uid, serverId, rid, true, cb)`.
+//! // `app.rpc.chat.chatRemote.add(session, uid, serverId, rid, true, cb)`.
 //! let users = rpc::ChatRemote::by_key(&app, &rid).add(AddRequest { .. }).await?.users;
 //! ```
 //!
