@@ -27,9 +27,10 @@ mod servers {
     }
 }
 
-/// Generated from `proto/chat.proto` (`ChatRemote`).
+/// Generated from `proto/chat.proto`: messages, the `ChatRemote` server
+/// stub and its typed caller `proto::rpc::ChatRemote`.
 mod proto {
-    tonic::include_proto!("chat");
+    shaddock::include_remotes!("chat");
 }
 
 use std::time::Duration;

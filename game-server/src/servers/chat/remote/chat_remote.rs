@@ -1,13 +1,12 @@
 //! `chat.chatRemote`: room membership, called by the connectors (routed by
-//! room). The server side implements the `ChatRemote` gRPC service; `add`
-//! and `kick` below are the calls a connector makes.
+//! room). This is the server side of the `ChatRemote` gRPC service; callers
+//! use the generated `crate::proto::rpc::ChatRemote`, e.g.
+//! `rpc::ChatRemote::by_key(&app, &rid).add(req).await?`.
 
 use shaddock::app::App;
-use shaddock::cluster::ClusterError;
+use shaddock::tonic::{self, Request, Response, Status};
 use shared::{UserEvent, name_of};
-use tonic::{Request, Response, Status};
 
-use crate::proto::chat_remote_client::ChatRemoteClient;
 use crate::proto::{AddReply, AddRequest, KickReply, KickRequest, chat_remote_server};
 
 pub struct ChatRemote {
@@ -69,34 +68,4 @@ impl chat_remote_server::ChatRemote for ChatRemote {
         }
         Ok(Response::new(KickReply {}))
     }
-}
-
-/// `app.rpc.chat.chatRemote.add(session, uid, serverId, rid, true)`.
-pub async fn add(app: &App, uid: &str, rid: &str) -> Result<Vec<String>, ClusterError> {
-    let (server, channel) = app.rpc().channel_by_key("chat", rid)?;
-    let req = AddRequest {
-        uid: uid.into(),
-        frontend_id: app.server_id().into(),
-        rid: rid.into(),
-        create: true,
-    };
-    let reply = app
-        .rpc()
-        .call(&server, ChatRemoteClient::new(channel).add(req))
-        .await?;
-    Ok(reply.users)
-}
-
-/// `app.rpc.chat.chatRemote.kick(session, uid, serverId, rid)`.
-pub async fn kick(app: &App, uid: &str, rid: &str) -> Result<(), ClusterError> {
-    let (server, channel) = app.rpc().channel_by_key("chat", rid)?;
-    let req = KickRequest {
-        uid: uid.into(),
-        frontend_id: app.server_id().into(),
-        rid: rid.into(),
-    };
-    app.rpc()
-        .call(&server, ChatRemoteClient::new(channel).kick(req))
-        .await?;
-    Ok(())
 }

@@ -6,7 +6,7 @@ use shaddock::handler::HandlerError;
 use shaddock::session::Session;
 use shared::{EnterRequest, EnterResponse};
 
-use crate::servers::chat::remote::chat_remote;
+use crate::proto::{AddRequest, KickRequest, rpc};
 
 /// `connector.entryHandler.enter {username, rid}` → `{users: [names in the room]}`.
 /// Binds uid `username*rid`, keeps `rid` in the session (the `chat` router
@@ -28,8 +28,15 @@ pub async fn enter(
     session.on_closed(move |session, _reason| {
         tokio::spawn(user_left(on_close, session));
     })?;
-    match chat_remote::add(&app, &uid, &rid).await {
-        Ok(users) => Ok(EnterResponse::Users { users }),
+    // Pomelo: app.rpc.chat.chatRemote.add(session, uid, serverId, rid, true, cb)
+    let req = AddRequest {
+        uid: uid.clone(),
+        frontend_id: app.server_id().into(),
+        rid: rid.clone(),
+        create: true,
+    };
+    match rpc::ChatRemote::by_key(&app, &rid).add(req).await {
+        Ok(reply) => Ok(EnterResponse::Users { users: reply.users }),
         Err(e) => {
             tracing::warn!(%uid, %rid, error = %e, "chatRemote.add failed");
             Ok(EnterResponse::duplicate())
@@ -43,7 +50,13 @@ async fn user_left(app: App, session: SessionSnapshot) {
         return;
     };
     let rid = rid.as_str().unwrap_or_default();
-    if let Err(e) = chat_remote::kick(&app, &uid, rid).await {
+    // Pomelo: app.rpc.chat.chatRemote.kick(session, uid, serverId, rid, cb)
+    let req = KickRequest {
+        uid: uid.clone(),
+        frontend_id: app.server_id().into(),
+        rid: rid.into(),
+    };
+    if let Err(e) = rpc::ChatRemote::by_key(&app, rid).kick(req).await {
         tracing::warn!(%uid, %rid, error = %e, "chatRemote.kick failed");
     }
 }

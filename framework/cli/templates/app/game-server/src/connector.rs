@@ -1,13 +1,12 @@
 //! `connector.entryHandler`: logs a user into a room.
 
 use shaddock::app::App;
-use shaddock::cluster::{ClusterError, SessionSnapshot};
+use shaddock::cluster::SessionSnapshot;
 use shaddock::handler::HandlerError;
 use shaddock::session::Session;
 use shared::{EnterRequest, EnterResponse};
 
-use crate::proto::room_remote_client::RoomRemoteClient;
-use crate::proto::{JoinRequest, LeaveRequest};
+use crate::proto::{JoinRequest, LeaveRequest, rpc};
 
 /// `connector.entryHandler.enter {uid, rid}` → `{code: 200, users}`.
 /// Binds the session to `uid`, keeps `rid` in the session (the `room`
@@ -31,16 +30,14 @@ pub async fn enter(
     session.on_closed(move |snapshot, _reason| {
         tokio::spawn(leave(on_close, snapshot));
     })?;
-    let (server, channel) = app.rpc().channel_by_key("room", &req.rid)?;
+    // The room server that owns `rid` (the `room` router), with the
+    // framework's RPC timeout: Pomelo's `app.rpc.room.roomRemote.join(...)`.
     let join = JoinRequest {
         uid: req.uid,
         rid: req.rid,
         frontend_id: app.server_id().to_string(),
     };
-    let reply = app
-        .rpc()
-        .call(&server, RoomRemoteClient::new(channel).join(join))
-        .await?;
+    let reply = rpc::RoomRemote::by_key(&app, &join.rid).join(join).await?;
     Ok(EnterResponse {
         code: 200,
         users: reply.users,
@@ -53,21 +50,13 @@ async fn leave(app: App, session: SessionSnapshot) {
     let (Some(uid), Some(rid)) = (session.uid, session.settings.get("rid")) else {
         return;
     };
-    let rid = rid.as_str().unwrap_or_default().to_string();
-    let result: Result<(), ClusterError> = async {
-        let (server, channel) = app.rpc().channel_by_key("room", &rid)?;
-        let req = LeaveRequest {
-            uid: uid.clone(),
-            rid: rid.clone(),
-            frontend_id: app.server_id().to_string(),
-        };
-        app.rpc()
-            .call(&server, RoomRemoteClient::new(channel).leave(req))
-            .await?;
-        Ok(())
-    }
-    .await;
-    if let Err(e) = result {
+    let rid = rid.as_str().unwrap_or_default();
+    let req = LeaveRequest {
+        uid: uid.clone(),
+        rid: rid.to_string(),
+        frontend_id: app.server_id().to_string(),
+    };
+    if let Err(e) = rpc::RoomRemote::by_key(&app, rid).leave(req).await {
         tracing::warn!(%uid, %rid, error = %e, "leaving the room failed");
     }
 }

@@ -13,9 +13,10 @@ mod connector;
 mod gate;
 mod room;
 
-/// Generated from `proto/room.proto`.
+/// Generated from `proto/room.proto`: messages, the `RoomRemote` server
+/// stub and its typed caller `proto::rpc::RoomRemote`.
 mod proto {
-    tonic::include_proto!("room");
+    shaddock::include_remotes!("room");
 }
 
 use std::time::Duration;

@@ -7,8 +7,8 @@ use shaddock::config::ServerInfo;
 use shaddock::handler::HandlerError;
 use shaddock::router::RouteContext;
 use shaddock::session::Session;
+use shaddock::tonic::{self, Request, Response, Status};
 use shared::{ChatPush, SayRequest, SayResponse, UserPush};
-use tonic::{Request, Response, Status};
 
 use crate::proto::room_remote_server;
 use crate::proto::{JoinReply, JoinRequest, LeaveReply, LeaveRequest};
