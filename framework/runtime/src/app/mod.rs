@@ -13,7 +13,7 @@
 //! The app is where the layers meet: it implements the connector's
 //! [`Frontend`] (client messages go into its handler [`Pipeline`]) and the
 //! cluster's [`LocalNode`](crate::cluster::LocalNode) (forwarded requests
-//! and pushes from other servers, in [`node`]), owns the typed remotes
+//! and pushes from other servers, in `node`), owns the typed remotes
 //! ([`remotes`]) and runs the [`Discovery`] backend that keeps the server
 //! list true.
 //!

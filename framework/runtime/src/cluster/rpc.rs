@@ -1,17 +1,18 @@
 //! User remotes: typed tonic services between servers.
 //!
 //! An app defines its remotes in `proto/*.proto` (compiled with
-//! `shaddock-build`), registers the servers per type with
-//! [`Remotes::add`](super::server::Remotes::add), and calls them through
-//! [`Rpc`]: pick a server by route key (the type's router) or by id, get the
-//! pooled channel, make the call inside [`Rpc::call`] for a timeout and a
-//! clear error.
+//! `shaddock-build`), serves them per server type with
+//! [`AppBuilder::remote_with`](crate::app::AppBuilder::remote_with), and
+//! calls them in one line through the caller `shaddock-build` generates:
 //!
 //! ```text
-//! let (server, channel) = app.rpc().channel_by_key("chat", &rid)?;
-//! let mut client = ChatRemoteClient::new(channel);
-//! let users = app.rpc().call(&server, client.add(req)).await?;
+//! let users = proto::rpc::ChatRemote::by_key(&app, &rid).add(req).await?.users;
 //! ```
+//!
+//! The generated caller is built on [`Rpc`]: pick a server by route key
+//! (the type's router) or by id, get the pooled channel, make the call
+//! inside [`Rpc::call`] for a timeout and a clear error. Use `Rpc` directly
+//! for what the generator does not cover (streaming methods).
 
 use std::future::Future;
 use std::sync::Arc;

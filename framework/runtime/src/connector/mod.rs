@@ -2,7 +2,7 @@
 //!
 //! * [`acceptor`] — the TCP listener: connection limit, TCP_NODELAY, one
 //!   agent task per connection, graceful shutdown.
-//! * [`agent`] — one connection: WebSocket upgrade (any path), the §2.3
+//! * `agent` — one connection: WebSocket upgrade (any path), the §2.3
 //!   state machine, heartbeats (§4.4), the outbound queue and kicks.
 //!
 //! [`ConnectorOptions`] holds every knob; the defaults match chatofpomelo's

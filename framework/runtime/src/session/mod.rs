@@ -1,15 +1,16 @@
 //! Sessions: one per client connection on a frontend (§6.3).
 //!
-//! * [`live`] — the frontend's own record of a connection ([`LiveSession`]):
+//! * `live` — the frontend's own record of a connection ([`LiveSession`]):
 //!   sid, uid, settings, closed listeners and the bounded outbound queue the
 //!   connection's agent drains.
-//! * [`service`] — [`SessionService`]: the frontend's index of live sessions
+//! * `service` — [`SessionService`]: the frontend's index of live sessions
 //!   (by sid, by uid), kicks and pushes that encode a package once and share
 //!   its `Bytes` across every receiver.
-//! * [`handle`] — [`Session`], what handlers get: a live session on a
-//!   frontend, or a [`SessionSnapshot`](crate::session::SessionSnapshot) plus
-//!   the cluster's [`RemoteSessionOps`](crate::cluster::RemoteSessionOps) on a
-//!   backend. Handlers are written once and run on either side.
+//! * `remote` — the session as other servers see it: a [`SessionSnapshot`]
+//!   and the [`RemoteSessionOps`] port the cluster implements.
+//! * `handle` — [`Session`], what handlers get: a live session on a
+//!   frontend, or a snapshot plus [`RemoteSessionOps`] on a backend.
+//!   Handlers are written once and run on either side.
 
 mod handle;
 pub(crate) mod live;
