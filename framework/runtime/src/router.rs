@@ -5,6 +5,11 @@
 //! servers.json order so the choice is deterministic across processes. An
 //! app registers its own router per server type (chatofpomelo routes `chat`
 //! by the room id it stored in the session settings).
+//!
+//! [`Crc32Router`] is Pomelo's placement, kept for compatibility;
+//! [`RendezvousRouter`] is the one to use for state that lives on a server
+//! (rooms): when a server joins or leaves, it moves about 1/n of the keys
+//! instead of most of them.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -60,6 +65,61 @@ pub struct Crc32Router;
 impl Router for Crc32Router {
     fn route(&self, ctx: &RouteContext<'_>, servers: &[ServerInfo]) -> Result<usize, String> {
         dispatch_index(ctx.key, servers.len()).ok_or_else(|| "no servers".to_string())
+    }
+}
+
+/// Placement that moves little: rendezvous (highest-random-weight) hashing.
+///
+/// Every server of the type gets a score `hash(key, server id)`; the key
+/// goes to the highest. Adding one of n servers moves only the keys the
+/// newcomer now wins (about 1/(n+1) of them); removing one moves only its
+/// own keys (about 1/n). Pomelo's `crc32 mod n` moves about (n-1)/n on any
+/// change, which is what splits rooms when a server joins or leaves.
+///
+/// The score depends on the key and the server *id* only — not on list
+/// order — so every process computes the same owner from the same set of
+/// servers. The hash is FNV-1a 64 over `key`, a 0 byte and `id`, finished
+/// with splitmix64's mixer: a fixed, documented function (std's hasher may
+/// change between Rust releases, and servers built by different compilers
+/// must agree). n is small (servers of one type), so scoring all of them is
+/// cheaper than maintaining a ring.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RendezvousRouter;
+
+impl RendezvousRouter {
+    /// The score of `server_id` for `key` (exposed for tests and tools).
+    pub fn score(key: &str, server_id: &str) -> u64 {
+        const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+        const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+        let mut h = FNV_OFFSET;
+        for b in key.bytes().chain([0u8]).chain(server_id.bytes()) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(FNV_PRIME);
+        }
+        // splitmix64 finalizer: FNV's low bits mix poorly on their own.
+        h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        h ^ (h >> 31)
+    }
+
+    /// Index of the owner of `key` among `servers` (`None` when empty). Ties
+    /// (equal scores) go to the smaller id, so the choice stays total.
+    pub fn owner(key: &str, servers: &[ServerInfo]) -> Option<usize> {
+        servers
+            .iter()
+            .enumerate()
+            .max_by(|(_, a), (_, b)| {
+                Self::score(key, &a.id)
+                    .cmp(&Self::score(key, &b.id))
+                    .then_with(|| b.id.cmp(&a.id))
+            })
+            .map(|(i, _)| i)
+    }
+}
+
+impl Router for RendezvousRouter {
+    fn route(&self, ctx: &RouteContext<'_>, servers: &[ServerInfo]) -> Result<usize, String> {
+        Self::owner(ctx.key, servers).ok_or_else(|| "no servers".to_string())
     }
 }
 
@@ -222,5 +282,70 @@ mod tests {
             server("a-3", "a"),
         ]);
         assert_eq!(routers.pick(&servers, &ctx("a", "bob")).unwrap(), "a-3");
+    }
+
+    fn servers_of(ids: &[String]) -> Vec<ServerInfo> {
+        ids.iter().map(|id| server(id, "chat")).collect()
+    }
+
+    fn owners(keys: &[String], servers: &[ServerInfo]) -> Vec<String> {
+        keys.iter()
+            .map(|k| servers[RendezvousRouter::owner(k, servers).unwrap()].id.clone())
+            .collect()
+    }
+
+    /// Keys moved when one of n servers joins ≈ 1/(n+1), when one leaves ≈
+    /// 1/n, and only to / from that server; Pomelo's crc32 mod n moves most.
+    #[test]
+    fn rendezvous_moves_about_one_in_n_keys() {
+        let keys: Vec<String> = (0..20_000).map(|i| format!("room-{i}")).collect();
+        for n in [2usize, 3, 5, 8] {
+            let ids: Vec<String> = (1..=n + 1).map(|i| format!("chat-server-{i}")).collect();
+            let before = servers_of(&ids[..n]);
+            let after = servers_of(&ids);
+            let (old, new) = (owners(&keys, &before), owners(&keys, &after));
+            let moved: Vec<usize> = (0..keys.len()).filter(|&i| old[i] != new[i]).collect();
+            let fraction = moved.len() as f64 / keys.len() as f64;
+            let expected = 1.0 / (n + 1) as f64;
+            assert!(
+                (fraction - expected).abs() < 0.02,
+                "n={n}: adding one moved {fraction:.3} of the keys, expected ≈{expected:.3}"
+            );
+            // Every moved key moved to the newcomer; nothing else changed.
+            assert!(moved.iter().all(|&i| new[i] == ids[n]), "n={n}");
+            // Removing it again restores exactly the old placement.
+            assert_eq!(owners(&keys, &before), old);
+            // Balance: every server owns its share, within 10 %.
+            for id in &ids {
+                let share = new.iter().filter(|o| *o == id).count() as f64 / keys.len() as f64;
+                assert!((share - expected).abs() < expected * 0.1, "{id}: {share:.3}");
+            }
+            let crc_moved = keys
+                .iter()
+                .filter(|k| dispatch_index(k, n) != dispatch_index(k, n + 1))
+                .count() as f64
+                / keys.len() as f64;
+            assert!(crc_moved > 0.4, "n={n}: crc32 mod n moved {crc_moved:.3}");
+        }
+    }
+
+    #[test]
+    fn rendezvous_ignores_list_order_and_is_stable() {
+        let a = vec![server("c-1", "c"), server("c-2", "c"), server("c-3", "c")];
+        let b = vec![server("c-3", "c"), server("c-1", "c"), server("c-2", "c")];
+        for key in ["lobby", "room1", "", "中文"] {
+            let ia = RendezvousRouter::owner(key, &a).unwrap();
+            let ib = RendezvousRouter::owner(key, &b).unwrap();
+            assert_eq!(a[ia].id, b[ib].id, "key {key:?}");
+        }
+        assert_eq!(RendezvousRouter::owner("x", &[]), None);
+        // A fixed function: these values must never change (servers built
+        // by different compilers have to agree).
+        // (Values computed independently with a Python transcription.)
+        assert_eq!(RendezvousRouter::score("", ""), 0x25fc_6dd3_6ce0_4b20);
+        assert_eq!(
+            RendezvousRouter::score("room1", "chat-server-1"),
+            0x069c_a8e4_1471_89d5
+        );
     }
 }
