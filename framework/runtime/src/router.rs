@@ -290,7 +290,11 @@ mod tests {
 
     fn owners(keys: &[String], servers: &[ServerInfo]) -> Vec<String> {
         keys.iter()
-            .map(|k| servers[RendezvousRouter::owner(k, servers).unwrap()].id.clone())
+            .map(|k| {
+                servers[RendezvousRouter::owner(k, servers).unwrap()]
+                    .id
+                    .clone()
+            })
             .collect()
     }
 
@@ -318,7 +322,10 @@ mod tests {
             // Balance: every server owns its share, within 10 %.
             for id in &ids {
                 let share = new.iter().filter(|o| *o == id).count() as f64 / keys.len() as f64;
-                assert!((share - expected).abs() < expected * 0.1, "{id}: {share:.3}");
+                assert!(
+                    (share - expected).abs() < expected * 0.1,
+                    "{id}: {share:.3}"
+                );
             }
             let crc_moved = keys
                 .iter()

@@ -3,7 +3,8 @@
 //!
 //! Shutdown is designed, not incidental: stop accepting → let in-flight
 //! requests finish (bounded) → kick every client with "server shutdown" →
-//! wait (bounded) for the agents to close their sockets.
+//! wait (bounded) for the agents to close their sockets → wait (bounded)
+//! for the async close work they started (`Session::on_closed_async`).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -110,6 +111,15 @@ impl<F: Frontend> Acceptor<F> {
                 warn!(
                     remaining = connections.count(),
                     "connections still open after the grace period"
+                );
+            }
+            // Close work the app registered (leave calls to backends): let
+            // it finish, or the users stay in their rooms as ghosts.
+            let closing = app.sessions().closing();
+            if !closing.wait_idle(grace).await {
+                warn!(
+                    remaining = closing.count(),
+                    "close listeners still running after the grace period"
                 );
             }
             info!("connector stopped");

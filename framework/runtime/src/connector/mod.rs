@@ -15,9 +15,8 @@
 
 pub mod acceptor;
 mod agent;
-mod tracker;
 
-pub use tracker::{Tracker, TrackerGuard};
+pub use crate::session::{Tracker, TrackerGuard};
 
 use std::future::Future;
 use std::sync::Arc;

@@ -225,6 +225,29 @@ impl Session {
         }
     }
 
+    /// Runs the future `listener` returns once the connection ends, like
+    /// [`on_closed`](Self::on_closed), for async close work such as telling
+    /// a backend the user left. The framework tracks it: a graceful stop of
+    /// the frontend waits (up to its shutdown grace) for every such future
+    /// before the process exits, so no leave call is cut off.
+    pub fn on_closed_async<F, Fut>(&self, listener: F) -> Result<(), SessionError>
+    where
+        F: FnOnce(SessionSnapshot, String) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let Backing::Local { service, .. } = &self.inner.backing else {
+            return Err(SessionError::FrontendOnly("Session::on_closed_async"));
+        };
+        let closing = service.closing().clone();
+        self.on_closed(move |session, reason| {
+            let guard = closing.enter();
+            tokio::spawn(async move {
+                listener(session, reason).await;
+                drop(guard);
+            });
+        })
+    }
+
     /// The session as it would travel with a forwarded request: sid, frontend
     /// id, uid and this request's settings copy.
     pub fn snapshot(&self) -> SessionSnapshot {

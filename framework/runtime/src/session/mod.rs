@@ -16,11 +16,13 @@ mod handle;
 pub(crate) mod live;
 mod remote;
 mod service;
+mod tracker;
 
 pub use handle::Session;
 pub use live::{ClosedListener, LiveSession, PushError};
 pub use remote::{RemoteSessionOps, SessionSnapshot};
 pub use service::SessionService;
+pub use tracker::{Tracker, TrackerGuard};
 
 use crate::error::ClusterError;
 

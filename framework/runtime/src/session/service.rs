@@ -11,7 +11,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
-use super::{LiveSession, Session, SessionError};
+use super::{LiveSession, Session, SessionError, Tracker};
 use crate::protocol::encode_data_frame;
 use crate::protocol::{EncodeError, Message, RouteDictionary};
 use crate::session::SessionSnapshot;
@@ -30,6 +30,9 @@ struct Inner {
     next_sid: AtomicU64,
     sessions: RwLock<HashMap<u64, Arc<LiveSession>>>,
     uids: RwLock<HashMap<String, Vec<u64>>>,
+    /// Close work still running ([`Session::on_closed_async`]): a graceful
+    /// stop waits for it, so a user's leave call is made before exit.
+    closing: Tracker,
 }
 
 fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
@@ -56,8 +59,15 @@ impl SessionService {
                 next_sid: AtomicU64::new(1),
                 sessions: RwLock::default(),
                 uids: RwLock::default(),
+                closing: Tracker::default(),
             }),
         }
+    }
+
+    /// Close work still running (listeners added with
+    /// [`Session::on_closed_async`]); graceful shutdown waits for it.
+    pub fn closing(&self) -> &Tracker {
+        &self.inner.closing
     }
 
     pub fn frontend_id(&self) -> &str {

@@ -24,10 +24,10 @@ pub async fn enter(
     }
     session.set("rid", &rid);
     session.push_settings(&["rid"]).await?;
+    // Tracked close work: a graceful stop of this connector waits for the
+    // leave call, so nobody stays in a room as a ghost.
     let on_close = app.clone();
-    session.on_closed(move |session, _reason| {
-        tokio::spawn(user_left(on_close, session));
-    })?;
+    session.on_closed_async(move |session, _reason| user_left(on_close, session))?;
     // Pomelo: app.rpc.chat.chatRemote.add(session, uid, serverId, rid, true, cb)
     let req = AddRequest {
         uid: uid.clone(),
