@@ -52,16 +52,20 @@ const TEMPLATE: &[(&str, &str)] = &[
         include_str!("../templates/app/game-server/src/main.rs"),
     ),
     (
-        "game-server/src/gate.rs",
-        include_str!("../templates/app/game-server/src/gate.rs"),
+        "game-server/src/servers/gate/handler/gate_handler.rs",
+        include_str!("../templates/app/game-server/src/servers/gate/handler/gate_handler.rs"),
     ),
     (
-        "game-server/src/connector.rs",
-        include_str!("../templates/app/game-server/src/connector.rs"),
+        "game-server/src/servers/connector/handler/entry_handler.rs",
+        include_str!("../templates/app/game-server/src/servers/connector/handler/entry_handler.rs"),
     ),
     (
-        "game-server/src/room.rs",
-        include_str!("../templates/app/game-server/src/room.rs"),
+        "game-server/src/servers/room/handler/room_handler.rs",
+        include_str!("../templates/app/game-server/src/servers/room/handler/room_handler.rs"),
+    ),
+    (
+        "game-server/src/servers/room/remote/room_remote.rs",
+        include_str!("../templates/app/game-server/src/servers/room/remote/room_remote.rs"),
     ),
     (
         "web-server/Cargo.toml",

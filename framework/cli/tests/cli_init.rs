@@ -166,6 +166,10 @@ fn init_builds_starts_chats_adds_restarts_and_stops() {
         "logs",
         "shared/src/lib.rs",
         "game-server/src/main.rs",
+        "game-server/src/servers/gate/handler/gate_handler.rs",
+        "game-server/src/servers/connector/handler/entry_handler.rs",
+        "game-server/src/servers/room/handler/room_handler.rs",
+        "game-server/src/servers/room/remote/room_remote.rs",
         "web-server/src/main.rs",
     ] {
         assert!(dir.join(f).exists(), "{f} missing");
