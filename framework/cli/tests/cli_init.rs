@@ -59,6 +59,9 @@ fn init_builds_starts_chats_adds_restarts_and_stops() {
         "game-server/src/servers/connector/handler/entry_handler.rs",
         "game-server/src/servers/room/handler/room_handler.rs",
         "game-server/src/servers/room/remote/room_remote.rs",
+        "web-server/public/index.html",
+        "web-server/public/js/room.js",
+        "web-server/public/js/pomelo-client.js",
         "web-server/src/main.rs",
     ] {
         assert!(dir.join(f).exists(), "{f} missing");
@@ -125,11 +128,31 @@ fn init_builds_starts_chats_adds_restarts_and_stops() {
     let gate_port = servers[0]["clientPort"].as_u64().unwrap();
     let gate = format!("ws://127.0.0.1:{gate_port}");
     let c1_port = servers[1]["clientPort"].as_u64().unwrap() as u16;
-    // The web server serves the page.
+    // The web server serves the room page and its scripts (ES modules:
+    // browsers run them only with a JavaScript content type).
     let web_port = servers[3]["clientPort"].as_u64().unwrap() as u16;
     let (status, _, page) = http_get(web_port, "/");
     assert_eq!(status, 200, "{page}");
     assert!(page.contains("<h1>scaffold-e2e</h1>"), "{page}");
+    assert!(
+        page.contains(r#"<script type="module" src="js/room.js"></script>"#),
+        "{page}"
+    );
+    let (status, head, script) = http_get(web_port, "/js/room.js");
+    assert_eq!(status, 200, "{head}");
+    assert!(head.to_lowercase().contains("javascript"), "{head}");
+    for route in [
+        "gate.gateHandler.queryEntry",
+        "connector.entryHandler.enter",
+        "room.roomHandler.say",
+    ] {
+        assert!(script.contains(route), "room.js does not use {route}");
+    }
+    assert!(script.contains("from './pomelo-client.js'"));
+    let (status, head, client) = http_get(web_port, "/js/pomelo-client.js");
+    assert_eq!(status, 200, "{head}");
+    assert!(head.to_lowercase().contains("javascript"), "{head}");
+    assert!(client.contains("export class PomeloClient"));
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
