@@ -6,8 +6,7 @@
 //! is left. Pinus users were burned by scaffolds that no longer compiled:
 //! this runs on every CI run.
 //!
-//! The app shares this workspace's target folder (and Cargo.lock), so only
-//! the framework and the app itself are compiled (see `cli_support::scaffold`).
+//! `cli_guide.rs` follows the generated README's guide on a fresh app.
 
 mod cli_support;
 
