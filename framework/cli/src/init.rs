@@ -52,16 +52,20 @@ const TEMPLATE: &[(&str, &str)] = &[
         include_str!("../templates/app/game-server/src/main.rs"),
     ),
     (
-        "game-server/src/gate.rs",
-        include_str!("../templates/app/game-server/src/gate.rs"),
+        "game-server/src/servers/gate/handler/gate_handler.rs",
+        include_str!("../templates/app/game-server/src/servers/gate/handler/gate_handler.rs"),
     ),
     (
-        "game-server/src/connector.rs",
-        include_str!("../templates/app/game-server/src/connector.rs"),
+        "game-server/src/servers/connector/handler/entry_handler.rs",
+        include_str!("../templates/app/game-server/src/servers/connector/handler/entry_handler.rs"),
     ),
     (
-        "game-server/src/room.rs",
-        include_str!("../templates/app/game-server/src/room.rs"),
+        "game-server/src/servers/room/handler/room_handler.rs",
+        include_str!("../templates/app/game-server/src/servers/room/handler/room_handler.rs"),
+    ),
+    (
+        "game-server/src/servers/room/remote/room_remote.rs",
+        include_str!("../templates/app/game-server/src/servers/room/remote/room_remote.rs"),
     ),
     (
         "web-server/Cargo.toml",
@@ -74,6 +78,14 @@ const TEMPLATE: &[(&str, &str)] = &[
     (
         "web-server/public/index.html",
         include_str!("../templates/app/web-server/public/index.html"),
+    ),
+    (
+        "web-server/public/js/room.js",
+        include_str!("../templates/app/web-server/public/js/room.js"),
+    ),
+    (
+        "web-server/public/js/pomelo-client.js",
+        include_str!("../templates/app/web-server/public/js/pomelo-client.js"),
     ),
 ];
 
@@ -161,6 +173,13 @@ pub fn app_name(raw: &str) -> Result<String, CliError> {
     Ok(name)
 }
 
+/// A template file with its placeholders filled in.
+fn render(text: &str, name: &str, dep: &str, build_dep: &str) -> String {
+    text.replace("{{name}}", name)
+        .replace("{{shaddock_dep}}", dep)
+        .replace("{{shaddock_build_dep}}", build_dep)
+}
+
 /// Writes the app into `dir` (which must be absent or empty) and creates
 /// its admin user. Returns the admin password.
 pub fn scaffold(dir: &Path, name: &str, source: &FrameworkSource) -> Result<String, CliError> {
@@ -178,10 +197,7 @@ pub fn scaffold(dir: &Path, name: &str, source: &FrameworkSource) -> Result<Stri
     }
     let (dep, build_dep) = source.deps();
     for (path, text) in TEMPLATE {
-        let text = text
-            .replace("{{name}}", name)
-            .replace("{{shaddock_dep}}", &dep)
-            .replace("{{shaddock_build_dep}}", &build_dep);
+        let text = render(text, name, &dep, &build_dep);
         let dest = dir.join(path);
         if let Some(parent) = dest.parent() {
             std::fs::create_dir_all(parent)
@@ -288,4 +304,31 @@ pub fn admin_user(a: AdminUserArgs) -> Result<(), CliError> {
         dir.join(CREDENTIALS_FILE).display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The app's browser client is the chat app's Pomelo client, copied
+    /// (an installed `shaddock` has no repository to read it from). The
+    /// copy must not drift: after an edit of the original, run
+    /// `cp web-server/public/js/pomelo-client.js framework/cli/templates/app/web-server/public/js/`.
+    #[test]
+    fn template_pomelo_client_is_the_chat_apps() {
+        let original = Path::new(FRAMEWORK_DIR).join("../../web-server/public/js/pomelo-client.js");
+        let original = std::fs::read_to_string(&original)
+            .unwrap_or_else(|e| panic!("{}: {e}", original.display()));
+        let (_, copy) = TEMPLATE
+            .iter()
+            .find(|(path, _)| *path == "web-server/public/js/pomelo-client.js")
+            .expect("the template has no pomelo-client.js");
+        assert!(
+            *copy == original,
+            "framework/cli/templates/app/web-server/public/js/pomelo-client.js differs from \
+             web-server/public/js/pomelo-client.js; copy the original over it"
+        );
+        // Written as is: no placeholder in it.
+        assert_eq!(render(copy, "app", "dep", "build-dep"), original);
+    }
 }

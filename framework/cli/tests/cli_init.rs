@@ -6,124 +6,18 @@
 //! is left. Pinus users were burned by scaffolds that no longer compiled:
 //! this runs on every CI run.
 //!
-//! The app shares this workspace's target folder (and Cargo.lock), so only
-//! the framework and the app itself are compiled; its packages are named
-//! after the app, so its binaries cannot overwrite the chat app's.
+//! `cli_guide.rs` follows the generated README's guide on a fresh app.
 
 mod cli_support;
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use cli_support::scaffold::*;
 use cli_support::*;
 use serde_json::{Value, json};
-use shaddock_client::{Client, ClientOptions};
+use shaddock_client::Client;
 
 const WAIT: Duration = Duration::from_secs(10);
-
-fn target_dir() -> PathBuf {
-    // <target>/<profile>/shaddock
-    shaddock().parent().unwrap().parent().unwrap().to_path_buf()
-}
-
-/// Replaces every port of the generated config by a free one (the defaults
-/// are Pomelo's demo ports, which a developer may be using).
-fn use_free_ports(app: &Path) {
-    let path = app.join("config/servers.json");
-    let mut servers: Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    for env in servers.as_object_mut().unwrap().values_mut() {
-        for list in env.as_object_mut().unwrap().values_mut() {
-            for s in list.as_array_mut().unwrap() {
-                for key in ["port", "clientPort"] {
-                    if s.get(key).is_some() {
-                        s[key] = json!(free_port());
-                    }
-                }
-            }
-        }
-    }
-    std::fs::write(&path, serde_json::to_string_pretty(&servers).unwrap()).unwrap();
-    let path = app.join("config/master.json");
-    let mut master: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    for env in master.as_object_mut().unwrap().values_mut() {
-        env["port"] = json!(free_port());
-        env["web"]["port"] = json!(free_port());
-    }
-    std::fs::write(&path, serde_json::to_string_pretty(&master).unwrap()).unwrap();
-}
-
-struct Running {
-    dir: PathBuf,
-}
-
-impl Running {
-    fn cli(&self, args: &[&str]) -> std::process::Output {
-        run_cli(&self.dir, args, |cmd| {
-            cmd.env("CARGO_TARGET_DIR", target_dir());
-        })
-    }
-
-    fn list(&self) -> Value {
-        let out = self.cli(&["list", "--json"]);
-        assert_eq!(code(&out), 0);
-        serde_json::from_slice(&out.stdout).unwrap()
-    }
-
-    fn server(&self, id: &str) -> Value {
-        self.list()["servers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["id"] == id)
-            .cloned()
-            .unwrap_or_else(|| panic!("{id} not listed"))
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        cleanup(&self.dir);
-    }
-}
-
-async fn connector_for(gate: &str, uid: &str) -> (String, u16) {
-    let client = Client::connect(gate, ClientOptions::default())
-        .await
-        .expect("gate");
-    let resp: Value = client
-        .request("gate.gateHandler.queryEntry", &json!({"uid": uid}))
-        .await
-        .expect("queryEntry");
-    client.close().await;
-    assert_eq!(resp["code"], 200, "{resp}");
-    (
-        resp["host"].as_str().unwrap().to_string(),
-        resp["port"].as_u64().unwrap() as u16,
-    )
-}
-
-/// Logs `uid` into `rid` through the gate; returns the client and the
-/// connector port it was sent to.
-async fn enter(gate: &str, uid: &str, rid: &str) -> (Client, u16) {
-    let (host, port) = connector_for(gate, uid).await;
-    let client = Client::connect(&format!("ws://{host}:{port}"), ClientOptions::default())
-        .await
-        .expect("connector");
-    let resp: Value = client
-        .request(
-            "connector.entryHandler.enter",
-            &json!({"uid": uid, "rid": rid}),
-        )
-        .await
-        .expect("enter");
-    assert_eq!(resp["code"], 200, "{resp}");
-    assert!(
-        resp["users"].as_array().unwrap().contains(&json!(uid)),
-        "{resp}"
-    );
-    (client, port)
-}
 
 async fn say_and_hear(client: &Client, content: &str) -> Value {
     let resp: Value = client
@@ -148,13 +42,7 @@ fn init_builds_starts_chats_adds_restarts_and_stops() {
     let dir = tmp.path().join("scaffold-e2e");
 
     // --- init ---
-    let out = std::process::Command::new(shaddock())
-        .arg("init")
-        .arg(&dir)
-        .output()
-        .unwrap();
-    let printed = stdout(&out);
-    assert_eq!(code(&out), 0, "{printed}{}", stderr(&out));
+    let printed = init_app(&dir);
     for f in [
         "Cargo.toml",
         ".gitignore",
@@ -166,6 +54,13 @@ fn init_builds_starts_chats_adds_restarts_and_stops() {
         "logs",
         "shared/src/lib.rs",
         "game-server/src/main.rs",
+        "game-server/src/servers/gate/handler/gate_handler.rs",
+        "game-server/src/servers/connector/handler/entry_handler.rs",
+        "game-server/src/servers/room/handler/room_handler.rs",
+        "game-server/src/servers/room/remote/room_remote.rs",
+        "web-server/public/index.html",
+        "web-server/public/js/room.js",
+        "web-server/public/js/pomelo-client.js",
         "web-server/src/main.rs",
     ] {
         assert!(dir.join(f).exists(), "{f} missing");
@@ -201,37 +96,16 @@ fn init_builds_starts_chats_adds_restarts_and_stops() {
     assert_eq!(code(&again), 1);
 
     // The generated code is formatted as `cargo fmt` wants it.
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let fmt = std::process::Command::new(&cargo)
-        .args(["fmt", "--all", "--", "--check"])
-        .current_dir(&dir)
-        .output()
-        .unwrap();
-    assert!(
-        fmt.status.success(),
-        "generated code is not rustfmt-clean:\n{}",
-        stdout(&fmt)
-    );
+    assert_rustfmt_clean(&dir);
 
-    use_free_ports(&dir);
-    // Same dependency versions as this workspace: nothing but the framework
-    // and the app gets compiled.
-    let lock = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../Cargo.lock");
-    std::fs::copy(lock, dir.join("Cargo.lock")).unwrap();
+    prepare_for_test(&dir);
 
     // --- build + start -D ---
-    let app = Running { dir: dir.clone() };
     let started = Instant::now();
-    let out = app.cli(&["start", "-D", "--debug", "--timeout", "60"]);
-    assert_eq!(
-        code(&out),
-        0,
-        "start -D failed:\n{}\n{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    let app = Running::start(&dir);
     assert!(
-        stdout(&out).contains("cargo build -p scaffold-e2e-game-server -p scaffold-e2e-web-server")
+        app.start_stdout
+            .contains("cargo build -p scaffold-e2e-game-server -p scaffold-e2e-web-server")
     );
     eprintln!("build + start took {:?}", started.elapsed());
 
@@ -253,22 +127,31 @@ fn init_builds_starts_chats_adds_restarts_and_stops() {
     let gate_port = servers[0]["clientPort"].as_u64().unwrap();
     let gate = format!("ws://127.0.0.1:{gate_port}");
     let c1_port = servers[1]["clientPort"].as_u64().unwrap() as u16;
-    // The web server serves the page.
+    // The web server serves the room page and its scripts (ES modules:
+    // browsers run them only with a JavaScript content type).
     let web_port = servers[3]["clientPort"].as_u64().unwrap() as u16;
-    {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", web_port)).unwrap();
-        s.set_read_timeout(Some(WAIT)).unwrap();
-        s.write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
-            .unwrap();
-        let mut page = String::new();
-        s.read_to_string(&mut page).unwrap();
-        assert!(
-            page.starts_with("HTTP/1.0 200") || page.starts_with("HTTP/1.1 200"),
-            "{page}"
-        );
-        assert!(page.contains("<h1>scaffold-e2e</h1>"));
+    let (status, _, page) = http_get(web_port, "/");
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("<h1>scaffold-e2e</h1>"), "{page}");
+    assert!(
+        page.contains(r#"<script type="module" src="js/room.js"></script>"#),
+        "{page}"
+    );
+    let (status, head, script) = http_get(web_port, "/js/room.js");
+    assert_eq!(status, 200, "{head}");
+    assert!(head.to_lowercase().contains("javascript"), "{head}");
+    for route in [
+        "gate.gateHandler.queryEntry",
+        "connector.entryHandler.enter",
+        "room.roomHandler.say",
+    ] {
+        assert!(script.contains(route), "room.js does not use {route}");
     }
+    assert!(script.contains("from './pomelo-client.js'"));
+    let (status, head, client) = http_get(web_port, "/js/pomelo-client.js");
+    assert_eq!(status, 200, "{head}");
+    assert!(head.to_lowercase().contains("javascript"), "{head}");
+    assert!(client.contains("export class PomeloClient"));
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
@@ -385,20 +268,11 @@ fn init_builds_starts_chats_adds_restarts_and_stops() {
         .unwrap();
     assert!(row.trim_end().ends_with(" 1"), "{row}");
     let list = app.list();
-    let mut pids: Vec<u32> = list["servers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["pid"].as_u64().unwrap() as u32)
-        .collect();
-    assert_eq!(pids.len(), 5);
+    let servers = list["servers"].as_array().unwrap();
+    assert_eq!(servers.len(), 5);
     // connector-server-2 was stopped; every other server runs.
-    assert_eq!(pids.iter().filter(|p| **p == 0).count(), 1);
-    pids.retain(|p| *p != 0);
-    pids.push(list["master"]["pid"].as_u64().unwrap() as u32);
-    let out = app.cli(&["stop"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
-    wait_gone(&pids, Duration::from_secs(15));
+    assert_eq!(servers.iter().filter(|s| s["pid"] == 0).count(), 1);
+    app.stop();
     // Every process wrote its own log.
     for id in [
         "gate-server-1",

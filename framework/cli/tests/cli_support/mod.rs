@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod scaffold;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
@@ -218,27 +220,12 @@ impl TestApp {
     }
 
     pub fn server(&self, id: &str) -> serde_json::Value {
-        self.list()["servers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["id"] == id)
-            .cloned()
-            .unwrap_or_else(|| panic!("{id} not listed"))
+        server_in(&self.list(), id)
     }
 
     /// Pids of every server the master runs, plus the master's.
     pub fn all_pids(&self) -> Vec<u32> {
-        let list = self.list();
-        let mut pids: Vec<u32> = list["servers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s["pid"].as_u64().unwrap() as u32)
-            .filter(|p| *p != 0)
-            .collect();
-        pids.push(list["master"]["pid"].as_u64().unwrap() as u32);
-        pids
+        all_pids(&self.list())
     }
 
     /// Polls `f` on the server's list entry until it holds.
@@ -269,6 +256,31 @@ impl Drop for TestApp {
             cleanup(self.path());
         }
     }
+}
+
+/// Server `id` of a `list --json` answer; panics when it is not listed.
+pub fn server_in(list: &serde_json::Value, id: &str) -> serde_json::Value {
+    list["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == id)
+        .cloned()
+        .unwrap_or_else(|| panic!("{id} not listed"))
+}
+
+/// Pids of every running server of a `list --json` answer, plus the
+/// master's.
+pub fn all_pids(list: &serde_json::Value) -> Vec<u32> {
+    let mut pids: Vec<u32> = list["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["pid"].as_u64().unwrap() as u32)
+        .filter(|p| *p != 0)
+        .collect();
+    pids.push(list["master"]["pid"].as_u64().unwrap() as u32);
+    pids
 }
 
 /// Best effort: never leave a master or a server behind, even when a test
