@@ -36,11 +36,12 @@ mod proto {
 use std::time::Duration;
 
 use proto::chat_remote_server::ChatRemoteServer;
-use servers::chat::{handler::chat_handler, remote::chat_remote::ChatRemote};
+use servers::chat::handler::chat_handler;
+use servers::chat::remote::chat_remote::{self, ChatRemote};
 use servers::{connector::handler::entry_handler, gate::handler::gate_handler};
 use shaddock::config::ServerInfo;
 use shaddock::connector::ConnectorOptions;
-use shaddock::router::RouteContext;
+use shaddock::router::{RendezvousRouter, RouteContext};
 
 fn main() -> std::process::ExitCode {
     shaddock::launch::run(|app| {
@@ -49,6 +50,10 @@ fn main() -> std::process::ExitCode {
             .handler(shared::ROUTE_SEND, chat_handler::send)
             .route("chat", by_room)
             .remote("chat", |app| ChatRemoteServer::new(ChatRemote::new(app)))
+            // Rooms are state owned by key: rebuilt on their chat server
+            // after a crash, moved when chat servers come and go.
+            .shard("chat")
+            .on_member_lost(chat_remote::member_lost)
             .connector(
                 "connector",
                 ConnectorOptions {
@@ -68,13 +73,15 @@ fn main() -> std::process::ExitCode {
     })
 }
 
-/// `app.route('chat', ...)`: a room lives on chat server `|crc32(rid)| mod n`.
-/// Client requests carry the room in the session's `rid`; remote calls pass
-/// it as the route key.
+/// `app.route('chat', ...)`: a room lives on the chat server rendezvous
+/// hashing picks for its id, so adding or removing one of n chat servers
+/// moves about 1/n of the rooms (Pomelo's `crc32 mod n` moves most of them).
+/// Client requests carry the room in the session's `rid`; remote calls and
+/// the shard keeper pass it as the route key.
 fn by_room(ctx: &RouteContext<'_>, servers: &[ServerInfo]) -> Result<usize, String> {
     let rid = match ctx.session {
         Some(_) => ctx.session_setting("rid").unwrap_or_default(),
         None => ctx.key,
     };
-    shaddock::hash::dispatch_index(rid, servers.len()).ok_or_else(|| "no chat server".into())
+    RendezvousRouter::owner(rid, servers).ok_or_else(|| "no chat server".into())
 }

@@ -15,7 +15,9 @@ use shaddock::cluster::forward::DEFAULT_FORWARD_TIMEOUT;
 use shaddock::hash::dispatch_index;
 use shared::{EnterResponse, PUSH_ADD, PUSH_CHAT, PUSH_LEAVE, TARGET_ALL};
 use support::Topo;
-use support::chat::{WAIT, connect, enter, login, name_on_connector, query_entry, room_on_chat};
+use support::chat::{
+    WAIT, chat_of_room, connect, enter, login, name_on_connector, query_entry, room_on_chat,
+};
 
 /// Runs each scenario on 1 + 1 and on 3 + 3.
 macro_rules! on_both_topologies {
@@ -109,9 +111,10 @@ async fn frontends_announce_chatofpomelo_options(topo: Topo) {
     }
 }
 
-/// Each room's `chatRemote.add` runs on `chats[|crc32(rid)| mod n]` (the
-/// chat servers' own logs say so, and no other chat server saw the room),
-/// and `send` is forwarded there too (it finds the room's channel).
+/// Each room's `chatRemote.add` runs on the chat server rendezvous hashing
+/// picks for its id (the chat servers' own logs say so, and no other chat
+/// server saw the room), and `send` is forwarded there too (it finds the
+/// room's channel).
 async fn rooms_live_on_the_chat_server_of_their_room_hash(topo: Topo) {
     let cluster = support::start(topo).await;
     let chats: Vec<String> = cluster
@@ -120,12 +123,10 @@ async fn rooms_live_on_the_chat_server_of_their_room_hash(topo: Topo) {
         .map(|s| s.id.clone())
         .collect();
     let n = chats.len();
-    // §11.17: room1 and lobby live on the 3rd of three chat servers, 中文 on the 1st.
-    let mut rooms: Vec<(String, usize)> = vec![
-        ("room1".into(), if n == 3 { 2 } else { 0 }),
-        ("lobby".into(), if n == 3 { 2 } else { 0 }),
-        ("中文".into(), 0),
-    ];
+    let mut rooms: Vec<(String, usize)> = ["room1", "lobby", "中文"]
+        .iter()
+        .map(|rid| (rid.to_string(), chat_of_room(rid, n)))
+        .collect();
     for i in 0..n {
         rooms.push((room_on_chat("room-", i, n), i));
     }

@@ -110,10 +110,15 @@ fn chat_server_killed_is_restarted_and_its_rooms_work_again() {
         "ws://127.0.0.1:{}",
         app.server("gate-server-1")["clientPort"].as_u64().unwrap()
     );
-    // A room that lives on chat-server-1 (rooms are routed by crc32(rid)).
+    // A room that lives on chat-server-1 (rooms are placed by rendezvous
+    // hashing over the chat servers' ids).
+    let chats = [
+        shaddock_testkit::server("chat-server-1", "chat", Some(1), None),
+        shaddock_testkit::server("chat-server-2", "chat", Some(1), None),
+    ];
     let rid = (0..100)
         .map(|i| format!("room{i}"))
-        .find(|r| shaddock::hash::dispatch_index(r, 2) == Some(0))
+        .find(|r| shaddock::router::RendezvousRouter::owner(r, &chats) == Some(0))
         .unwrap();
 
     let rt = tokio::runtime::Runtime::new().unwrap();

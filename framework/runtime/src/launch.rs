@@ -257,6 +257,25 @@ impl Setup {
         self
     }
 
+    /// Declares the channels of `server_type` sharded by key: each lives on
+    /// the server that type's router picks for its name and is rebuilt
+    /// there after a restart or a membership change (see
+    /// [`AppBuilder::shard`]).
+    pub fn shard(mut self, server_type: &str) -> Self {
+        self.app = self.app.shard(server_type);
+        self
+    }
+
+    /// What to do when a sharded channel loses a member whose connector is
+    /// gone (see [`AppBuilder::on_member_lost`]).
+    pub fn on_member_lost(
+        mut self,
+        hook: impl Fn(Arc<crate::channel::Channel>, String) + Send + Sync + 'static,
+    ) -> Self {
+        self.app = self.app.on_member_lost(hook);
+        self
+    }
+
     /// Timeouts and bounds of the cluster transport.
     pub fn cluster_options(mut self, options: ClusterOptions) -> Self {
         self.cluster_options = options;

@@ -323,6 +323,36 @@ impl ProcCluster {
     }
 }
 
+impl ProcCluster {
+    /// Starts server `id` again after a [`kill`](Self::kill) (what the
+    /// master's auto-restart does) and waits until its ports accept.
+    pub async fn restart(&mut self, id: &str) {
+        if let Some(pos) = self.procs.iter().position(|p| p.id == id) {
+            let mut old = self.procs.remove(pos);
+            let _ = old.child.kill();
+            let _ = old.child.wait();
+        }
+        self.spawn(id);
+        let info = self.server(id).clone();
+        let deadline = Instant::now() + START_TIMEOUT;
+        for port in [info.port, info.client_port].into_iter().flatten() {
+            while tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_err()
+            {
+                if let Some(status) = self.exited(id) {
+                    panic!("{id} exited on restart ({status}): {}", self.stderr(id));
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{id} did not listen on {port} after a restart"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
 impl Drop for ProcCluster {
     fn drop(&mut self) {
         for p in &mut self.procs {

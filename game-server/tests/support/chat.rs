@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use shaddock::hash::dispatch_index;
+use shaddock::router::RendezvousRouter;
 use shaddock_client::{Client, ClientOptions, Push};
 use shared::{EnterRequest, EnterResponse, QueryEntryRequest, QueryEntryResponse};
 
@@ -132,7 +133,19 @@ pub fn name_on_connector(prefix: &str, index: usize, n: usize) -> String {
         .unwrap()
 }
 
+/// The chat server (index into `chat-server-1..=n`) that owns room `rid`:
+/// the chat app places rooms by rendezvous hashing over the server ids.
+pub fn chat_of_room(rid: &str, n: usize) -> usize {
+    let chats: Vec<_> = (1..=n)
+        .map(|i| shaddock_testkit::server(&format!("chat-server-{i}"), "chat", Some(1), None))
+        .collect();
+    RendezvousRouter::owner(rid, &chats).expect("a chat server")
+}
+
 /// The first room `prefix<k>` that lives on chat server `index` of `n`.
 pub fn room_on_chat(prefix: &str, index: usize, n: usize) -> String {
-    name_on_connector(prefix, index, n)
+    (0..)
+        .map(|k| format!("{prefix}{k}"))
+        .find(|rid| chat_of_room(rid, n) == index)
+        .unwrap()
 }

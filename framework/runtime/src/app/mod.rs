@@ -33,7 +33,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use self::remotes::Remotes;
-use crate::channel::ChannelService;
+use crate::channel::{Channel, ChannelService};
+use crate::cluster::shard::{ShardKeeper, announce_restart};
 use crate::cluster::{Cluster, Forwarder, RemoteService, Rpc, RpcServer};
 use crate::config::ServerInfo;
 use crate::connector::{Acceptor, ConnectorOptions, Frontend, Tracker};
@@ -77,6 +78,11 @@ struct AppInner {
     remotes: Remotes,
     /// Keeps `cluster.servers()` true while the server runs.
     discovery: Arc<dyn Discovery>,
+    /// Server types whose channels are sharded by key (see
+    /// [`AppBuilder::shard`]).
+    sharded: Vec<String>,
+    /// This server's keeper, when its own type is sharded.
+    keeper: Option<ShardKeeper>,
 }
 
 impl App {
@@ -90,6 +96,8 @@ impl App {
             cluster: None,
             remotes: Remotes::default(),
             discovery: None,
+            sharded: Vec::new(),
+            lost: None,
         }
     }
 
@@ -147,6 +155,12 @@ impl App {
         &self.inner.inflight
     }
 
+    /// The keeper of this server's sharded channels, when its type is
+    /// sharded.
+    pub fn shard_keeper(&self) -> Option<&ShardKeeper> {
+        self.inner.keeper.as_ref()
+    }
+
     /// Starts this server's RPC endpoint (cluster service + its type's
     /// remotes) on `host:port` of its entry.
     pub async fn start_rpc(&self) -> std::io::Result<RpcServer> {
@@ -190,6 +204,18 @@ impl App {
         };
         let stop_requested = CancellationToken::new();
         let membership = self.join_cluster(stop_requested.clone()).await?;
+        // Key-owned state: a backend of a sharded type rebuilds its rooms
+        // from the frontends; a frontend asks the owners to forget whatever
+        // a previous incarnation of it had registered, before any client
+        // arrives.
+        if let Some(keeper) = &self.inner.keeper {
+            keeper.start(membership.clone());
+        }
+        if self.server().frontend && self.inner.clustered {
+            for server_type in &self.inner.sharded {
+                announce_restart(self.cluster().pool(), server_type, self.server_id()).await;
+            }
+        }
         let shutdown = async {
             tokio::select! {
                 _ = shutdown => {}
@@ -290,6 +316,8 @@ impl Frontend for App {
 
 /// Builds an [`App`]. Registration order does not matter.
 pub struct AppBuilder {
+    sharded: Vec<String>,
+    lost: Option<crate::cluster::channel::MemberLost>,
     server: ServerInfo,
     options: ConnectorOptions,
     pipeline: Pipeline<App>,
@@ -388,6 +416,32 @@ impl AppBuilder {
         self
     }
 
+    /// Declares the channels of `server_type` sharded by key: a channel
+    /// lives on the server that type's router picks for its name, and is
+    /// rebuilt there from the frontends' registrations
+    /// (`Session::register_key`) when that server restarts or the server
+    /// list changes (see [`crate::cluster::shard`]). Register it on every
+    /// server of the app (frontends take part too). Use a router that moves
+    /// little, such as [`RendezvousRouter`](crate::router::RendezvousRouter).
+    pub fn shard(mut self, server_type: &str) -> Self {
+        if !self.sharded.iter().any(|t| t == server_type) {
+            self.sharded.push(server_type.to_string());
+        }
+        self
+    }
+
+    /// Runs `hook(channel, uid)` when reconciliation finds a member whose
+    /// frontend no longer has it (a connector crashed or left): tell the
+    /// others (chat: push `onLeave`). It must not block; spawn for async
+    /// work.
+    pub fn on_member_lost(
+        mut self,
+        hook: impl Fn(Arc<Channel>, String) + Send + Sync + 'static,
+    ) -> Self {
+        self.lost = Some(Arc::new(hook));
+        self
+    }
+
     pub fn build(mut self) -> App {
         self.pipeline.check();
         let forwarder = self.forwarder.or_else(|| {
@@ -407,6 +461,20 @@ impl AppBuilder {
             dict.clone(),
             self.options.queue_bound,
         );
+        let clustered = self.cluster.is_some();
+        let cluster = self.cluster.unwrap_or_else(Cluster::standalone);
+        if let Some(hook) = self.lost {
+            cluster.channels().on_member_lost(hook);
+        }
+        let keeper = (clustered && self.sharded.contains(&self.server.server_type)).then(|| {
+            ShardKeeper::new(
+                self.server.clone(),
+                cluster.servers().clone(),
+                cluster.pool().clone(),
+                cluster.routers().clone(),
+                cluster.channels().clone(),
+            )
+        });
         App {
             inner: Arc::new(AppInner {
                 server: self.server,
@@ -415,10 +483,12 @@ impl AppBuilder {
                 dict,
                 sessions,
                 inflight: Tracker::default(),
-                clustered: self.cluster.is_some(),
-                cluster: self.cluster.unwrap_or_else(Cluster::standalone),
+                clustered,
+                cluster,
                 remotes: self.remotes,
                 discovery: self.discovery.unwrap_or_else(|| Arc::new(StaticDiscovery)),
+                sharded: self.sharded,
+                keeper,
             }),
         }
     }

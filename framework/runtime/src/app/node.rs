@@ -11,6 +11,7 @@ use bytes::Bytes;
 
 use super::App;
 use crate::BoxFuture;
+use crate::cluster::shard::{SETTLE_LIMIT, candidate_infos, owner_of};
 use crate::cluster::{LocalNode, SessionOp, SessionOpError};
 use crate::session::{RemoteSessionOps, Session, SessionError, SessionSnapshot};
 
@@ -48,7 +49,19 @@ impl LocalNode for AppNode {
     ) -> BoxFuture<'static, Option<Bytes>> {
         let app = self.app.clone();
         let session = Session::remote(session, self.ops.clone());
-        Box::pin(async move { app.handle(session, &route, body, is_request).await })
+        Box::pin(async move {
+            // A room being rebuilt here (restart, membership change) is
+            // not whole yet: wait for it rather than serve half of it.
+            if let Some(keeper) = app.shard_keeper()
+                && !keeper.settled(SETTLE_LIMIT).await
+            {
+                tracing::warn!(
+                    route,
+                    "sharded state still rebuilding after {SETTLE_LIMIT:?}; serving anyway"
+                );
+            }
+            app.handle(session, &route, body, is_request).await
+        })
     }
 
     fn push_to_uids(
@@ -65,6 +78,36 @@ impl LocalNode for AppNode {
         self.frontend_only()?;
         self.app.sessions().broadcast(route, body, binded_only);
         Ok(())
+    }
+
+    fn members(
+        &self,
+        server_type: &str,
+        owner_id: &str,
+        candidates: &[String],
+    ) -> Result<Vec<(String, String)>, SessionOpError> {
+        self.frontend_only()?;
+        let list = self.app.cluster().servers().snapshot();
+        let infos = candidate_infos(&list, server_type, candidates);
+        let routers = self.app.cluster().routers();
+        Ok(self
+            .app
+            .sessions()
+            .keys(server_type)
+            .into_iter()
+            .filter(|(key, _)| {
+                owner_of(routers, server_type, key, &infos).is_some_and(|i| infos[i].id == owner_id)
+            })
+            .collect())
+    }
+
+    fn resync(&self, frontend_id: String) -> BoxFuture<'static, ()> {
+        let keeper = self.app.shard_keeper().cloned();
+        Box::pin(async move {
+            if let Some(keeper) = keeper {
+                keeper.reconcile_frontend(&frontend_id).await;
+            }
+        })
     }
 
     fn session_op(&self, op: SessionOp) -> BoxFuture<'_, Result<(), SessionOpError>> {

@@ -103,6 +103,25 @@ impl Channel {
             .collect()
     }
 
+    /// The uids recorded at `frontend_id`.
+    pub fn members_at(&self, frontend_id: &str) -> Vec<String> {
+        self.members()
+            .groups
+            .iter()
+            .find(|(f, _)| f == frontend_id)
+            .map(|(_, uids)| uids.clone())
+            .unwrap_or_default()
+    }
+
+    /// The frontends that hold members of this channel.
+    pub fn frontends(&self) -> Vec<String> {
+        self.members()
+            .groups
+            .iter()
+            .map(|(f, _)| f.clone())
+            .collect()
+    }
+
     /// The frontend of `uid`, if it is a member.
     pub fn member(&self, uid: &str) -> Option<String> {
         self.members().by_uid.get(uid).cloned()
@@ -120,6 +139,23 @@ impl Channel {
     ) -> Result<PushReport, ClusterError> {
         let body = encode_body(body)?;
         Ok(self.push_bytes(route, body).await)
+    }
+
+    /// Pushes to every member but `uid` (a newcomer is told about the room
+    /// in its reply, not by its own `onAdd`).
+    pub async fn push_except(
+        &self,
+        route: &str,
+        body: &impl Serialize,
+        uid: &str,
+    ) -> Result<PushReport, ClusterError> {
+        let body = encode_body(body)?;
+        let mut groups = self.members().groups.clone();
+        for (_, uids) in &mut groups {
+            uids.retain(|u| u != uid);
+        }
+        groups.retain(|(_, uids)| !uids.is_empty());
+        Ok(push_groups(&self.push, route, body, groups).await)
     }
 
     /// Like [`Channel::push`] with a body already serialized.
@@ -153,10 +189,21 @@ async fn push_groups(
     }
 }
 
+/// Whether this server owns a channel name (sharded channels, see
+/// `cluster::shard`).
+pub type OwnerCheck = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// Called when reconciliation removes a member whose frontend no longer
+/// has it (the user is gone: a crashed or stopped connector, a missed leave
+/// call): the app tells the channel's other members (chat: `onLeave`).
+pub type MemberLost = Arc<dyn Fn(Arc<Channel>, String) + Send + Sync>;
+
 /// The channels of one backend server.
 pub struct ChannelService {
     push: Arc<PushClient>,
     channels: Mutex<HashMap<String, Arc<Channel>>>,
+    owner: Mutex<Option<OwnerCheck>>,
+    lost: Mutex<Option<MemberLost>>,
 }
 
 impl std::fmt::Debug for Channel {
@@ -176,7 +223,111 @@ impl ChannelService {
         ChannelService {
             push,
             channels: Mutex::new(HashMap::new()),
+            owner: Mutex::new(None),
+            lost: Mutex::new(None),
         }
+    }
+
+    /// Makes channels sharded: `owns(name)` says whether this server owns
+    /// channel `name` under the current server list.
+    pub fn set_owner_check(&self, owns: OwnerCheck) {
+        *self.owner.lock().unwrap_or_else(|p| p.into_inner()) = Some(owns);
+    }
+
+    /// Whether this server owns channel `name` (always, when channels are
+    /// not sharded). A join for a name it does not own went to a stale
+    /// owner: refuse it and let the caller retry.
+    pub fn owns(&self, name: &str) -> bool {
+        let check = self.owner.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        check.is_none_or(|owns| owns(name))
+    }
+
+    /// Sets the hook run for each member reconciliation removes.
+    pub fn on_member_lost(&self, hook: MemberLost) {
+        *self.lost.lock().unwrap_or_else(|p| p.into_inner()) = Some(hook);
+    }
+
+    /// Runs the member-lost hook (if any) for each removed member.
+    pub fn report_lost(&self, lost: Vec<(Arc<Channel>, String)>) {
+        let hook = self.lost.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(hook) = hook {
+            for (channel, uid) in lost {
+                hook(channel, uid);
+            }
+        }
+    }
+
+    /// Every channel, in no particular order.
+    pub fn all(&self) -> Vec<Arc<Channel>> {
+        self.channels().values().cloned().collect()
+    }
+
+    /// Destroys the channels this server does not own (their keys moved to
+    /// another server, which rebuilds them); returns their names.
+    pub fn drop_unowned(&self) -> Vec<String> {
+        let mut channels = self.channels();
+        let gone: Vec<String> = channels
+            .keys()
+            .filter(|name| !self.owns(name))
+            .cloned()
+            .collect();
+        for name in &gone {
+            channels.remove(name);
+        }
+        gone
+    }
+
+    /// Makes the members recorded at `frontend_id`, over every channel this
+    /// server owns, exactly `wanted` (key → uids): adds the missing ones
+    /// (quietly: for the room they were there all along) and removes the
+    /// others, which it returns (they left without a leave call reaching
+    /// us). Keys this server does not own are ignored.
+    pub fn replace_frontend_members(
+        &self,
+        frontend_id: &str,
+        wanted: &HashMap<String, Vec<String>>,
+    ) -> Vec<(Arc<Channel>, String)> {
+        let mut lost = Vec::new();
+        for channel in self.all() {
+            if !self.owns(channel.name()) {
+                continue;
+            }
+            let want = wanted.get(channel.name());
+            for uid in channel.members_at(frontend_id) {
+                if !want.is_some_and(|w| w.contains(&uid)) && channel.leave(&uid, frontend_id) {
+                    lost.push((channel.clone(), uid));
+                }
+            }
+        }
+        for (key, uids) in wanted {
+            if !self.owns(key) {
+                continue;
+            }
+            let channel = self.create(key);
+            for uid in uids {
+                channel.add(uid, frontend_id);
+            }
+        }
+        lost
+    }
+
+    /// Removes every member recorded at a frontend not in `frontends` (it
+    /// left the cluster); returns them.
+    pub fn remove_frontends_except(&self, frontends: &[String]) -> Vec<(Arc<Channel>, String)> {
+        let mut lost = Vec::new();
+        for channel in self.all() {
+            for frontend in channel.frontends() {
+                if frontends.contains(&frontend) {
+                    continue;
+                }
+                for uid in channel.members_at(&frontend) {
+                    if channel.leave(&uid, &frontend) {
+                        lost.push((channel.clone(), uid));
+                    }
+                }
+            }
+        }
+        lost
     }
 
     fn channels(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Channel>>> {

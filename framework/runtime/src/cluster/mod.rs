@@ -17,6 +17,8 @@
 //! * [`channel`] — [`ChannelService`]: named groups of users a backend pushes to.
 //! * [`server`] — [`RpcServer`] (cluster service + the app's typed remotes).
 //! * [`rpc`] — [`Rpc`]: user remotes by route key or server id, with timeouts.
+//! * [`shard`] — [`ShardKeeper`]: key-owned channels rebuilt on their owner
+//!   after a crash or a membership change.
 //! * [`runtime`] — [`Cluster`] / [`ClusterBuilder`]: all of the above for one app.
 
 /// Largest cluster message (a forwarded body, a push with its uid list).
@@ -34,6 +36,7 @@ pub mod runtime;
 pub mod server;
 pub mod service;
 pub mod session_remote;
+pub mod shard;
 
 pub use channel::{Channel, ChannelService};
 pub use forward::ClusterForwarder;
@@ -44,6 +47,7 @@ pub use runtime::{Cluster, ClusterBuilder, ClusterOptions};
 pub use server::{RemoteService, RpcServer};
 pub use service::{LocalNode, SessionOp, SessionOpError};
 pub use session_remote::ClusterSessionOps;
+pub use shard::ShardKeeper;
 
 pub use crate::BoxFuture;
 pub use crate::discovery::Servers;

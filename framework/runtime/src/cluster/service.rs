@@ -96,6 +96,25 @@ pub trait LocalNode: Send + Sync + 'static {
 
     /// Applies a backend's session operation.
     fn session_op(&self, op: SessionOp) -> BoxFuture<'_, Result<(), SessionOpError>>;
+
+    /// Frontend: the `(key, uid)` registrations of this frontend's sessions
+    /// for `server_type` whose key `owner_id` owns among `candidates` (the
+    /// caller's list of that type, in order).
+    fn members(
+        &self,
+        server_type: &str,
+        owner_id: &str,
+        candidates: &[String],
+    ) -> Result<Vec<(String, String)>, SessionOpError> {
+        let _ = (server_type, owner_id, candidates);
+        Err(SessionOpError::NotFrontend)
+    }
+
+    /// Backend: frontend `frontend_id` (re)started; pull its members again.
+    fn resync(&self, frontend_id: String) -> BoxFuture<'static, ()> {
+        let _ = frontend_id;
+        Box::pin(async {})
+    }
 }
 
 /// The tonic service: wraps a [`LocalNode`].
@@ -199,6 +218,34 @@ impl Cluster for ClusterService {
             Err(e @ SessionOpError::Rejected(_)) => Err(Status::failed_precondition(e.to_string())),
             Err(e @ SessionOpError::NotFrontend) => Err(Status::unimplemented(e.to_string())),
         }
+    }
+
+    async fn members(
+        &self,
+        request: Request<proto::MembersRequest>,
+    ) -> Result<Response<proto::MembersReply>, Status> {
+        let req = request.into_inner();
+        match self
+            .node
+            .members(&req.server_type, &req.owner_id, &req.candidates)
+        {
+            Ok(entries) => Ok(Response::new(proto::MembersReply {
+                entries: entries
+                    .into_iter()
+                    .map(|(key, uid)| proto::MemberEntry { key, uid })
+                    .collect(),
+            })),
+            Err(e @ SessionOpError::NotFrontend) => Err(Status::unimplemented(e.to_string())),
+            Err(e) => Err(Status::failed_precondition(e.to_string())),
+        }
+    }
+
+    async fn resync(
+        &self,
+        request: Request<proto::ResyncRequest>,
+    ) -> Result<Response<proto::ResyncReply>, Status> {
+        self.node.resync(request.into_inner().frontend_id).await;
+        Ok(Response::new(proto::ResyncReply {}))
     }
 }
 

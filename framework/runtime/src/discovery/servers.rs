@@ -8,6 +8,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+use tokio::sync::watch;
+
 use crate::config::ServerInfo;
 
 use super::Change;
@@ -54,19 +56,39 @@ impl ServerList {
 /// Shared handle to the server list (servers.json order). Cloning is cheap.
 #[derive(Clone, Debug, Default)]
 pub struct Servers {
-    inner: Arc<RwLock<Arc<ServerList>>>,
+    inner: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    list: RwLock<Arc<ServerList>>,
+    /// Bumped on every replacement, so owners of server-held state can
+    /// react to membership changes ([`Servers::changes`]).
+    version: watch::Sender<u64>,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Shared {
+            list: RwLock::default(),
+            version: watch::Sender::new(0),
+        }
+    }
 }
 
 impl Servers {
     pub fn new(servers: Vec<ServerInfo>) -> Self {
         Servers {
-            inner: Arc::new(RwLock::new(Arc::new(ServerList::new(servers)))),
+            inner: Arc::new(Shared {
+                list: RwLock::new(Arc::new(ServerList::new(servers))),
+                version: watch::Sender::new(0),
+            }),
         }
     }
 
     /// The current list. Holding it does not block updates.
     pub fn snapshot(&self) -> Arc<ServerList> {
-        match self.inner.read() {
+        match self.inner.list.read() {
             Ok(guard) => guard.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
@@ -75,10 +97,18 @@ impl Servers {
     /// Replaces the whole list (membership change pushed by the master).
     pub fn replace(&self, servers: Vec<ServerInfo>) {
         let new = Arc::new(ServerList::new(servers));
-        match self.inner.write() {
+        match self.inner.list.write() {
             Ok(mut guard) => *guard = new,
             Err(poisoned) => *poisoned.into_inner() = new,
         }
+        self.inner.version.send_modify(|v| *v += 1);
+    }
+
+    /// A receiver that wakes on every change of the list (its value counts
+    /// the changes). Compare [`snapshot`](Self::snapshot)s to see what
+    /// changed.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.inner.version.subscribe()
     }
 
     /// Applies one membership change. A `Put` of a known id replaces that

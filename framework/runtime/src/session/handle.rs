@@ -225,6 +225,35 @@ impl Session {
         }
     }
 
+    /// Records that this session belongs to `key` of `server_type` — the
+    /// room it joined on a chat server, say (frontend only; the uid must be
+    /// bound). The frontend is the source of truth for such memberships:
+    /// when a backend restarts, or keys move to another backend because the
+    /// server list changed, the key's owner asks every frontend for its
+    /// registrations and rebuilds its state from them (see
+    /// `cluster::shard`). Register *before* the call that joins the key, so
+    /// an owner that rebuilds meanwhile still learns of it. Forgotten when
+    /// the connection closes.
+    pub fn register_key(&self, server_type: &str, key: &str) -> Result<(), SessionError> {
+        let Backing::Local { service, .. } = &self.inner.backing else {
+            return Err(SessionError::FrontendOnly("Session::register_key"));
+        };
+        let uid = self.uid().ok_or_else(|| SessionError::NotBound {
+            sid: self.inner.sid,
+            uid: String::new(),
+        })?;
+        service.register_key(self.inner.sid, server_type, key, &uid)
+    }
+
+    /// Forgets this session's key of `server_type` (frontend only).
+    pub fn unregister_key(&self, server_type: &str) -> Result<(), SessionError> {
+        let Backing::Local { service, .. } = &self.inner.backing else {
+            return Err(SessionError::FrontendOnly("Session::unregister_key"));
+        };
+        service.unregister_key(self.inner.sid, server_type);
+        Ok(())
+    }
+
     /// Runs the future `listener` returns once the connection ends, like
     /// [`on_closed`](Self::on_closed), for async close work such as telling
     /// a backend the user left. The framework tracks it: a graceful stop of

@@ -30,10 +30,17 @@ struct Inner {
     next_sid: AtomicU64,
     sessions: RwLock<HashMap<u64, Arc<LiveSession>>>,
     uids: RwLock<HashMap<String, Vec<u64>>>,
+    /// Keyed registrations: server type → sid → (key, uid). The frontend is
+    /// the source of truth for which user belongs to which key (room); a
+    /// backend that (re)builds its state for a key asks for them.
+    keys: RwLock<HashMap<String, KeysBySid>>,
     /// Close work still running ([`Session::on_closed_async`]): a graceful
     /// stop waits for it, so a user's leave call is made before exit.
     closing: Tracker,
 }
+
+/// sid → (key, uid) of one server type.
+type KeysBySid = HashMap<u64, (String, String)>;
 
 fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
     l.read().unwrap_or_else(|e| e.into_inner())
@@ -59,6 +66,7 @@ impl SessionService {
                 next_sid: AtomicU64::new(1),
                 sessions: RwLock::default(),
                 uids: RwLock::default(),
+                keys: RwLock::default(),
                 closing: Tracker::default(),
             }),
         }
@@ -91,6 +99,9 @@ impl SessionService {
         let Some(live) = write(&self.inner.sessions).remove(&sid) else {
             return;
         };
+        for by_sid in write(&self.inner.keys).values_mut() {
+            by_sid.remove(&sid);
+        }
         if let Some(uid) = live.uid() {
             self.forget_uid(&uid, sid);
         }
@@ -119,6 +130,41 @@ impl SessionService {
         sids.iter()
             .filter_map(|s| sessions.get(s).cloned())
             .collect()
+    }
+
+    /// Records that session `sid` (bound to `uid`) belongs to `key` of
+    /// `server_type` (a room of the chat servers), replacing an earlier key
+    /// of that type. See [`Session::register_key`].
+    pub fn register_key(
+        &self,
+        sid: u64,
+        server_type: &str,
+        key: &str,
+        uid: &str,
+    ) -> Result<(), SessionError> {
+        if !read(&self.inner.sessions).contains_key(&sid) {
+            return Err(SessionError::NoSuchSession(sid));
+        }
+        write(&self.inner.keys)
+            .entry(server_type.to_string())
+            .or_default()
+            .insert(sid, (key.to_string(), uid.to_string()));
+        Ok(())
+    }
+
+    /// Forgets session `sid`'s key of `server_type`.
+    pub fn unregister_key(&self, sid: u64, server_type: &str) {
+        if let Some(by_sid) = write(&self.inner.keys).get_mut(server_type) {
+            by_sid.remove(&sid);
+        }
+    }
+
+    /// Every `(key, uid)` registered for `server_type` on this frontend.
+    pub fn keys(&self, server_type: &str) -> Vec<(String, String)> {
+        read(&self.inner.keys)
+            .get(server_type)
+            .map(|by_sid| by_sid.values().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// The handler-facing session of connection `sid`.

@@ -3,7 +3,10 @@
 //! use the generated `crate::proto::rpc::ChatRemote`, e.g.
 //! `rpc::ChatRemote::by_key(&app, &rid).add(req).await?`.
 
+use std::sync::Arc;
+
 use shaddock::app::App;
+use shaddock::channel::Channel;
 use shaddock::tonic::{self, Request, Response, Status};
 use shared::{UserEvent, name_of};
 
@@ -30,12 +33,22 @@ impl chat_remote_server::ChatRemote for ChatRemote {
             rid,
             create,
         } = req.into_inner();
+        // The connector routed with a list older than ours: the room lives
+        // elsewhere now. Refuse (the client may retry) rather than start a
+        // stray copy of the room here.
+        if !self.app.channels().owns(&rid) {
+            return Err(Status::unavailable(format!(
+                "room `{rid}` is not on {} any more; retry",
+                self.app.server_id()
+            )));
+        }
         let Some(channel) = self.app.channels().get(&rid, create) else {
             return Ok(Response::new(AddReply { users: Vec::new() }));
         };
         tracing::info!(server = %self.app.server_id(), rid = %rid, uid = %uid, "user joined room");
+        // Everyone but the newcomer (a rebuild may have listed it already).
         if let Err(e) = channel
-            .push(shared::PUSH_ADD, &UserEvent::added(name_of(&uid)))
+            .push_except(shared::PUSH_ADD, &UserEvent::added(name_of(&uid)), &uid)
             .await
         {
             tracing::warn!(rid = %rid, error = %e, "onAdd push failed");
@@ -68,4 +81,18 @@ impl chat_remote_server::ChatRemote for ChatRemote {
         }
         Ok(Response::new(KickReply {}))
     }
+}
+
+/// A member whose connector no longer has it (the connector crashed or left
+/// the cluster): the room's others get `onLeave`, as if it had left.
+pub fn member_lost(channel: Arc<Channel>, uid: String) {
+    tokio::spawn(async move {
+        tracing::info!(rid = %channel.name(), uid = %uid, "member lost with its connector");
+        if let Err(e) = channel
+            .push(shared::PUSH_LEAVE, &UserEvent::left(name_of(&uid)))
+            .await
+        {
+            tracing::warn!(rid = %channel.name(), error = %e, "onLeave push failed");
+        }
+    });
 }

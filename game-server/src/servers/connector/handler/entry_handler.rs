@@ -24,6 +24,10 @@ pub async fn enter(
     }
     session.set("rid", &rid);
     session.push_settings(&["rid"]).await?;
+    // The frontend records the room before joining it: if the room's chat
+    // server restarts or the room moves, its new owner rebuilds the room
+    // from these records.
+    session.register_key("chat", &rid)?;
     // Tracked close work: a graceful stop of this connector waits for the
     // leave call, so nobody stays in a room as a ghost.
     let on_close = app.clone();
@@ -39,6 +43,7 @@ pub async fn enter(
         Ok(reply) => Ok(EnterResponse::Users { users: reply.users }),
         Err(e) => {
             tracing::warn!(%uid, %rid, error = %e, "chatRemote.add failed");
+            session.unregister_key("chat")?;
             Ok(EnterResponse::duplicate())
         }
     }

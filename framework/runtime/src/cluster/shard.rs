@@ -1,0 +1,326 @@
+//! Key-owned state that survives crashes and rescaling: sharded channels.
+//!
+//! A backend type can be declared *sharded* (the chat's `chat` servers are:
+//! a room lives on the server its router picks for the room id). Its
+//! channels are then state *owned by key*, and this module keeps every
+//! key's state on its current owner, complete:
+//!
+//! * **The frontends are the source of truth.** A session that joins a key
+//!   registers it on its frontend (`Session::register_key`, before the join
+//!   call). Frontends hold the connections, so they know who is really
+//!   there; a backend only caches it.
+//! * **The owner rebuilds by pulling** ([`ShardKeeper::reconcile_all`]): on
+//!   start (a restarted backend starts empty), and whenever the server list
+//!   changes the set of its type's servers or of the frontends, the backend
+//!   asks every frontend for the registrations it owns — computed with *the
+//!   backend's* list, which it sends along, so both sides agree on
+//!   ownership whatever list the frontend has — and makes each frontend's
+//!   members exactly that. Missing members are added quietly (for the room
+//!   they never left); members a frontend no longer has, and members of
+//!   frontends that left the list, are removed and reported to the app
+//!   (chat: `onLeave`) — no ghosts.
+//! * **The old owner drops** the channels it no longer owns, quietly: their
+//!   members are being rebuilt on the new owner.
+//! * **A restarted frontend** asks every owner to pull from it
+//!   (`Resync`), which drops what its previous incarnation registered.
+//! * **Requests wait for the rebuild**: while a reconciliation runs,
+//!   forwarded requests to this backend wait (bounded by
+//!   [`SETTLE_LIMIT`]) instead of reaching a half-built room.
+//!
+//! This is the Orleans / Akka-sharding idea (state placed by key, rebuilt
+//! on the new owner when membership changes) with the frontends as the
+//! durable record instead of a database: chat rooms are soft state. The
+//! design and its limits are in `docs/scaling.md`.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::channel::ChannelService;
+use super::pool::Pool;
+use super::proto::{self, cluster_client::ClusterClient};
+use crate::config::ServerInfo;
+use crate::discovery::{ServerList, Servers};
+use crate::router::{RouteContext, Routers};
+
+/// How long a forwarded request waits for a reconciliation in progress.
+pub const SETTLE_LIMIT: Duration = Duration::from_secs(2);
+
+/// How long one frontend may take to answer a pull.
+pub const PULL_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The index of the owner of `key` among `candidates` by `server_type`'s
+/// router, as every server computes it.
+pub fn owner_of(
+    routers: &Routers,
+    server_type: &str,
+    key: &str,
+    candidates: &[ServerInfo],
+) -> Option<usize> {
+    if candidates.is_empty() {
+        return None;
+    }
+    let ctx = RouteContext {
+        server_type,
+        key,
+        session: None,
+        route: None,
+    };
+    routers
+        .get(server_type)
+        .route(&ctx, candidates)
+        .ok()
+        .filter(|&i| i < candidates.len())
+}
+
+/// `candidates` (server ids in the caller's order) as entries a router can
+/// rank: this process's entry for an id it knows, else a bare one (routers
+/// rank by id and position).
+pub fn candidate_infos(servers: &ServerList, server_type: &str, ids: &[String]) -> Vec<ServerInfo> {
+    ids.iter()
+        .map(|id| {
+            servers.get(id).cloned().unwrap_or_else(|| ServerInfo {
+                id: id.clone(),
+                server_type: server_type.to_string(),
+                host: String::new(),
+                port: None,
+                client_port: None,
+                frontend: false,
+                max_connections: None,
+                auto_restart: None,
+                args: Vec::new(),
+            })
+        })
+        .collect()
+}
+
+/// Keeps this backend's sharded channels equal to what the frontends say.
+#[derive(Clone)]
+pub struct ShardKeeper {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    me: ServerInfo,
+    servers: Servers,
+    pool: Arc<Pool>,
+    routers: Arc<Routers>,
+    channels: Arc<ChannelService>,
+    /// `true` while no reconciliation runs.
+    settled: watch::Sender<bool>,
+    /// One reconciliation at a time.
+    running: tokio::sync::Mutex<()>,
+}
+
+/// What a reconciliation depends on: this type's servers (ownership) and
+/// the frontends (whose members exist).
+fn shape(list: &ServerList, server_type: &str) -> (Vec<String>, BTreeSet<String>) {
+    let owners = list
+        .of_type(server_type)
+        .iter()
+        .map(|s| s.id.clone())
+        .collect();
+    let frontends = list
+        .all()
+        .iter()
+        .filter(|s| s.frontend)
+        .map(|s| s.id.clone())
+        .collect();
+    (owners, frontends)
+}
+
+impl ShardKeeper {
+    /// Makes `channels` sharded by `me.server_type`'s router over `servers`.
+    pub fn new(
+        me: ServerInfo,
+        servers: Servers,
+        pool: Arc<Pool>,
+        routers: Arc<Routers>,
+        channels: Arc<ChannelService>,
+    ) -> Self {
+        let keeper = ShardKeeper {
+            inner: Arc::new(Inner {
+                me,
+                servers,
+                pool,
+                routers,
+                channels,
+                settled: watch::Sender::new(true),
+                running: tokio::sync::Mutex::new(()),
+            }),
+        };
+        let check = keeper.clone();
+        keeper
+            .inner
+            .channels
+            .set_owner_check(Arc::new(move |key| check.owns(key)));
+        keeper
+    }
+
+    /// Whether this server owns `key` under the current list.
+    pub fn owns(&self, key: &str) -> bool {
+        let list = self.inner.servers.snapshot();
+        let candidates = list.of_type(&self.inner.me.server_type);
+        owner_of(
+            &self.inner.routers,
+            &self.inner.me.server_type,
+            key,
+            candidates,
+        )
+        .is_some_and(|i| candidates[i].id == self.inner.me.id)
+    }
+
+    /// Waits (at most `limit`) until no reconciliation runs; `false` on
+    /// timeout.
+    pub async fn settled(&self, limit: Duration) -> bool {
+        let mut rx = self.inner.settled.subscribe();
+        tokio::time::timeout(limit, rx.wait_for(|s| *s))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Reconciles now, then again whenever the list changes this type's
+    /// servers or the frontends, until `stop`.
+    pub fn start(&self, stop: CancellationToken) -> JoinHandle<()> {
+        let keeper = self.clone();
+        tokio::spawn(async move {
+            let mut changes = keeper.inner.servers.changes();
+            let mut last = shape(
+                &keeper.inner.servers.snapshot(),
+                &keeper.inner.me.server_type,
+            );
+            keeper.reconcile_all().await;
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    r = changes.changed() => if r.is_err() { return },
+                }
+                let now = shape(
+                    &keeper.inner.servers.snapshot(),
+                    &keeper.inner.me.server_type,
+                );
+                if now != last {
+                    last = now;
+                    keeper.reconcile_all().await;
+                }
+            }
+        })
+    }
+
+    /// Drops channels this server no longer owns, removes members of
+    /// frontends that left, and pulls every frontend's members.
+    pub async fn reconcile_all(&self) {
+        let _one = self.inner.running.lock().await;
+        self.inner.settled.send_replace(false);
+        let started = std::time::Instant::now();
+        let list = self.inner.servers.snapshot();
+        let (owners, frontends) = shape(&list, &self.inner.me.server_type);
+        let channels = &self.inner.channels;
+        let dropped = channels.drop_unowned();
+        let frontends: Vec<String> = frontends.into_iter().collect();
+        let mut lost = channels.remove_frontends_except(&frontends);
+        let pulls = frontends.iter().map(|f| self.pull(f, &owners));
+        let mut failed = 0;
+        for (frontend, result) in frontends.iter().zip(join_all(pulls).await) {
+            match result {
+                Ok(wanted) => lost.extend(channels.replace_frontend_members(frontend, &wanted)),
+                Err(e) => {
+                    failed += 1;
+                    tracing::debug!(server = %self.inner.me.id, %frontend, error = %e, "member pull failed; keeping what we had");
+                }
+            }
+        }
+        let removed = lost.len();
+        channels.report_lost(lost);
+        self.inner.settled.send_replace(true);
+        tracing::info!(
+            server = %self.inner.me.id,
+            owners = owners.len(),
+            frontends = frontends.len(),
+            unreachable = failed,
+            channels = channels.all().len(),
+            dropped = dropped.len(),
+            removed,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "sharded channels reconciled"
+        );
+    }
+
+    /// Pulls one frontend's members again (it restarted).
+    pub async fn reconcile_frontend(&self, frontend: &str) {
+        let _one = self.inner.running.lock().await;
+        self.inner.settled.send_replace(false);
+        let list = self.inner.servers.snapshot();
+        let (owners, _) = shape(&list, &self.inner.me.server_type);
+        match self.pull(frontend, &owners).await {
+            Ok(wanted) => {
+                let lost = self
+                    .inner
+                    .channels
+                    .replace_frontend_members(frontend, &wanted);
+                tracing::info!(server = %self.inner.me.id, %frontend, removed = lost.len(), "frontend resynced");
+                self.inner.channels.report_lost(lost);
+            }
+            Err(e) => {
+                tracing::warn!(server = %self.inner.me.id, %frontend, error = %e, "frontend resync failed")
+            }
+        }
+        self.inner.settled.send_replace(true);
+    }
+
+    /// Asks `frontend` for the `key → uids` this server owns among `owners`.
+    async fn pull(
+        &self,
+        frontend: &str,
+        owners: &[String],
+    ) -> Result<HashMap<String, Vec<String>>, String> {
+        let channel = self
+            .inner
+            .pool
+            .channel(frontend)
+            .map_err(|e| e.to_string())?;
+        let req = proto::MembersRequest {
+            server_type: self.inner.me.server_type.clone(),
+            owner_id: self.inner.me.id.clone(),
+            candidates: owners.to_vec(),
+        };
+        let mut client = ClusterClient::new(channel);
+        let call = client.members(req);
+        let reply = match tokio::time::timeout(PULL_TIMEOUT, call).await {
+            Err(_) => return Err(format!("no answer within {PULL_TIMEOUT:?}")),
+            Ok(Err(status)) => return Err(status.message().to_string()),
+            Ok(Ok(reply)) => reply.into_inner(),
+        };
+        let mut wanted: HashMap<String, Vec<String>> = HashMap::new();
+        for e in reply.entries {
+            wanted.entry(e.key).or_default().push(e.uid);
+        }
+        Ok(wanted)
+    }
+}
+
+/// Frontend side of a restart: asks every server of `server_type` to pull
+/// this frontend's members again, so whatever a previous incarnation of it
+/// registered is dropped (those users are gone) before new clients come.
+pub async fn announce_restart(pool: &Pool, server_type: &str, frontend_id: &str) {
+    let owners = pool.servers().by_type(server_type);
+    let calls = owners.iter().map(|owner| async move {
+        let Ok(channel) = pool.channel(&owner.id) else {
+            return;
+        };
+        let req = proto::ResyncRequest {
+            frontend_id: frontend_id.to_string(),
+        };
+        let mut client = ClusterClient::new(channel);
+        let call = client.resync(req);
+        if let Ok(Err(status)) = tokio::time::timeout(PULL_TIMEOUT * 2, call).await {
+            tracing::debug!(owner = %owner.id, error = %status.message(), "resync request failed");
+        }
+    });
+    join_all(calls).await;
+}
