@@ -340,19 +340,17 @@ fn spawn(cfg: &SupervisorConfig, info: &ServerInfo, kind: Kind) -> Result<Child,
         // close: the runtime's console logging drops lines from then on
         // (see `shaddock::logging`), its log file keeps them.
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        // Only when the master itself drops the handle (it exits after its
-        // stop wait timed out): no own child outlives a master that exits.
-        .kill_on_drop(true);
+        .stderr(Stdio::piped());
     #[cfg(unix)]
     {
         // Own process group: a Ctrl-C in the terminal reaches only the
         // master, which then stops the servers in order.
         cmd.process_group(0);
     }
-    // No PR_SET_PDEATHSIG: the master is not on the data path. If it dies
-    // (SIGKILL, crash), its servers keep serving their players and the next
-    // master adopts them from its records.
+    // No PR_SET_PDEATHSIG and no kill-on-drop: the master is not on the
+    // data path. If it dies (SIGKILL, a panic, OOM), its servers keep
+    // serving their players and the next master adopts them from its
+    // records. Only an orderly stop stops them.
     let bin = match kind {
         Kind::Game => cfg.server_bin.display().to_string(),
         Kind::Web => cfg
