@@ -37,8 +37,11 @@ async fn run(args: cli::Args) -> anyhow::Result<()> {
     })?;
     let local = listener.local_addr()?;
     tracing::info!(public = %public.display(), "web-server listening on http://{local}");
-    // Machine-readable line for the CLI and tests that pass --port 0.
-    println!("listening on http://{local}");
+    // Machine-readable line for the CLI and tests that pass --port 0. Not
+    // `println!`: it panics when nobody reads stdout any more (the master
+    // that piped it died).
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "listening on http://{local}");
 
     axum::serve(listener, app::router(public))
         // Ctrl-C or SIGTERM: in-flight requests finish, no new connection is

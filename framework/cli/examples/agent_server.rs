@@ -100,18 +100,25 @@ async fn run() -> anyhow::Result<()> {
             }
         });
     }
-    println!(
+    say(&format!(
         "{id} listening (port {:?}, clientPort {:?})",
         me.port, me.client_port
-    );
+    ));
     tokio::select! {
         _ = shaddock::launch::shutdown_signal() => {}
         _ = ctx.request_stop.cancelled() => {}
     }
-    println!("graceful stop");
+    say("graceful stop");
     ctx.stop.cancel();
     if let Some(task) = discovery {
         let _ = task.await;
     }
     Ok(())
+}
+
+/// One line on stdout. Not `println!`: it panics when nobody reads stdout
+/// any more (the master that piped it died, and a new one adopted us).
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{line}");
 }

@@ -3,25 +3,18 @@
 //!
 //! Pomelo's `kill -f` kills every `node` process of the machine. We kill
 //! only the pids the master recorded in `logs/master.pids.json`, and each
-//! only after `/proc` shows it still is what the file says: a server whose
-//! environment has `SHADDOCK_SERVER_ID=<id>` and `SHADDOCK_MASTER=<this
-//! app's master address>`, or a `shaddock master` of this app folder. A pid
-//! reused by an unrelated process is left alone.
+//! only after `/proc` shows it still is what the file says: the recorded
+//! start time, and a server whose environment has `SHADDOCK_SERVER_ID=<id>`
+//! and `SHADDOCK_MASTER=<the address its master gave it>`, or a `shaddock
+//! master` of this app folder. A pid reused by an unrelated process is left
+//! alone. Servers adopted by a later master are in that master's file too.
 
 use std::path::Path;
 
 use super::args::SelectArgs;
 use super::client;
 use super::exit::CliError;
-
-fn environ(pid: u32) -> Option<Vec<String>> {
-    let raw = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
-    Some(
-        raw.split(|b| *b == 0)
-            .map(|v| String::from_utf8_lossy(v).into_owned())
-            .collect(),
-    )
-}
+use crate::master::{procinfo, records};
 
 fn cmdline(pid: u32) -> Option<Vec<String>> {
     let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
@@ -31,14 +24,6 @@ fn cmdline(pid: u32) -> Option<Vec<String>> {
             .map(|v| String::from_utf8_lossy(v).into_owned())
             .collect(),
     )
-}
-
-/// Whether `pid` is server `id` of the master at `addr`.
-fn is_server(pid: u32, id: &str, addr: &str) -> bool {
-    environ(pid).is_some_and(|env| {
-        env.iter().any(|v| *v == format!("SHADDOCK_SERVER_ID={id}"))
-            && env.iter().any(|v| *v == format!("SHADDOCK_MASTER={addr}"))
-    })
 }
 
 /// Whether `pid` is `shaddock master -d <dir>`.
@@ -64,47 +49,54 @@ pub fn kill(a: &SelectArgs) -> Result<(), CliError> {
         a.admin.app.dir.canonicalize().map_err(|e| {
             CliError::error(format!("app folder {}: {e}", a.admin.app.dir.display()))
         })?;
-    let addr = client::master_addr(&a.admin)?;
-    let path = dir.join("logs").join("master.pids.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        CliError::error(format!(
-            "cannot read {} ({e}): no master recorded its processes here",
-            path.display()
-        ))
-    })?;
-    let pids: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| CliError::error(format!("{} is not valid JSON: {e}", path.display())))?;
+    let log_dir = dir.join("logs");
+    let path = records::path(&log_dir);
+    let records = records::Records::read(&log_dir)
+        .map_err(CliError::error)?
+        .ok_or_else(|| {
+            CliError::error(format!(
+                "no {}: no master recorded its processes here",
+                path.display()
+            ))
+        })?;
+    // The address the servers were given; older files do not record it.
+    let addr = if records.addr.is_empty() {
+        client::master_addr(&a.admin)?
+    } else {
+        records.addr.clone()
+    };
     let all = a.ids.is_empty() && a.server_type.is_none();
     if a.server_type.is_some() {
         return Err(CliError::error(
             "--force works by id (the pid file has no types); list the ids",
         ));
     }
-    let servers = pids["servers"].as_object().cloned().unwrap_or_default();
+    // Still the same process: same start time (when recorded) and, in its
+    // environment, this app's server id.
+    let same = |pid: u32, start: Option<u64>| start.is_none_or(|s| procinfo::is_alive(pid, s));
     let mut killed = Vec::new();
     let mut skipped = Vec::new();
-    for (id, pid) in &servers {
-        if !all && !a.ids.contains(id) {
+    for s in &records.servers {
+        if !all && !a.ids.contains(&s.id) {
             continue;
         }
-        let Some(pid) = pid.as_u64().and_then(|p| u32::try_from(p).ok()) else {
-            continue;
-        };
-        if is_server(pid, id, &addr) && sigkill(pid) {
-            killed.push(format!("{id} (pid {pid})"));
+        if same(s.pid, s.start) && procinfo::is_server(s.pid, &s.id, &addr) && sigkill(s.pid) {
+            killed.push(format!("{} (pid {})", s.id, s.pid));
         } else {
             skipped.push(format!(
-                "{id}: pid {pid} is gone or is not that server any more"
+                "{}: pid {} is gone or is not that server any more",
+                s.id, s.pid
             ));
         }
     }
     for id in &a.ids {
-        if !servers.contains_key(id) {
+        if !records.servers.iter().any(|s| &s.id == id) {
             skipped.push(format!("{id}: not in {}", path.display()));
         }
     }
-    if all && let Some(pid) = pids["master"].as_u64().and_then(|p| u32::try_from(p).ok()) {
-        if is_master(pid, &dir) && sigkill(pid) {
+    if all {
+        let pid = records.master;
+        if same(pid, records.master_start) && is_master(pid, &dir) && sigkill(pid) {
             killed.push(format!("master (pid {pid})"));
         } else {
             skipped.push(format!(

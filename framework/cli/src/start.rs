@@ -99,7 +99,7 @@ pub async fn start(mut a: StartArgs) -> Result<(), CliError> {
     if a.daemon {
         daemon(&a, &dir, &addr, &opts).await
     } else {
-        run_master(opts).await
+        run_master(opts, true).await
     }
 }
 
@@ -135,18 +135,39 @@ pub async fn master(mut a: StartArgs) -> Result<(), CliError> {
         _ => discover(&dir),
     };
     let opts = options(&a, &dir, &layout, selection(&a))?;
-    run_master(opts).await
+    run_master(opts, false).await
 }
 
-async fn run_master(opts: MasterOptions) -> Result<(), CliError> {
+/// Runs the master until Ctrl-C or SIGTERM (then it stops every server).
+/// In the foreground, a closed terminal (SIGHUP) does the same: the
+/// servers belong to that session. Any other death of the master (SIGKILL,
+/// a crash) leaves them running for the next master to adopt.
+async fn run_master(opts: MasterOptions, foreground: bool) -> Result<(), CliError> {
     let master_id = config::load_master(&config::config_dir(&opts.app_dir), &opts.env)
         .map(|m| m.id)
         .unwrap_or_else(|_| "master".into());
     // Keep the guard for the life of the master (it flushes the file).
     let _guard = shaddock::logging::init(&master_id, opts.app_dir.join("logs")).ok();
-    master::run(opts, shaddock::launch::shutdown_signal())
-        .await
-        .map_err(CliError::from)
+    let shutdown = async move {
+        tokio::select! {
+            _ = shaddock::launch::shutdown_signal() => {}
+            _ = hangup(), if foreground => {}
+        }
+    };
+    master::run(opts, shutdown).await.map_err(CliError::from)
+}
+
+/// Resolves on SIGHUP (never where there is none).
+async fn hangup() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut s) = signal(SignalKind::hangup()) {
+            s.recv().await;
+            return;
+        }
+    }
+    std::future::pending::<()>().await
 }
 
 fn options(
@@ -412,7 +433,8 @@ async fn daemon(
             .collect();
         for s in &selected {
             if s.state == "running" && !announced.contains(&s.id) {
-                println!("  {} is up (pid {})", s.id, s.pid);
+                let adopted = if s.adopted { ", adopted" } else { "" };
+                println!("  {} is up (pid {}{adopted})", s.id, s.pid);
                 announced.push(s.id.clone());
             }
         }

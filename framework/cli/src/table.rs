@@ -17,6 +17,9 @@ const HEADERS: [&str; 12] = [
     "restarts",
 ];
 
+/// Appended to the state of an adopted server.
+const ADOPTED_MARK: &str = "*";
+
 /// `1h02m`, `3m05s`, `12s`.
 pub fn uptime(secs: u64) -> String {
     if secs >= 3600 {
@@ -48,7 +51,11 @@ pub fn render(resp: &proto::ListResponse) -> String {
             s.host.clone(),
             opt(s.port),
             opt(s.client_port),
-            s.state.clone(),
+            if s.adopted && running {
+                format!("{}{ADOPTED_MARK}", s.state)
+            } else {
+                s.state.clone()
+            },
             if running {
                 uptime(s.uptime_secs)
             } else {
@@ -95,6 +102,12 @@ pub fn render(resp: &proto::ListResponse) -> String {
     for row in &rows {
         out.push_str(&line(row));
     }
+    if resp.servers.iter().any(|s| s.adopted && s.pid != 0) {
+        out.push_str(&format!(
+            "{ADOPTED_MARK} adopted from an earlier master: its output is not in this master's \
+             stream, see logs/<id>.log\n"
+        ));
+    }
     for s in &resp.servers {
         if !s.last_error.is_empty() && matches!(s.state.as_str(), "failed" | "restarting") {
             out.push_str(&format!("{}: {}\n", s.id, s.last_error));
@@ -115,6 +128,7 @@ pub fn to_json(resp: &proto::ListResponse) -> String {
                 "state": s.state, "uptimeSecs": s.uptime_secs, "connections": s.connections,
                 "rssBytes": s.rss_bytes, "cpuPercent": s.cpu_percent, "restarts": s.restarts,
                 "lastError": s.last_error, "agentConnected": s.agent_connected,
+                "adopted": s.adopted,
             })
         })
         .collect();
@@ -192,6 +206,11 @@ mod tests {
                 .starts_with("chat-server-22  chat  -     127.0.0.1  6050  -           failed   -")
         );
         assert_eq!(lines[4], "chat-server-22: port taken");
+        let mut adopted = resp.clone();
+        adopted.servers[0].adopted = true;
+        let text = render(&adopted);
+        assert!(text.contains("  running*  "), "{text}");
+        assert!(text.contains("* adopted from an earlier master"), "{text}");
         let json: serde_json::Value = serde_json::from_str(&to_json(&resp)).unwrap();
         assert_eq!(json["servers"][1]["lastError"], "port taken");
         assert_eq!(json["master"]["pid"], 42);

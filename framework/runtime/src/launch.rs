@@ -390,7 +390,10 @@ pub fn run_with(args: LaunchArgs, setup: impl FnOnce(Setup) -> Setup) -> ExitCod
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("server failed: {e:#}");
-            eprintln!("error: {e:#}");
+            // Not `eprintln!`: it panics when nobody reads stderr any more
+            // (the master that piped it died).
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "error: {e:#}");
             ExitCode::FAILURE
         }
     }

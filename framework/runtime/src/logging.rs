@@ -2,7 +2,14 @@
 //!
 //! Connection spans carry `server` and `sid`, request spans `route`, so one
 //! grep over a log file follows a client through the system.
+//!
+//! Both writers are non-blocking: a server started by `shaddock start` has
+//! its stderr piped to the master, and the master is not on the data path.
+//! If it hangs (a full pipe) or dies (a closed pipe), console lines are
+//! dropped; no request thread ever waits for or fails on the console. The
+//! file keeps every line, and panics are logged there too.
 
+use std::io::Write;
 use std::path::Path;
 
 use tracing_appender::non_blocking::WorkerGuard;
@@ -10,17 +17,36 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt;
 use tracing_subscriber::prelude::*;
 
+/// Console lines queued while stderr does not take them (a hung reader);
+/// beyond that they are dropped.
+const CONSOLE_QUEUE: usize = 10_000;
+
+/// Keeps the log writers running; dropping it flushes them.
+#[derive(Debug)]
+#[must_use = "dropping the guard stops the log writers"]
+pub struct LogGuard {
+    _file: WorkerGuard,
+    _console: WorkerGuard,
+}
+
 /// Installs the global subscriber. Keep the returned guard alive for the
-/// life of the process: dropping it flushes and stops the file writer.
+/// life of the process: dropping it flushes and stops the writers.
 ///
 /// Without `RUST_LOG` the level is `info`. Fails if `log_dir` cannot be
-/// created or a global subscriber is already installed.
-pub fn init(server_id: &str, log_dir: impl AsRef<Path>) -> anyhow::Result<WorkerGuard> {
+/// created or a global subscriber is already installed. Also installs a
+/// panic hook that writes the panic to the log file before the default
+/// hook prints it on stderr.
+pub fn init(server_id: &str, log_dir: impl AsRef<Path>) -> anyhow::Result<LogGuard> {
     let dir = log_dir.as_ref();
     std::fs::create_dir_all(dir)
         .map_err(|e| anyhow::anyhow!("cannot create log directory {}: {e}", dir.display()))?;
     let file = tracing_appender::rolling::never(dir, format!("{server_id}.log"));
-    let (writer, guard) = tracing_appender::non_blocking(file);
+    let (writer, file_guard) = tracing_appender::non_blocking(file);
+    let (console, console_guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(CONSOLE_QUEUE)
+        .thread_name("shaddock-console-log")
+        .finish(QuietStderr);
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::registry()
         .with(filter)
@@ -31,12 +57,34 @@ pub fn init(server_id: &str, log_dir: impl AsRef<Path>) -> anyhow::Result<Worker
             fmt::layer()
                 .fmt_fields(console_fields())
                 .with_ansi(console_colours())
-                .with_writer(std::io::stderr),
+                .with_writer(console),
         )
         .with(fmt::layer().with_ansi(false).with_writer(writer))
         .try_init()
         .map_err(|e| anyhow::anyhow!("logging already initialised: {e}"))?;
-    Ok(guard)
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        tracing::error!("panic: {info}");
+        default_hook(info);
+    }));
+    Ok(LogGuard {
+        _file: file_guard,
+        _console: console_guard,
+    })
+}
+
+/// stderr that never reports an error: once nobody reads it (the master
+/// that piped it died), lines are dropped instead of failing the writer.
+struct QuietStderr;
+
+impl Write for QuietStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        Ok(std::io::stderr().write(buf).unwrap_or(buf.len()))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Colour codes only where a person reads them: stderr is a terminal, or

@@ -1,9 +1,12 @@
 //! The master: starts every server of `config/servers.json`, keeps them
 //! running and answers the `shaddock` CLI.
 //!
-//! * [`supervisor`] owns the child processes (spawn, pid file, graceful
+//! * [`supervisor`] owns the server processes (spawn or adopt, graceful
 //!   stop, crash log, auto-restart with backoff, "failed" after repeated
 //!   start failures).
+//! * [`records`] is `logs/master.pids.json`: pids, start times, entries
+//!   and the membership token, so that the next master adopts the servers
+//!   of one that died instead of starting second copies.
 //! * [`membership`] is the stream every server opens at start-up; the
 //!   master pushes the live server list over it and asks servers to stop.
 //! * [`admin`] is the CLI's API, authenticated against
@@ -19,6 +22,7 @@ pub mod auth;
 pub mod config;
 pub mod membership;
 pub mod procinfo;
+pub mod records;
 pub mod supervisor;
 
 /// Generated types of `proto/admin.proto`, plus the membership types the
@@ -32,9 +36,9 @@ pub mod proto {
 
 use std::future::Future;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use tonic::transport::server::TcpIncoming;
 
 use self::supervisor::{Selection, Supervisor, SupervisorConfig, WebServer};
@@ -77,7 +81,13 @@ impl MasterOptions {
 
 /// Runs the master until `shutdown` resolves or an admin calls `Shutdown`,
 /// then stops every server gracefully and returns.
+///
+/// If the records of an earlier master of this app are there and that
+/// master is dead, the servers they name that still run are adopted (with
+/// that master's token, so their membership streams rejoin); only the
+/// others are started. If that master still runs, this one refuses to.
 pub async fn run(opts: MasterOptions, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let began = Instant::now();
     let config_dir = config::config_dir(&opts.app_dir);
     let master = config::load_master(&config_dir, &opts.env)?;
     let servers = config::load_servers(&config_dir, &opts.env)?;
@@ -87,6 +97,42 @@ pub async fn run(opts: MasterOptions, shutdown: impl Future<Output = ()>) -> any
         .with_context(|| format!("cannot create {}", log_dir.display()))?;
 
     let addr = format!("{}:{}", master.host, master.port);
+    let previous = records::Records::read(&log_dir).unwrap_or_else(|e| {
+        tracing::warn!("ignoring the records of an earlier master: {e}");
+        None
+    });
+    if let Some(prev) = &previous
+        && prev.master_alive()
+    {
+        bail!(
+            "a master of this app is still running (pid {}, recorded in {}) but this one \
+             cannot replace it: `shaddock list` / `shaddock stop` talk to it, \
+             `shaddock kill --force` kills it and its servers if it hangs",
+            prev.master,
+            records::path(&log_dir).display()
+        );
+    }
+    let (adoptees, gone) = previous
+        .as_ref()
+        .map(records::Records::split_alive)
+        .unwrap_or_default();
+    if let Some(prev) = previous.as_ref().filter(|_| !adoptees.is_empty())
+        && (prev.env != opts.env || prev.addr != addr)
+    {
+        bail!(
+            "servers of an earlier master (env {}, master address {}) still run: {}; this master \
+             (env {}, address {addr}) cannot adopt them. Start it with their env and \
+             config/master.json, or kill them with `shaddock kill --force`",
+            prev.env,
+            prev.addr,
+            adoptees
+                .iter()
+                .map(|a| format!("{} (pid {})", a.info.id, a.pid))
+                .collect::<Vec<_>>()
+                .join(", "),
+            opts.env,
+        );
+    }
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .with_context(|| {
@@ -95,7 +141,12 @@ pub async fn run(opts: MasterOptions, shutdown: impl Future<Output = ()>) -> any
              is a master already running? try `shaddock list`"
             )
         })?;
-    let token = auth::random_token(32)?;
+    // Adopted servers hold the earlier master's token: keep it so their
+    // membership streams (they reconnect with backoff) are accepted.
+    let token = match previous.as_ref().filter(|_| !adoptees.is_empty()) {
+        Some(prev) if !prev.token.is_empty() => prev.token.clone(),
+        _ => auth::random_token(32)?,
+    };
     let web = opts.web_bin.clone().map(|bin| {
         let w = master.web.clone();
         WebServer {
@@ -120,6 +171,11 @@ pub async fn run(opts: MasterOptions, shutdown: impl Future<Output = ()>) -> any
         stop_timeout: opts.stop_timeout,
     };
     let supervisor = Supervisor::new(cfg, servers);
+    // Before the membership service answers: a server added at run time is
+    // known only from the records.
+    let adopted = supervisor.adopt(adoptees);
+    supervisor.note_gone(&gone);
+    supervisor.write_records();
     let admin = admin::AdminService::new(
         supervisor.clone(),
         users,
@@ -146,6 +202,14 @@ pub async fn run(opts: MasterOptions, shutdown: impl Future<Output = ()>) -> any
     let started = supervisor.start(&opts.only.clone().unwrap_or_default());
     for e in &started.errors {
         supervisor::out_line(&format!("[master] {e}"));
+    }
+    if !adopted.is_empty() {
+        supervisor::out_line(&format!(
+            "[master] adopted {} running server(s) of an earlier master in {} ms; started {}",
+            adopted.len(),
+            began.elapsed().as_millis(),
+            started.ids.len()
+        ));
     }
 
     // Tell the operator when everything asked for is up (or what failed).
@@ -181,7 +245,7 @@ pub async fn run(opts: MasterOptions, shutdown: impl Future<Output = ()>) -> any
     if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(3), server).await {
         tracing::warn!("admin API ended with an error: {e}");
     }
-    let _ = std::fs::remove_file(log_dir.join("master.pids.json"));
+    supervisor.remove_records();
     supervisor::out_line("[master] all servers stopped, bye");
     Ok(())
 }

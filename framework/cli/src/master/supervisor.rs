@@ -14,7 +14,14 @@
 //!   forever.
 //!
 //! Signals only ever go to pids this master spawned (through the `Child`
-//! handle, before it is reaped), never to a process found by name.
+//! handle, before it is reaped) or adopted (after `/proc` shows the same
+//! start time), never to a process found by name.
+//!
+//! Servers outlive the master: a master that dies (SIGKILL, crash) leaves
+//! them serving, and the next master *adopts* the ones its records
+//! (`logs/master.pids.json`, [`records`](super::records)) show still
+//! running: it watches their pids instead of a `Child` (see
+//! [`Supervisor::adopt`]).
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -29,8 +36,9 @@ mod process;
 pub(crate) use self::output::out_line;
 use self::output::utc_now;
 use self::process::supervise;
-use super::procinfo;
 use super::proto;
+use super::records::{Adoptee, Records, ServerRecord};
+use super::{procinfo, records};
 use shaddock::config::ServerInfo;
 
 /// First restart delay after a crash; doubles up to [`BACKOFF_MAX`].
@@ -60,7 +68,8 @@ pub struct SupervisorConfig {
     pub auto_restart_default: bool,
     /// `host:port` of the master's API, given to servers as `SHADDOCK_MASTER`.
     pub master_addr: String,
-    /// Per-run secret, given as `SHADDOCK_MASTER_TOKEN`.
+    /// Secret given as `SHADDOCK_MASTER_TOKEN`: random per master, or the
+    /// recorded one of the master whose servers this one adopted.
     pub token: String,
     /// Where `crash.log` and `master.pids.json` go.
     pub log_dir: PathBuf,
@@ -131,6 +140,11 @@ struct Slot {
     auto_restart: bool,
     state: State,
     pid: Option<u32>,
+    /// Start time of `pid` (`/proc/<pid>/stat` field 22), for the records.
+    proc_start: Option<u64>,
+    /// Whether `pid` was started by an earlier master (no `Child` handle,
+    /// its output is not in this master's stream).
+    adopted: bool,
     started_at: Option<Instant>,
     restarts: u32,
     last_error: String,
@@ -180,6 +194,11 @@ struct Inner {
     /// Cancelled when the master should exit (admin `Shutdown`).
     shutdown: CancellationToken,
     id_width: usize,
+    /// Start time of the master's own process, for the records.
+    master_start: Option<u64>,
+    /// Serialises record writes; `true` once the master removed the file
+    /// for good (its last servers are gone).
+    records_closed: Mutex<bool>,
 }
 
 impl Supervisor {
@@ -218,6 +237,8 @@ impl Supervisor {
                 membership,
                 shutdown: CancellationToken::new(),
                 id_width,
+                master_start: procinfo::start_time(std::process::id()),
+                records_closed: Mutex::new(false),
             }),
         }
     }
@@ -246,6 +267,9 @@ impl Supervisor {
             let matched = select(&slots, sel, &mut report);
             for i in matched {
                 let slot = &mut slots[i];
+                if slot.control.is_some() && sel.is_all() {
+                    continue;
+                }
                 if slot.control.is_some() {
                     report.errors.push(format!(
                         "{} is already {}",
@@ -327,6 +351,115 @@ impl Supervisor {
             server_type: None,
         });
         Ok(())
+    }
+
+    /// Takes over servers an earlier master started that still run (its
+    /// records name them; [`Records::split_alive`] checked them in
+    /// `/proc`). Each gets a supervising task that watches its pid instead
+    /// of spawning it: a crash is noticed (by polling) and handled like a
+    /// crash of an own child, and stop, kill and restart work on it. The
+    /// restarted process is an own child. An adopted server that came up
+    /// before stays a member of the server list throughout, so its peers'
+    /// routing does not move. Call before [`Supervisor::start`] and before
+    /// the membership service answers (a server added at run time is known
+    /// only from here). Returns the adopted ids.
+    pub fn adopt(&self, adoptees: Vec<Adoptee>) -> Vec<String> {
+        let mut tasks = Vec::new();
+        {
+            let mut slots = self.inner.lock();
+            for a in adoptees {
+                let id = a.info.id.clone();
+                let i = match slots.iter().position(|s| s.info.id == id) {
+                    Some(i) => {
+                        if slots[i].info != a.info {
+                            self.inner.say(&format!(
+                                "{id} runs with an older entry than servers.json's; \
+                                 `shaddock restart {id}` applies the new one"
+                            ));
+                        }
+                        i
+                    }
+                    None => {
+                        // Added at run time, or the web server of a master
+                        // started with a web binary.
+                        let kind = if id == WEB_SERVER_ID {
+                            Kind::Web
+                        } else {
+                            Kind::Game
+                        };
+                        let auto = self.inner.cfg.auto_restart_default;
+                        slots.push(new_slot(a.info.clone(), kind, auto));
+                        slots.len() - 1
+                    }
+                };
+                let slot = &mut slots[i];
+                let (tx, rx) = mpsc::channel(4);
+                slot.auto_restart = a.info.auto_restart.unwrap_or(slot.auto_restart);
+                slot.info = a.info;
+                slot.pid = Some(a.pid);
+                slot.proc_start = Some(a.start);
+                slot.adopted = true;
+                slot.started_at = procinfo::started_ago(a.start)
+                    .and_then(|ago| Instant::now().checked_sub(ago))
+                    .or_else(|| Some(Instant::now()));
+                slot.restarts = a.restarts;
+                slot.ever_up = a.up;
+                slot.state = if a.up {
+                    State::Running
+                } else {
+                    State::Starting
+                };
+                slot.control = Some(tx);
+                tasks.push((id, a.pid, rx));
+            }
+        }
+        let mut ids = Vec::new();
+        for (id, pid, rx) in tasks {
+            self.inner.say(&format!(
+                "adopted {id} (pid {pid}) from an earlier master; its output stays in logs/{id}.log"
+            ));
+            tokio::spawn(supervise(self.inner.clone(), id.clone(), rx));
+            ids.push(id);
+        }
+        self.inner.publish();
+        ids
+    }
+
+    /// Recorded servers of an earlier master that no longer run: each gets
+    /// a line in `crash.log`; one that was a member of the server list
+    /// stays one while it is started again (as after a crash).
+    pub fn note_gone(&self, gone: &[ServerRecord]) {
+        for rec in gone {
+            let known = self.inner.with_slot(&rec.id, |s| {
+                if rec.up && s.control.is_none() {
+                    s.ever_up = true;
+                }
+            });
+            if known.is_some() && rec.start.is_some() {
+                self.inner.crash_log(&format!(
+                    "{} pid={} exited while no master was running (found gone by a new master)",
+                    rec.id, rec.pid
+                ));
+            }
+        }
+    }
+
+    /// Writes the records now (the master's pid and token before any
+    /// server started).
+    pub fn write_records(&self) {
+        self.inner.write_records();
+    }
+
+    /// Removes the records for good: every server is gone and the master
+    /// exits. Later writes (of tasks finishing) are ignored.
+    pub fn remove_records(&self) {
+        let mut closed = self
+            .inner
+            .records_closed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        *closed = true;
+        let _ = std::fs::remove_file(records::path(&self.inner.cfg.log_dir));
     }
 
     /// Stops every server gracefully and waits (bounded) until all exited:
@@ -445,6 +578,7 @@ impl Supervisor {
                     restarts: s.restarts,
                     last_error: s.last_error.clone(),
                     agent_connected: s.agent.is_some(),
+                    adopted: s.adopted && s.pid.is_some(),
                 }
             })
             .collect()
@@ -500,6 +634,8 @@ fn new_slot(info: ServerInfo, kind: Kind, auto_default: bool) -> Slot {
         kind,
         state: State::Stopped,
         pid: None,
+        proc_start: None,
+        adopted: false,
         started_at: None,
         restarts: 0,
         last_error: String::new(),
@@ -639,19 +775,45 @@ impl Inner {
             });
             true
         });
-        self.write_pids();
+        self.write_records();
     }
 
-    fn write_pids(&self) {
-        let servers: serde_json::Map<String, serde_json::Value> = self
+    /// Rewrites `logs/master.pids.json` (see [`records`]).
+    fn write_records(&self) {
+        let servers = self
             .lock()
             .iter()
-            .filter_map(|s| s.pid.map(|p| (s.info.id.clone(), p.into())))
+            .filter_map(|s| {
+                Some(ServerRecord {
+                    id: s.info.id.clone(),
+                    pid: s.pid?,
+                    start: s.proc_start,
+                    info: Some(s.info.clone()),
+                    restarts: s.restarts,
+                    up: s.ever_up,
+                })
+            })
             .collect();
-        let doc = serde_json::json!({ "master": std::process::id(), "servers": servers });
-        let path = self.cfg.log_dir.join("master.pids.json");
-        if let Err(e) = std::fs::write(&path, format!("{doc:#}\n")) {
-            tracing::warn!("cannot write {}: {e}", path.display());
+        let rec = Records {
+            master: std::process::id(),
+            master_start: self.master_start,
+            addr: self.cfg.master_addr.clone(),
+            env: self.cfg.env.clone(),
+            token: self.cfg.token.clone(),
+            servers,
+        };
+        let closed = self
+            .records_closed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if *closed {
+            return;
+        }
+        if let Err(e) = rec.write(&self.cfg.log_dir) {
+            tracing::warn!(
+                "cannot write {}: {e}",
+                records::path(&self.cfg.log_dir).display()
+            );
         }
     }
 

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod chat;
 pub mod scaffold;
 
 use std::path::{Path, PathBuf};
@@ -252,7 +253,9 @@ impl TestApp {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
-        if self.started {
+        // Also when a master was started some other way: its servers
+        // outlive it (they are recorded in logs/master.pids.json).
+        if self.started || self.path().join("logs/master.pids.json").is_file() {
             cleanup(self.path());
         }
     }
@@ -300,7 +303,8 @@ pub fn cleanup(dir: &Path) {
 }
 
 /// Kills a child process (SIGKILL) when dropped, for processes a test
-/// spawns itself; the master's servers then get SIGTERM (PDEATHSIG).
+/// spawns itself. A master's servers outlive it: declare the `TestApp`
+/// first, so that its drop (after this one) kills them.
 pub struct KillOnDrop(pub std::process::Child);
 
 impl Drop for KillOnDrop {

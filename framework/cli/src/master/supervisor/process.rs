@@ -1,7 +1,7 @@
-//! The life of one server process: the supervising task (spawn, watch,
-//! stop, crash handling with backoff), the port checks and the readiness
-//! probe. A child module of the supervisor, so it works on its slots
-//! directly.
+//! The life of one server process: the supervising task (spawn or adopt,
+//! watch, stop, crash handling with backoff), the port checks and the
+//! readiness probe. A child module of the supervisor, so it works on its
+//! slots directly.
 
 use std::collections::VecDeque;
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
@@ -17,68 +17,133 @@ use super::{
     BACKOFF_MAX, BACKOFF_MIN, Control, FAST_FAIL, Inner, Kind, MAX_FAST_FAILS, State,
     SupervisorConfig,
 };
-use crate::master::proto;
+use crate::master::{procinfo, proto};
 use shaddock::config::ServerInfo;
 
-/// The supervising task of one server (see the module docs).
+/// How often the liveness of an adopted process is checked.
+const ADOPTED_POLL: Duration = Duration::from_millis(200);
+
+/// The process a supervising task watches: one it spawned, or one an
+/// earlier master spawned (adopted: no `Child` handle, so its exit is
+/// noticed by polling `/proc` and its exit status is unknown).
+enum Proc {
+    Own(Child),
+    Adopted { pid: u32, start: u64 },
+}
+
+impl Proc {
+    /// Sends `sig` if the process still is the one watched: through the
+    /// `Child` handle before it is reaped, or after `/proc` shows the same
+    /// start time (a reused pid has another one).
+    fn signal(&self, sig: libc::c_int) {
+        match self {
+            Proc::Own(child) => {
+                if let Some(pid) = child.id() {
+                    signal(pid, sig);
+                }
+            }
+            Proc::Adopted { pid, start } => {
+                if procinfo::is_alive(*pid, *start) {
+                    signal(*pid, sig);
+                }
+            }
+        }
+    }
+
+    /// Waits until the process exited; `Err` describes an exit whose
+    /// status is unknown.
+    async fn wait(&mut self) -> Result<ExitStatus, String> {
+        match self {
+            Proc::Own(child) => child
+                .wait()
+                .await
+                .map_err(|e| format!("could not be waited for: {e}")),
+            Proc::Adopted { pid, start } => {
+                while procinfo::is_alive(*pid, *start) {
+                    tokio::time::sleep(ADOPTED_POLL).await;
+                }
+                Err("exited (adopted from an earlier master: exit status unknown)".into())
+            }
+        }
+    }
+}
+
+/// The supervising task of one server (see the module docs). A slot marked
+/// `adopted` starts with watching that process instead of spawning one.
 pub(super) async fn supervise(inner: Arc<Inner>, id: String, mut ctl: mpsc::Receiver<Control>) {
     let mut fast_fails = 0u32;
     let mut backoff = BACKOFF_MIN;
+    let mut adopted = inner
+        .with_slot(&id, |s| {
+            match (s.adopted, s.pid, s.proc_start, s.started_at) {
+                (true, Some(pid), Some(start), Some(at)) => Some((pid, start, at)),
+                _ => None,
+            }
+        })
+        .flatten();
     while let Some((info, kind, auto_restart)) =
         inner.with_slot(&id, |s| (s.info.clone(), s.kind, s.auto_restart))
     {
-        if let Err(e) = ports_free(&info) {
-            fail(&inner, &id, e);
-            break;
-        }
-        let mut child = match spawn(&inner.cfg, &info, kind) {
-            Ok(child) => child,
-            Err(e) => {
-                fail(&inner, &id, e);
-                break;
+        let tail: Arc<Mutex<VecDeque<String>>> = Arc::default();
+        let mut pipes = Vec::new();
+        let (mut proc, pid, started) = match adopted.take() {
+            Some((pid, start, started)) => (Proc::Adopted { pid, start }, pid, started),
+            None => {
+                if let Err(e) = ports_free(&info) {
+                    fail(&inner, &id, e);
+                    break;
+                }
+                let mut child = match spawn(&inner.cfg, &info, kind) {
+                    Ok(child) => child,
+                    Err(e) => {
+                        fail(&inner, &id, e);
+                        break;
+                    }
+                };
+                let pid = child.id().unwrap_or(0);
+                let prefix = line_prefix(&id, inner.id_width);
+                if let Some(out) = child.stdout.take() {
+                    pipes.push(tokio::spawn(pipe(out, prefix.clone(), tail.clone())));
+                }
+                if let Some(err) = child.stderr.take() {
+                    pipes.push(tokio::spawn(pipe(err, prefix.clone(), tail.clone())));
+                }
+                let started = Instant::now();
+                inner.with_slot(&id, |s| {
+                    s.pid = Some(pid);
+                    s.proc_start = procinfo::start_time(pid);
+                    s.adopted = false;
+                    s.started_at = Some(started);
+                    s.cpu_prev = None;
+                    s.state = State::Starting;
+                });
+                inner.publish();
+                inner.say(&format!("started {id} (pid {pid})"));
+                (Proc::Own(child), pid, started)
             }
         };
-        let pid = child.id().unwrap_or(0);
-        let tail: Arc<Mutex<VecDeque<String>>> = Arc::default();
-        let prefix = line_prefix(&id, inner.id_width);
-        let mut pipes = Vec::new();
-        if let Some(out) = child.stdout.take() {
-            pipes.push(tokio::spawn(pipe(out, prefix.clone(), tail.clone())));
-        }
-        if let Some(err) = child.stderr.take() {
-            pipes.push(tokio::spawn(pipe(err, prefix.clone(), tail.clone())));
-        }
-        let started = Instant::now();
-        inner.with_slot(&id, |s| {
-            s.pid = Some(pid);
-            s.started_at = Some(started);
-            s.cpu_prev = None;
-            s.state = State::Starting;
-        });
-        inner.publish();
-        inner.say(&format!("started {id} (pid {pid})"));
         let probe = tokio::spawn(probe_ready(inner.clone(), id.clone(), info.clone(), pid));
 
         enum Outcome {
-            Exited(std::io::Result<ExitStatus>),
+            Exited(Result<ExitStatus, String>),
             Stopped,
             Restart,
         }
         let outcome = tokio::select! {
-            status = child.wait() => Outcome::Exited(status),
+            status = proc.wait() => Outcome::Exited(status),
             cmd = ctl.recv() => match cmd {
                 Some(Control::Kill) => {
                     inner.with_slot(&id, |s| s.state = State::Stopping);
-                    let _ = child.start_kill();
-                    let _ = child.wait().await;
+                    proc.signal(libc::SIGKILL);
+                    let _ = proc.wait().await;
                     Outcome::Stopped
                 }
                 Some(Control::Restart) => {
-                    graceful_stop(&inner, &id, &mut child).await;
+                    graceful_stop(&inner, &id, &mut proc).await;
                     Outcome::Restart
                 }
                 Some(Control::Stop) | None => {
-                    graceful_stop(&inner, &id, &mut child).await;
+                    graceful_stop(&inner, &id, &mut proc).await;
                     Outcome::Stopped
                 }
             },
@@ -87,8 +152,11 @@ pub(super) async fn supervise(inner: Arc<Inner>, id: String, mut ctl: mpsc::Rece
         for p in pipes {
             let _ = tokio::time::timeout(Duration::from_secs(1), p).await;
         }
+        let was_adopted = matches!(proc, Proc::Adopted { .. });
         inner.with_slot(&id, |s| {
             s.pid = None;
+            s.proc_start = None;
+            s.adopted = false;
             s.agent = None;
             s.connections = 0;
         });
@@ -111,9 +179,13 @@ pub(super) async fn supervise(inner: Arc<Inner>, id: String, mut ctl: mpsc::Rece
                 let lived = started.elapsed();
                 let status = match status {
                     Ok(s) => describe_exit(s),
-                    Err(e) => format!("could not be waited for: {e}"),
+                    Err(e) => e,
                 };
-                let last = tail_text(&tail);
+                let last = if was_adopted {
+                    format!("(not captured: see logs/{id}.log)")
+                } else {
+                    tail_text(&tail)
+                };
                 inner.crash_log(&format!(
                     "{id} pid={pid} {status} after {:.1}s; last output: {}",
                     lived.as_secs_f64(),
@@ -174,6 +246,8 @@ pub(super) async fn supervise(inner: Arc<Inner>, id: String, mut ctl: mpsc::Rece
     inner.with_slot(&id, |s| {
         s.control = None;
         s.pid = None;
+        s.proc_start = None;
+        s.adopted = false;
     });
     inner.publish();
 }
@@ -189,7 +263,7 @@ fn fail(inner: &Inner, id: &str, error: String) {
 
 /// Stop command on the membership stream + SIGTERM, then SIGKILL after the
 /// stop timeout.
-async fn graceful_stop(inner: &Inner, id: &str, child: &mut Child) {
+async fn graceful_stop(inner: &Inner, id: &str, proc: &mut Proc) {
     let agent = inner.with_slot(id, |s| {
         s.state = State::Stopping;
         s.agent.clone()
@@ -201,20 +275,16 @@ async fn graceful_stop(inner: &Inner, id: &str, child: &mut Child) {
             })),
         });
     }
-    // `id()` is None once the child was reaped, so the pid cannot have been
-    // reused by another process.
-    if let Some(pid) = child.id() {
-        signal(pid, libc::SIGTERM);
-    }
-    match tokio::time::timeout(inner.cfg.stop_timeout, child.wait()).await {
+    proc.signal(libc::SIGTERM);
+    match tokio::time::timeout(inner.cfg.stop_timeout, proc.wait()).await {
         Ok(_) => {}
         Err(_) => {
             inner.say(&format!(
                 "{id} did not stop within {} s; sending SIGKILL",
                 inner.cfg.stop_timeout.as_secs()
             ));
-            let _ = child.start_kill();
-            let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+            proc.signal(libc::SIGKILL);
+            let _ = tokio::time::timeout(Duration::from_secs(5), proc.wait()).await;
         }
     }
 }
@@ -226,7 +296,8 @@ fn signal(pid: u32, sig: libc::c_int) {
     if pid <= 0 {
         return;
     }
-    // SAFETY: kill(2) with a positive pid of our own un-reaped child.
+    // SAFETY: kill(2) with a positive pid of our own un-reaped child, or of
+    // an adopted process whose start time was just checked.
     unsafe {
         libc::kill(pid, sig);
     }
@@ -263,26 +334,23 @@ fn spawn(cfg: &SupervisorConfig, info: &ServerInfo, kind: Kind) -> Result<Child,
             serde_json::to_string(info).unwrap_or_default(),
         )
         .env("SHADDOCK_ENV", &cfg.env)
+        // Nothing to read: a server never waits for a terminal.
         .stdin(Stdio::null())
+        // Merged into the master's stream. When the master dies the pipes
+        // close: the runtime's console logging drops lines from then on
+        // (see `shaddock::logging`), its log file keeps them.
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+        .stderr(Stdio::piped());
     #[cfg(unix)]
     {
         // Own process group: a Ctrl-C in the terminal reaches only the
         // master, which then stops the servers in order.
         cmd.process_group(0);
     }
-    #[cfg(target_os = "linux")]
-    // SAFETY: prctl is async-signal-safe; it only sets a flag of the child.
-    unsafe {
-        // If the master dies without stopping its children, they get a
-        // SIGTERM instead of running on unsupervised.
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-            Ok(())
-        });
-    }
+    // No PR_SET_PDEATHSIG and no kill-on-drop: the master is not on the
+    // data path. If it dies (SIGKILL, a panic, OOM), its servers keep
+    // serving their players and the next master adopts them from its
+    // records. Only an orderly stop stops them.
     let bin = match kind {
         Kind::Game => cfg.server_bin.display().to_string(),
         Kind::Web => cfg
