@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use cli_support::*;
 use serde_json::{Value, json};
 use shaddock_client::{Client, ClientOptions};
+use shaddock_testkit::eventually_async;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -77,17 +78,31 @@ async fn chat(sender: &Client, listener: &Client, content: &str) -> Result<(), S
     if resp.get("code").is_some() {
         return Err(format!("send answered {resp}"));
     }
-    let deadline = Instant::now() + WAIT;
-    while Instant::now() < deadline {
-        let push = listener
-            .next_push_timeout(WAIT)
-            .await
-            .map_err(|e| e.to_string())?;
-        if push.route == "onChat" && push.json::<Value>().unwrap()["msg"] == content {
-            return Ok(());
+    let heard = async {
+        loop {
+            let push = listener
+                .next_push_timeout(WAIT)
+                .await
+                .map_err(|e| e.to_string())?;
+            if push.route == "onChat" && push.json::<Value>().unwrap()["msg"] == content {
+                return Ok(());
+            }
         }
-    }
-    Err("onChat never arrived".into())
+    };
+    tokio::time::timeout(WAIT, heard)
+        .await
+        .unwrap_or_else(|_| Err("onChat never arrived".into()))
+}
+
+/// The connections `list` reports for all connectors together.
+fn connections(app: &TestApp) -> u64 {
+    app.list()["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["serverType"] == "connector")
+        .map(|s| s["connections"].as_u64().unwrap())
+        .sum()
 }
 
 #[test]
@@ -124,22 +139,13 @@ fn chat_server_killed_is_restarted_and_its_rooms_work_again() {
             .await
             .expect("chat before the crash");
         // Connections are reported per connector.
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let list = app.list();
-            let conns: u64 = list["servers"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|s| s["serverType"] == "connector")
-                .map(|s| s["connections"].as_u64().unwrap())
-                .sum();
-            if conns == 2 {
-                break;
+        eventually_async("both connections to be reported", WAIT, || async {
+            match connections(&app) {
+                2 => Ok(()),
+                conns => Err(format!("connections reported: {conns}")),
             }
-            assert!(Instant::now() < deadline, "connections reported: {conns}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        })
+        .await;
 
         let pid = app.server("chat-server-1")["pid"].as_u64().unwrap() as i32;
         // SAFETY: kill(2) on the pid the master reported for chat-server-1.
@@ -148,25 +154,18 @@ fn chat_server_killed_is_restarted_and_its_rooms_work_again() {
         // Within a few seconds the room works again: users re-enter (room
         // state lived in the killed process) and chat.
         let mut attempt = 0;
-        loop {
+        let what = format!("room {rid} to work again after the kill");
+        let (gate, rid) = (&gate, &rid);
+        eventually_async(&what, Duration::from_secs(10), || {
             attempt += 1;
-            let try_chat = async {
-                let carol = enter(&gate, &format!("carol{attempt}"), &rid).await?;
-                let dave = enter(&gate, &format!("dave{attempt}"), &rid).await?;
+            let (carol, dave) = (format!("carol{attempt}"), format!("dave{attempt}"));
+            async move {
+                let carol = enter(gate, &carol, rid).await?;
+                let dave = enter(gate, &dave, rid).await?;
                 chat(&carol, &dave, "after").await
-            };
-            match tokio::time::timeout(WAIT, try_chat).await {
-                Ok(Ok(())) => break,
-                other => {
-                    assert!(
-                        killed.elapsed() < Duration::from_secs(10),
-                        "room still broken {:?} after the kill: {other:?}",
-                        killed.elapsed()
-                    );
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
             }
-        }
+        })
+        .await;
         eprintln!(
             "room {rid} chats again {:?} after kill -9",
             killed.elapsed()
