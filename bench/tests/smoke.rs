@@ -8,9 +8,10 @@
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
+use shaddock_testkit::{eventually, exit_within};
 
 /// The `game-server` binary next to this test's target dir
 /// (`target/<profile>/game-server`), built first if it is missing.
@@ -109,27 +110,22 @@ impl Cluster {
                 .unwrap_or_else(|e| panic!("start {} --server-id {id}: {e}", bin.display()));
             cluster.children.push((id.to_owned(), child));
         }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        for port in [p[0], p[2], p[4], p[1], p[3], p[5], p[6]] {
-            loop {
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    break;
-                }
-                for (id, child) in &mut cluster.children {
-                    if let Ok(Some(status)) = child.try_wait() {
-                        panic!(
-                            "{id} exited during start-up ({status}); logs in {}",
-                            cluster.dir.path().display()
-                        );
+        eventually("every server to listen", Duration::from_secs(30), || {
+            for port in [p[0], p[2], p[4], p[1], p[3], p[5], p[6]] {
+                if TcpStream::connect(("127.0.0.1", port)).is_err() {
+                    for (id, child) in &mut cluster.children {
+                        if let Ok(Some(status)) = child.try_wait() {
+                            panic!(
+                                "{id} exited during start-up ({status}); logs in {}",
+                                cluster.dir.path().display()
+                            );
+                        }
                     }
+                    return Err(format!("port {port} not listening"));
                 }
-                assert!(
-                    Instant::now() < deadline,
-                    "port {port} not listening after 30 s"
-                );
-                std::thread::sleep(Duration::from_millis(100));
             }
-        }
+            Ok(())
+        });
         (cluster, p[2])
     }
 
@@ -146,13 +142,9 @@ fn robot(args: &[&str]) -> Value {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start shaddock-bench");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while child.try_wait().expect("poll the robot").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the robot ran for more than 120 s: {args:?}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
+    if exit_within(&mut child, Duration::from_secs(120)).is_none() {
+        let _ = child.kill();
+        panic!("the robot ran for more than 120 s: {args:?}");
     }
     let out = child.wait_with_output().expect("robot output");
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -6,8 +6,9 @@ mod support;
 
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use shaddock_testkit::{eventually_async, exit_within};
 use support::chat::connect;
 use support::{ENV, command, free_ports, server, write_servers_json};
 
@@ -20,17 +21,10 @@ fn run(mut cmd: Command) -> (ExitStatus, String) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn game-server");
-    let deadline = Instant::now() + EXIT_WAIT;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("game-server did not exit within {EXIT_WAIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = exit_within(&mut child, EXIT_WAIT).unwrap_or_else(|| {
+        let _ = child.kill();
+        panic!("game-server did not exit within {EXIT_WAIT:?}");
+    });
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
     (status, stderr)
@@ -171,15 +165,11 @@ async fn env_variable_dictionary_json_log_file_and_sigterm() {
     let guard = KillOnDrop(child.id());
 
     let url = format!("ws://127.0.0.1:{}", ports[1]);
-    let deadline = Instant::now() + support::START_TIMEOUT;
-    let client = loop {
-        if let Ok(c) = shaddock_client::Client::connect(&url, support::chat::options()).await {
-            break c;
-        }
+    let client = eventually_async("the connector to come up", support::START_TIMEOUT, || {
         assert!(child.try_wait().unwrap().is_none(), "the server exited");
-        assert!(Instant::now() < deadline, "the connector did not come up");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+        shaddock_client::Client::connect(&url, support::chat::options())
+    })
+    .await;
     let dict = client.dictionary().unwrap();
     assert_eq!(dict.code(shared::ROUTE_QUERY_ENTRY), Some(3));
     assert_eq!(dict.code("onChat"), Some(4));
@@ -190,14 +180,10 @@ async fn env_variable_dictionary_json_log_file_and_sigterm() {
     unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
     let reason = client.closed_within(Duration::from_secs(10)).await;
     assert!(reason.is_some(), "clients are closed on shutdown");
-    let deadline = Instant::now() + EXIT_WAIT;
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "no exit after SIGTERM");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let status = eventually_async("an exit after SIGTERM", EXIT_WAIT, || {
+        std::future::ready(child.try_wait().unwrap())
+    })
+    .await;
     drop(guard);
     assert!(status.success(), "graceful stop exits 0: {status}");
     let log = std::fs::read_to_string(dir.path().join("logs/connector-server-1.log")).unwrap();

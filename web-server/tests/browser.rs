@@ -15,9 +15,11 @@
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use shaddock_testkit::{Topo, free_ports, workspace_bin, write_servers_json};
+use shaddock_testkit::{
+    Topo, eventually, exit_within, free_ports, workspace_bin, write_servers_json,
+};
 
 /// Whole-run limit for the node script (it has its own 120 s watchdog).
 const E2E_TIMEOUT: Duration = Duration::from_secs(180);
@@ -32,20 +34,27 @@ fn workspace_dir() -> PathBuf {
     manifest_dir().parent().unwrap().to_path_buf()
 }
 
-fn wait_for_port(what: &str, port: u16, deadline: Instant, master: &mut Proc) {
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-        if let Ok(Some(status)) = master.child.try_wait() {
-            panic!(
-                "`shaddock master` exited ({status}) before {what} listened on {addr}; see its output above"
-            );
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not accept connections on {addr} within {STARTUP_TIMEOUT:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+/// Waits until every `(what, port)` accepts connections, failing early if
+/// the master exits.
+fn wait_for_ports(ports: &[(&str, u16)], master: &mut Proc) {
+    eventually(
+        "the cluster and the web server to accept connections",
+        STARTUP_TIMEOUT,
+        || {
+            for &(what, port) in ports {
+                let addr = SocketAddr::from(([127, 0, 0, 1], port));
+                if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+                    if let Ok(Some(status)) = master.child.try_wait() {
+                        panic!(
+                            "`shaddock master` exited ({status}) before {what} listened on {addr}; see its output above"
+                        );
+                    }
+                    return Err(format!("{what} does not accept connections on {addr}"));
+                }
+            }
+            Ok(())
+        },
+    );
 }
 
 /// What the browser test needs and does not have.
@@ -128,12 +137,8 @@ impl Drop for Proc {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        if exit_within(&mut self.child, Duration::from_secs(15)).is_some() {
+            return;
         }
         eprintln!(
             "{} did not stop within 15 s of SIGTERM; killing it",
@@ -221,12 +226,15 @@ fn start_chat_cluster() -> ChatCluster {
         child: master,
     };
 
-    let deadline = Instant::now() + STARTUP_TIMEOUT;
-    wait_for_port("the gate", gate_port, deadline, &mut master);
-    for client in connector_ports {
-        wait_for_port("a connector", client, deadline, &mut master);
-    }
-    wait_for_port("the web server", web_port, deadline, &mut master);
+    wait_for_ports(
+        &[
+            ("the gate", gate_port),
+            ("a connector", connector_ports[0]),
+            ("a connector", connector_ports[1]),
+            ("the web server", web_port),
+        ],
+        &mut master,
+    );
 
     ChatCluster {
         gate: format!("127.0.0.1:{gate_port}"),
@@ -256,18 +264,11 @@ fn chat_works_in_a_real_browser() {
         .stdin(Stdio::null())
         .spawn()
         .expect("starting node web-server/e2e/chat.e2e.mjs");
-    let deadline = Instant::now() + E2E_TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the browser e2e did not finish within {E2E_TIMEOUT:?} ({url})");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = exit_within(&mut child, E2E_TIMEOUT).unwrap_or_else(|| {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the browser e2e did not finish within {E2E_TIMEOUT:?} ({url})");
+    });
     assert!(
         status.success(),
         "browser e2e failed ({status}) against {url}: see `E2E FAILED: ...` above and the \

@@ -7,7 +7,9 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use shaddock_testkit::exit_within;
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -64,18 +66,11 @@ fn javascript_client_tests_pass() {
         std::io::Read::read_to_string(&mut stderr, &mut s).ok();
         s
     });
-    let deadline = Instant::now() + TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("node --test js-tests/ did not finish within {TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = exit_within(&mut child, TIMEOUT).unwrap_or_else(|| {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("node --test js-tests/ did not finish within {TIMEOUT:?}");
+    });
     let out = out_thread.join().unwrap();
     let err = err_thread.join().unwrap();
     println!("{out}");

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use shaddock_testkit::eventually;
 
 const BIN: &str = env!("CARGO_BIN_EXE_web-server");
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -91,17 +93,9 @@ impl Server {
         let pid = self.child.id().to_string();
         let ok = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         assert!(ok.success(), "kill -TERM {pid} failed");
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "web-server did not stop within {TIMEOUT:?} of SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        eventually("web-server to stop after SIGTERM", TIMEOUT, || {
+            self.child.try_wait().unwrap()
+        })
     }
 }
 

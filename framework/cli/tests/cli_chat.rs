@@ -11,6 +11,18 @@ use std::time::{Duration, Instant};
 
 use cli_support::chat::*;
 use cli_support::*;
+use shaddock_testkit::eventually_async;
+
+/// The connections `list` reports for all connectors together.
+fn connections(app: &TestApp) -> u64 {
+    app.list()["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["serverType"] == "connector")
+        .map(|s| s["connections"].as_u64().unwrap())
+        .sum()
+}
 
 #[test]
 fn chat_server_killed_is_restarted_and_its_rooms_work_again() {
@@ -24,22 +36,13 @@ fn chat_server_killed_is_restarted_and_its_rooms_work_again() {
             .await
             .expect("chat before the crash");
         // Connections are reported per connector.
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let list = app.list();
-            let conns: u64 = list["servers"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|s| s["serverType"] == "connector")
-                .map(|s| s["connections"].as_u64().unwrap())
-                .sum();
-            if conns == 2 {
-                break;
+        eventually_async("both connections to be reported", WAIT, || async {
+            match connections(&app) {
+                2 => Ok(()),
+                conns => Err(format!("connections reported: {conns}")),
             }
-            assert!(Instant::now() < deadline, "connections reported: {conns}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        })
+        .await;
 
         let pid = app.server("chat-server-1")["pid"].as_u64().unwrap() as i32;
         // SAFETY: kill(2) on the pid the master reported for chat-server-1.
@@ -48,25 +51,18 @@ fn chat_server_killed_is_restarted_and_its_rooms_work_again() {
         // Within a few seconds the room works again: users re-enter (room
         // state lived in the killed process) and chat.
         let mut attempt = 0;
-        loop {
+        let what = format!("room {rid} to work again after the kill");
+        let (gate, rid) = (&gate, &rid);
+        eventually_async(&what, Duration::from_secs(10), || {
             attempt += 1;
-            let try_chat = async {
-                let carol = enter(&gate, &format!("carol{attempt}"), &rid).await?;
-                let dave = enter(&gate, &format!("dave{attempt}"), &rid).await?;
+            let (carol, dave) = (format!("carol{attempt}"), format!("dave{attempt}"));
+            async move {
+                let carol = enter(gate, &carol, rid).await?;
+                let dave = enter(gate, &dave, rid).await?;
                 chat(&carol, &dave, "after").await
-            };
-            match tokio::time::timeout(WAIT, try_chat).await {
-                Ok(Ok(())) => break,
-                other => {
-                    assert!(
-                        killed.elapsed() < Duration::from_secs(10),
-                        "room still broken {:?} after the kill: {other:?}",
-                        killed.elapsed()
-                    );
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
             }
-        }
+        })
+        .await;
         eprintln!(
             "room {rid} chats again {:?} after kill -9",
             killed.elapsed()

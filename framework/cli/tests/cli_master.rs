@@ -8,6 +8,7 @@ mod cli_support;
 use std::time::Duration;
 
 use cli_support::*;
+use shaddock_testkit::eventually;
 
 #[test]
 fn start_list_stop_leaves_no_process() {
@@ -173,18 +174,7 @@ fn crashed_server_is_restarted_and_counted() {
     assert_eq!(app.server("chat-2")["restarts"], 0);
     // It is back in service: its port answers with the membership list.
     let port = after["port"].as_u64().unwrap() as u16;
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let members = members_seen_by(port);
-        if members == ["chat-1", "chat-2"] {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "restarted server sees {members:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_members(port, &["chat-1", "chat-2"]);
     let crash_log = std::fs::read_to_string(app.path().join("logs/crash.log")).unwrap();
     assert!(
         crash_log.contains(&format!("chat-1 pid={pid} was killed by signal 9")),
@@ -228,15 +218,7 @@ fn added_server_is_pushed_to_every_server() {
         client_port
     );
     // Every other server learnt it, and so did the new one.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let seen = members_seen_by(chat_port);
-        if seen == ["connector-1", "chat-1", "connector-2"] {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "chat-1 sees {seen:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_members(chat_port, &["connector-1", "chat-1", "connector-2"]);
     assert_eq!(
         members_seen_by(port.parse().unwrap()),
         ["connector-1", "chat-1", "connector-2"]
@@ -257,11 +239,7 @@ fn added_server_is_pushed_to_every_server() {
     // Stopping a server removes it from everybody's list.
     assert_eq!(code(&app.cli(&["stop", "connector-2"])), 0);
     assert_eq!(app.server("connector-2")["state"], "stopped");
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while members_seen_by(chat_port) != ["connector-1", "chat-1"] {
-        assert!(std::time::Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_members(chat_port, &["connector-1", "chat-1"]);
 }
 
 #[test]
@@ -291,7 +269,7 @@ fn server_that_cannot_start_is_reported_not_retried() {
     );
     assert!(reason.contains("bad configuration for chat-3"), "{reason}");
     assert_eq!(s3["pid"], 0);
-    // Not retried any more.
+    // deliberate: time for a retry, to show it does not come any more.
     std::thread::sleep(Duration::from_secs(2));
     let s3 = app.server("chat-3");
     assert_eq!(s3["state"], "failed");
@@ -330,6 +308,7 @@ fn stop_kill_restart_by_id_and_type() {
     let out = app.cli(&["kill", "chat-1"]);
     assert_eq!(code(&out), 0);
     wait_gone(&[n1], Duration::from_secs(5));
+    // deliberate: time for a restart that must not happen.
     std::thread::sleep(Duration::from_millis(1200));
     let s = app.server("chat-1");
     assert_eq!(s["state"], "stopped", "{s}");
@@ -383,39 +362,26 @@ fn foreground_start_stops_everything_on_ctrl_c() {
             .spawn()
             .unwrap(),
     );
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let pids = loop {
+    let pids = eventually("the servers to come up", Duration::from_secs(20), || {
         let out = app.cli(&["list", "--json"]);
-        if code(&out) == 0 {
-            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-            if v["servers"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .all(|s| s["state"] == "running")
-            {
-                break app.all_pids();
-            }
+        if code(&out) != 0 {
+            return Err(stderr(&out));
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "servers did not come up"
-        );
-        std::thread::sleep(Duration::from_millis(150));
-    };
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let servers = v["servers"].as_array().unwrap();
+        if servers.iter().all(|s| s["state"] == "running") {
+            Ok(app.all_pids())
+        } else {
+            Err(format!("{servers:?}"))
+        }
+    });
     // SAFETY: SIGINT to the child we spawned (what Ctrl-C sends).
     assert_eq!(unsafe { libc::kill(child.0.id() as i32, libc::SIGINT) }, 0);
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        if let Some(status) = child.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "master did not exit after Ctrl-C"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = eventually(
+        "the master to exit after Ctrl-C",
+        Duration::from_secs(15),
+        || child.0.try_wait().unwrap(),
+    );
     assert!(status.success(), "{status:?}");
     let mut out = String::new();
     use std::io::Read;
@@ -468,6 +434,7 @@ fn kill_force_works_without_the_master_and_spares_foreign_pids() {
     let out = app.cli(&["kill", "--force"]);
     assert_eq!(code(&out), 0);
     assert!(stdout(&out).contains("skipped chat-1"), "{}", stdout(&out));
+    // deliberate: time for a kill that must not happen.
     std::thread::sleep(Duration::from_millis(200));
     assert!(
         foreign.try_wait().unwrap().is_none(),

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use shaddock::cluster::{ClusterError, ClusterOptions, RemoteSessionOps, SessionSnapshot};
 use shaddock_client::{CloseReason, Push};
+use shaddock_testkit::eventually_async;
 use support::cluster_harness::echo::{SayRequest, echo_client::EchoClient};
 use support::cluster_harness::{CHATS, CONNECTORS, TestCluster, chat_for_room};
 
@@ -299,21 +300,18 @@ async fn forward_to_a_down_backend_fails_fast_and_recovers_after_restart() {
     }
 
     cluster.chat(backend).restart_rpc().await;
-    let deadline = Instant::now() + WAIT;
-    loop {
+    eventually_async("the backend to answer after its restart", WAIT, || async {
         let resp: Value = client
             .request("chat.room.whoami", &json!({}))
             .await
             .unwrap();
         if resp["server"] == backend {
-            break;
+            Ok(())
+        } else {
+            Err(format!("backend not reachable after restart: {resp}"))
         }
-        assert!(
-            Instant::now() < deadline,
-            "backend not reachable after restart: {resp}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
     // The pooled channel of user remotes redialed too.
     let rpc = cluster.connectors[0].app.rpc();
     let reply = rpc

@@ -279,6 +279,7 @@ async fn push_to_uids_reaches_every_session_of_the_uid() {
 async fn heartbeats_keep_the_connection_open() {
     let server = start().await; // heartbeat 1 s, timeout 2 s
     let client = connect(&server.url).await;
+    // deliberate: more than two heartbeat timeouts pass; the client must stay.
     tokio::time::sleep(Duration::from_millis(4500)).await;
     assert!(client.is_open(), "closed: {:?}", client.close_reason());
     let resp: Value = client
@@ -322,6 +323,7 @@ async fn missing_heartbeats_close_the_connection_without_kick() {
         let _ = silent
             .request_raw("connector.testHandler.echo", Bytes::from_static(b"1"))
             .await;
+        // deliberate: paces the requests through the heartbeat timeout.
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let reason = silent
@@ -334,11 +336,7 @@ async fn missing_heartbeats_close_the_connection_without_kick() {
         "closed after ~2 s, not {:?}",
         start.elapsed()
     );
-    assert!(
-        eventually(Duration::from_secs(2), || server.app.sessions().count()
-            == 0)
-        .await
-    );
+    sessions_closed(&server).await;
     assert_eq!(
         reasons.lock().unwrap().clone(),
         vec![(Some("mute".to_owned()), "heartbeat timeout".to_owned())]
@@ -362,14 +360,12 @@ async fn kick_sends_the_reason_then_closes() {
         client.closed_within(Duration::from_secs(3)).await,
         Some(CloseReason::Kicked("bye carol".into()))
     );
-    assert!(
-        eventually(Duration::from_secs(2), || server
-            .app
-            .sessions()
-            .get(sid)
-            .is_none())
-        .await
-    );
+    eventually_async(
+        "carol's session to close",
+        Duration::from_secs(2),
+        || async { server.app.sessions().get(sid).is_none() },
+    )
+    .await;
 
     let r: Value = other
         .request("connector.entryHandler.enter", &json!({"uid": "dave"}))
@@ -386,11 +382,7 @@ async fn kick_sends_the_reason_then_closes() {
         Some(CloseReason::Kicked("kick".into()))
     );
     assert!(!server.app.sessions().kick_by_sid(9999, "x"));
-    assert!(
-        eventually(Duration::from_secs(2), || server.app.sessions().count()
-            == 0)
-        .await
-    );
+    sessions_closed(&server).await;
     server.shutdown().await;
 }
 
@@ -499,7 +491,12 @@ async fn graceful_shutdown_finishes_requests_then_kicks() {
     let slow_req = json!({"ms": 600});
     let slow = client.request::<_, Value>("connector.testHandler.slow", &slow_req);
     let stop = async {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        eventually_async(
+            "the slow request in flight",
+            Duration::from_secs(5),
+            || async { server.app.inflight().count() > 0 },
+        )
+        .await;
         server.shutdown().await;
     };
     let (resp, ()) = tokio::join!(slow, stop);
@@ -543,11 +540,7 @@ async fn max_connections_refuses_extra_clients() {
         .unwrap();
     assert_eq!(r, json!(1));
     first.close().await;
-    assert!(
-        eventually(Duration::from_secs(2), || server.app.sessions().count()
-            == 0)
-        .await
-    );
+    sessions_closed(&server).await;
     connect(&server.url).await;
     server.shutdown().await;
 }

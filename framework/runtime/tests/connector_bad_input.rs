@@ -332,6 +332,7 @@ async fn no_heartbeat_option_means_no_heartbeats_and_no_timeout() {
     // No heartbeat after the ACK, none in answer to ours, no timeout.
     send(&mut ws, &HEARTBEAT).await;
     assert_silent(&mut ws).await;
+    // deliberate: idle past two 1 s heartbeat periods to show nothing times out.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     send(&mut ws, &request(1, "connector.testHandler.echo", "5")).await;
     let resp = next_frame(&mut ws, Duration::from_secs(3)).await.unwrap();
@@ -362,11 +363,7 @@ async fn handshake_timeout_closes_idle_sockets() {
     .expect("server closes the idle socket")
     .unwrap_or(0);
     assert_eq!(n, 0);
-    assert!(
-        eventually(Duration::from_secs(2), || server.app.sessions().count()
-            == 0)
-        .await
-    );
+    sessions_closed(&server).await;
     server.shutdown().await;
 }
 
@@ -391,14 +388,12 @@ async fn slow_reader_is_closed_without_blocking_others() {
         &request(1, "connector.entryHandler.enter", r#"{"uid":"slow"}"#),
     )
     .await;
-    assert!(
-        eventually(Duration::from_secs(3), || !server
-            .app
-            .sessions()
-            .by_uid("slow")
-            .is_empty())
-        .await
-    );
+    eventually_async(
+        "the slow client to bind",
+        Duration::from_secs(3),
+        || async { !server.app.sessions().by_uid("slow").is_empty() },
+    )
+    .await;
     // Big pushes fill the socket buffers, then the queue overflows.
     let body = Bytes::from(format!("\"{}\"", "y".repeat(32 * 1024)));
     let mut slow_failed = false;
@@ -414,14 +409,12 @@ async fn slow_reader_is_closed_without_blocking_others() {
         tokio::task::yield_now().await;
     }
     assert!(slow_failed, "the slow client's queue overflowed");
-    assert!(
-        eventually(Duration::from_secs(2), || server
-            .app
-            .sessions()
-            .by_uid("slow")
-            .is_empty())
-        .await
-    );
+    eventually_async(
+        "the slow client to be closed",
+        Duration::from_secs(2),
+        || async { server.app.sessions().by_uid("slow").is_empty() },
+    )
+    .await;
     witness_ok(&witness, 9).await;
     drop(slow);
     server.shutdown().await;

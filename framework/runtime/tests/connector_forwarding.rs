@@ -170,6 +170,7 @@ fn all_handlers(b: shaddock::app::AppBuilder) -> shaddock::app::AppBuilder {
         .handler(
             "chat.chatHandler.slow",
             |_a: App, _s: Session, _r: Value| async {
+                // deliberate: slower than the 500 ms forward timeout.
                 tokio::time::sleep(Duration::from_secs(3)).await;
                 Ok::<_, HandlerError>(json!({}))
             },

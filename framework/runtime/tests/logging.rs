@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use shaddock_testkit::eventually;
+
 #[test]
 fn init_writes_the_server_log_file_with_span_fields() {
     let dir = std::env::temp_dir().join(format!("shaddock-logging-{}", std::process::id()));
@@ -16,10 +18,16 @@ fn init_writes_the_server_log_file_with_span_fields() {
     let err = shaddock::logging::init("other", &dir).unwrap_err();
     assert!(err.to_string().contains("already"), "{err}");
     drop(guard); // flushes the non-blocking writer
-    std::thread::sleep(Duration::from_millis(50));
-    let text =
-        std::fs::read_to_string(dir.join("connector-log-test.log")).expect("log file exists");
-    assert!(text.contains("hello from a handler"), "{text}");
+    let log = dir.join("connector-log-test.log");
+    let text = eventually(
+        "the handler's line in the log file",
+        Duration::from_secs(5),
+        || match std::fs::read_to_string(&log) {
+            Ok(text) if text.contains("hello from a handler") => Ok(text),
+            Ok(text) => Err(text),
+            Err(e) => Err(format!("{}: {e}", log.display())),
+        },
+    );
     assert!(text.contains("sid=42"), "{text}");
     assert!(
         text.contains("route=\"connector.entryHandler.enter\"")

@@ -9,10 +9,17 @@
 //! accepts. Children are SIGKILLed on `Drop` — also when a test panics — and
 //! on Linux they get `PR_SET_PDEATHSIG` so they die with the test process
 //! even if it is killed itself.
+//!
+//! Tests wait on conditions, not clocks: [`eventually`] (and
+//! [`eventually_async`] in tokio tests) polls a condition with a short
+//! backoff until it holds, and fails naming what it waited for and what it
+//! saw last. A fixed `sleep` belongs only where a test lets time pass on
+//! purpose, to show that something does *not* happen.
 
+use std::fmt::Display;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use shaddock::config::{ServerInfo, Topology};
@@ -21,6 +28,200 @@ use shaddock::config::{ServerInfo, Topology};
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// Environment name written into the generated servers.json.
 pub const ENV: &str = "development";
+
+/// What one attempt of [`eventually`] saw. `true`, `Some(value)` or
+/// `Ok(value)` ends the wait; `false`, `None` or `Err(seen)` asks for
+/// another attempt, and the panic on timeout quotes the last `seen`.
+pub trait Attempt {
+    /// What the wait returns once the condition holds.
+    type Output;
+    /// `Ok` when the condition holds, else what was seen instead (if known).
+    fn outcome(self) -> Result<Self::Output, Option<String>>;
+}
+
+impl Attempt for bool {
+    type Output = ();
+    fn outcome(self) -> Result<(), Option<String>> {
+        if self { Ok(()) } else { Err(None) }
+    }
+}
+
+impl<T> Attempt for Option<T> {
+    type Output = T;
+    fn outcome(self) -> Result<T, Option<String>> {
+        self.ok_or(None)
+    }
+}
+
+impl<T, E: Display> Attempt for Result<T, E> {
+    type Output = T;
+    fn outcome(self) -> Result<T, Option<String>> {
+        self.map_err(|seen| Some(seen.to_string()))
+    }
+}
+
+/// The pause after the first failed attempt; it doubles up to [`MAX_PAUSE`].
+const FIRST_PAUSE: Duration = Duration::from_millis(10);
+const MAX_PAUSE: Duration = Duration::from_millis(100);
+
+/// The clock and the record of one wait.
+struct Wait<'a> {
+    what: &'a str,
+    timeout: Duration,
+    start: Instant,
+    pause: Duration,
+    attempts: u32,
+    last: Option<String>,
+}
+
+impl<'a> Wait<'a> {
+    fn new(what: &'a str, timeout: Duration) -> Self {
+        Wait {
+            what,
+            timeout,
+            start: Instant::now(),
+            pause: FIRST_PAUSE,
+            attempts: 0,
+            last: None,
+        }
+    }
+
+    /// Records a failed attempt: the pause before the next one, or the
+    /// timeout message when time is up (checked between attempts only).
+    fn failed(&mut self, seen: Option<String>) -> Result<Duration, String> {
+        self.attempts += 1;
+        self.last = seen;
+        let left = self.timeout.saturating_sub(self.start.elapsed());
+        if left.is_zero() {
+            let mut msg = format!(
+                "timed out after {:?} waiting for {}",
+                self.timeout, self.what
+            );
+            if let Some(last) = &self.last {
+                msg.push_str(&format!("; last seen: {last}"));
+            }
+            msg.push_str(&format!(" ({} attempts)", self.attempts));
+            return Err(msg);
+        }
+        let pause = self.pause.min(left);
+        self.pause = (self.pause * 2).min(MAX_PAUSE);
+        Ok(pause)
+    }
+}
+
+/// Polls `f` until its [`Attempt`] succeeds; `Err` is the timeout message.
+fn poll<A: Attempt>(
+    what: &str,
+    timeout: Duration,
+    mut f: impl FnMut() -> A,
+) -> Result<A::Output, String> {
+    let mut wait = Wait::new(what, timeout);
+    loop {
+        match f().outcome() {
+            Ok(value) => return Ok(value),
+            Err(seen) => std::thread::sleep(wait.failed(seen)?),
+        }
+    }
+}
+
+/// [`poll`] for async conditions; an attempt still running after `timeout`
+/// is abandoned and counts as failed.
+async fn poll_async<A: Attempt, F: Future<Output = A>>(
+    what: &str,
+    timeout: Duration,
+    mut f: impl FnMut() -> F,
+) -> Result<A::Output, String> {
+    let mut wait = Wait::new(what, timeout);
+    loop {
+        let seen = match tokio::time::timeout(timeout, f()).await {
+            Ok(attempt) => match attempt.outcome() {
+                Ok(value) => return Ok(value),
+                Err(seen) => seen,
+            },
+            Err(_) => Some(format!("an attempt still running after {timeout:?}")),
+        };
+        tokio::time::sleep(wait.failed(seen)?).await;
+    }
+}
+
+/// Waits until `f` reports that a condition holds and returns what it
+/// found; panics if that does not happen within `timeout`, naming `what`
+/// it waited for and what the last attempt saw.
+///
+/// `f` returns an [`Attempt`]: a `bool`, an `Option` or a `Result` whose
+/// `Err` says what was seen instead. It is polled at once, then after
+/// pauses of 10 ms doubling up to 100 ms. The deadline is checked between
+/// attempts: an attempt that started in time may finish.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::sync::atomic::{AtomicU32, Ordering};
+/// use std::time::Duration;
+/// use shaddock_testkit::eventually;
+///
+/// let count = Arc::new(AtomicU32::new(0));
+/// let worker = count.clone();
+/// std::thread::spawn(move || {
+///     for _ in 0..3 {
+///         worker.fetch_add(1, Ordering::SeqCst);
+///     }
+/// });
+/// // On timeout this panics with "timed out after 5s waiting for three
+/// // increments; last seen: count 1 (…attempts)".
+/// eventually("three increments", Duration::from_secs(5), || {
+///     match count.load(Ordering::SeqCst) {
+///         3 => Ok(()),
+///         n => Err(format!("count {n}")),
+///     }
+/// });
+/// ```
+#[track_caller]
+pub fn eventually<A: Attempt>(what: &str, timeout: Duration, f: impl FnMut() -> A) -> A::Output {
+    match poll(what, timeout, f) {
+        Ok(value) => value,
+        Err(msg) => panic!("{msg}"),
+    }
+}
+
+/// [`eventually`] for tokio tests: `f` returns a future (`|| async { … }`;
+/// do mutable work before the `async` block), the pauses do not block the
+/// runtime, and an attempt still running after `timeout` is abandoned.
+///
+/// ```
+/// use std::time::Duration;
+/// use shaddock_testkit::eventually_async;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+/// let addr = listener.local_addr().unwrap();
+/// let stream = eventually_async("the listener to accept", Duration::from_secs(5), || {
+///     tokio::net::TcpStream::connect(addr)
+/// })
+/// .await;
+/// assert_eq!(stream.peer_addr().unwrap(), addr);
+/// # }
+/// ```
+pub async fn eventually_async<A: Attempt, F: Future<Output = A>>(
+    what: &str,
+    timeout: Duration,
+    f: impl FnMut() -> F,
+) -> A::Output {
+    match poll_async(what, timeout, f).await {
+        Ok(value) => value,
+        Err(msg) => panic!("{msg}"),
+    }
+}
+
+/// The exit status of `child` once it has exited (polled like
+/// [`eventually`]), or `None` if it still runs after `timeout` — for the
+/// caller to kill it and say why. Like the client's `closed_within`.
+pub fn exit_within(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    poll("the process to exit", timeout, || {
+        child.try_wait().expect("polling a child process")
+    })
+    .ok()
+}
 
 /// Shape of a Pomelo-style cluster: one gate, `connectors` connectors and
 /// `chats` backends of type `chat`, in this order in servers.json.
@@ -197,33 +398,37 @@ impl ProcCluster {
         for s in cluster.servers.clone() {
             cluster.spawn(&s.id);
         }
-        let deadline = Instant::now() + START_TIMEOUT;
-        for s in cluster.servers.clone() {
-            for port in [s.port, s.client_port].into_iter().flatten() {
-                loop {
-                    if let Some(status) = cluster.exited(&s.id) {
-                        return Err(format!(
-                            "{} exited ({status}): {}",
-                            s.id,
-                            cluster.stderr(&s.id)
-                        ));
-                    }
-                    if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                        .await
-                        .is_ok()
-                    {
-                        break;
-                    }
-                    assert!(
-                        Instant::now() < deadline,
-                        "{} did not listen on {port} within {START_TIMEOUT:?}",
-                        s.id
-                    );
-                    tokio::time::sleep(Duration::from_millis(20)).await;
+        let servers = cluster.servers.clone();
+        // `Ok(Err(..))` ends the wait at once: a server exited.
+        let up = eventually_async("every server to listen", START_TIMEOUT, || {
+            let exited = servers.iter().find_map(|s| {
+                let status = cluster.exited(&s.id)?;
+                Some(format!(
+                    "{} exited ({status}): {}",
+                    s.id,
+                    cluster.stderr(&s.id)
+                ))
+            });
+            let servers = &servers;
+            async move {
+                if let Some(exited) = exited {
+                    return Ok(Err(exited));
                 }
+                for s in servers {
+                    for port in [s.port, s.client_port].into_iter().flatten() {
+                        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                            .await
+                            .is_err()
+                        {
+                            return Err(format!("{} does not listen on {port} yet", s.id));
+                        }
+                    }
+                }
+                Ok(Ok(()))
             }
-        }
-        Ok(cluster)
+        })
+        .await;
+        up.map(|()| cluster)
     }
 
     fn spawn(&mut self, id: &str) {
@@ -306,20 +511,13 @@ impl ProcCluster {
 
     /// Waits until `logs/<id>.log` has a line containing every needle.
     pub async fn wait_log_line(&self, id: &str, needles: &[&str], timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if self
-                .log(id)
+        poll_async("a log line", timeout, || async {
+            self.log(id)
                 .lines()
                 .any(|l| needles.iter().all(|n| l.contains(n)))
-            {
-                return true;
-            }
-            if Instant::now() > deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        })
+        .await
+        .is_ok()
     }
 }
 
@@ -361,5 +559,111 @@ impl Drop for ProcCluster {
         for p in &mut self.procs {
             let _ = p.child.wait();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eventually_returns_what_the_successful_poll_found() {
+        let mut polls = 0;
+        let found = eventually("the third poll", Duration::from_secs(5), || {
+            polls += 1;
+            (polls == 3).then_some(polls * 10)
+        });
+        assert_eq!((found, polls), (30, 3));
+    }
+
+    #[test]
+    #[should_panic(expected = "timed out after 50ms waiting for the answer; last seen: 41 (")]
+    fn eventually_panics_naming_what_and_the_last_state() {
+        eventually("the answer", Duration::from_millis(50), || Err::<(), _>(41));
+    }
+
+    #[test]
+    #[should_panic(expected = "timed out after 30ms waiting for a flag (")]
+    fn a_bool_condition_has_no_state_to_report() {
+        eventually("a flag", Duration::from_millis(30), || false);
+    }
+
+    #[test]
+    fn polls_back_off_and_stop_at_the_deadline() {
+        let mut polls = 0;
+        let started = Instant::now();
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            eventually("never", Duration::from_millis(300), || {
+                polls += 1;
+                false
+            })
+        }));
+        assert!(result.is_err());
+        let took = started.elapsed();
+        // 0, 10, 30, 70, 150, 250, 300 ms: a handful of polls, not 300.
+        assert!((2..=8).contains(&polls), "{polls} polls");
+        assert!(
+            took >= Duration::from_millis(300) && took < Duration::from_secs(3),
+            "{took:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn eventually_async_returns_what_the_successful_poll_found() {
+        let mut polls = 0;
+        let found = eventually_async("the second poll", Duration::from_secs(5), || {
+            polls += 1;
+            let poll = polls;
+            async move {
+                tokio::task::yield_now().await;
+                if poll == 2 {
+                    Ok("done")
+                } else {
+                    Err(format!("poll {poll}"))
+                }
+            }
+        })
+        .await;
+        assert_eq!((found, polls), ("done", 2));
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "timed out after 50ms waiting for a reply; last seen: no reply (")]
+    async fn eventually_async_panics_naming_what_and_the_last_state() {
+        eventually_async("a reply", Duration::from_millis(50), || async {
+            Err::<(), _>("no reply")
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    #[should_panic(
+        expected = "waiting for a hung check; last seen: an attempt still running after 50ms"
+    )]
+    async fn a_hung_async_attempt_is_abandoned_at_the_timeout() {
+        eventually_async("a hung check", Duration::from_millis(50), || async {
+            // deliberate: an attempt that hangs far past the timeout.
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            true
+        })
+        .await;
+    }
+
+    /// Compile-time: `start` stays a `Send` future (e.g. for `tokio::spawn`).
+    #[test]
+    fn starting_a_cluster_can_be_spawned() {
+        fn send<T: Send>(_: &T) {}
+        send(&ProcCluster::start("/nonexistent", Topo::new(1, 1)));
+    }
+
+    #[test]
+    fn exit_within_reports_the_status_or_none() {
+        let mut done = Command::new("true").spawn().unwrap();
+        let status = exit_within(&mut done, Duration::from_secs(10));
+        assert!(status.is_some_and(|s| s.success()), "{status:?}");
+        let mut running = Command::new("sleep").arg("30").spawn().unwrap();
+        assert_eq!(exit_within(&mut running, Duration::from_millis(50)), None);
+        running.kill().unwrap();
+        running.wait().unwrap();
     }
 }

@@ -10,7 +10,9 @@ pub mod scaffold;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use shaddock_testkit::eventually;
 
 pub fn shaddock() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_shaddock"))
@@ -236,18 +238,10 @@ impl TestApp {
         what: &str,
         f: impl Fn(&serde_json::Value) -> bool,
     ) -> serde_json::Value {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
+        eventually(&format!("{id}: {what}"), Duration::from_secs(20), || {
             let s = self.server(id);
-            if f(&s) {
-                return s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{id}: timed out waiting for {what}: {s}"
-            );
-            std::thread::sleep(Duration::from_millis(150));
-        }
+            if f(&s) { Ok(s) } else { Err(s) }
+        })
     }
 }
 
@@ -326,15 +320,14 @@ pub fn gone(pid: u32) -> bool {
 }
 
 pub fn wait_gone(pids: &[u32], within: Duration) {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if pids.iter().all(|p| gone(*p)) {
-            return;
+    eventually("the processes to be gone", within, || {
+        let left: Vec<_> = pids.iter().filter(|p| !gone(**p)).collect();
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("processes left behind: {left:?}"))
         }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let left: Vec<_> = pids.iter().filter(|p| !gone(**p)).collect();
-    panic!("processes left behind: {left:?}");
+    });
 }
 
 /// Reads the one-line membership answer of an agent_server's `port`.
@@ -349,6 +342,19 @@ pub fn members_seen_by(port: u16) -> Vec<String> {
         .filter(|x| !x.is_empty())
         .map(String::from)
         .collect()
+}
+
+/// Waits until the agent_server on `port` answers exactly `members`.
+pub fn wait_members(port: u16, members: &[&str]) {
+    let what = format!("the server on port {port} to see {members:?}");
+    eventually(&what, Duration::from_secs(5), || {
+        let seen = members_seen_by(port);
+        if seen == members {
+            Ok(())
+        } else {
+            Err(format!("it sees {seen:?}"))
+        }
+    });
 }
 
 pub fn code(out: &Output) -> i32 {

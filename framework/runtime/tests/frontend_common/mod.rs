@@ -13,6 +13,7 @@ use shaddock::connector::{Acceptor, ConnectorOptions};
 use shaddock::handler::HandlerError;
 use shaddock::session::Session;
 use shaddock_client::{Client, ClientOptions};
+pub use shaddock_testkit::eventually_async;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -134,6 +135,7 @@ async fn note(app: App, session: Session, req: Value) -> Result<Value, HandlerEr
 
 async fn slow(_app: App, _session: Session, req: Value) -> Result<Value, HandlerError> {
     let ms = req.get("ms").and_then(Value::as_u64).unwrap_or(500);
+    // deliberate: a slow handler, for timeout and graceful-stop tests.
     tokio::time::sleep(Duration::from_millis(ms)).await;
     Ok(json!({"slept": ms}))
 }
@@ -197,16 +199,13 @@ pub async fn connect(url: &str) -> Client {
         .expect("client connects and handshakes")
 }
 
-/// Polls `f` until it is true or `within` passes.
-pub async fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        if f() {
-            return true;
+/// Waits until the server holds no session any more.
+pub async fn sessions_closed(server: &TestServer) {
+    eventually_async("every session to close", Duration::from_secs(2), || async {
+        match server.app.sessions().count() {
+            0 => Ok(()),
+            n => Err(format!("{n} session(s) open")),
         }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    })
+    .await;
 }

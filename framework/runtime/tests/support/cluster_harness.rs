@@ -40,6 +40,7 @@ impl Echo for EchoImpl {
         req: tonic::Request<SayRequest>,
     ) -> Result<tonic::Response<SayReply>, tonic::Status> {
         let req = req.into_inner();
+        // deliberate: a slow remote on request, for timeout tests.
         tokio::time::sleep(Duration::from_millis(req.delay_ms)).await;
         Ok(tonic::Response::new(SayReply {
             text: req.text,
@@ -382,6 +383,7 @@ async fn kick(_app: App, session: Session, req: Value) -> Result<Value, HandlerE
 }
 
 async fn sleep(app: App, _session: Session, req: Value) -> Result<Value, HandlerError> {
+    // deliberate: a slow handler, for forward-timeout tests.
     tokio::time::sleep(Duration::from_millis(req["ms"].as_u64().unwrap_or(0))).await;
     Ok(json!({"server": app.server_id()}))
 }
