@@ -111,6 +111,7 @@ fn kill_master(app: &TestApp) -> BTreeMap<String, u32> {
     let master = master_pid(app);
     sigkill(master);
     wait_gone(&[master], Duration::from_secs(5));
+    // deliberate: give a server that would die with its master time to do so.
     std::thread::sleep(Duration::from_millis(300));
     for (id, pid) in &before {
         assert!(!gone(*pid), "{id} (pid {pid}) died with the master");
@@ -276,6 +277,7 @@ fn adopted_servers_answer_restart_kill_and_stop_and_added_servers_are_adopted_to
     let out = app.cli(&["kill", "chat-2"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     wait_gone(&[before["chat-2"]], Duration::from_secs(5));
+    // deliberate: time for a restart that must not happen.
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(app.server("chat-2")["state"], "stopped");
 

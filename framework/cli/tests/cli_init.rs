@@ -16,6 +16,7 @@ use cli_support::scaffold::*;
 use cli_support::*;
 use serde_json::{Value, json};
 use shaddock_client::Client;
+use shaddock_testkit::{eventually, eventually_async};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -172,15 +173,14 @@ fn init_builds_starts_chats_adds_restarts_and_stops() {
         assert_eq!(push.route, "onChat");
 
         // The connector reports its connections to the master.
-        let deadline = Instant::now() + WAIT;
-        while app.server("connector-server-1")["connections"]
-            .as_u64()
-            .unwrap()
-            < 2
-        {
-            assert!(Instant::now() < deadline, "connections never reported");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        eventually(
+            "connector-server-1 to report 2 connections",
+            WAIT,
+            || match app.server("connector-server-1")["connections"].as_u64() {
+                Some(n) if n >= 2 => Ok(()),
+                other => Err(format!("connections: {other:?}")),
+            },
+        );
 
         // --- add a connector at run time: the gate sends users to it ---
         let (port2, client_port2) = (free_port(), free_port());
@@ -195,19 +195,21 @@ fn init_builds_starts_chats_adds_restarts_and_stops() {
         ]);
         assert_eq!(code(&out), 0, "{}", stderr(&out));
         // crc32 spreads uids over both connectors now; find one for the new one.
-        let deadline = Instant::now() + WAIT;
-        let mut to_new = None;
-        'outer: while Instant::now() < deadline {
-            for i in 0..50 {
-                let uid = format!("user{i}");
-                if connector_for(&gate, &uid).await.1 == client_port2 {
-                    to_new = Some(uid);
-                    break 'outer;
+        let gate_ref = &gate;
+        let uid = eventually_async(
+            "the gate to send a user to the added connector",
+            WAIT,
+            || async move {
+                for i in 0..50 {
+                    let uid = format!("user{i}");
+                    if connector_for(gate_ref, &uid).await.1 == client_port2 {
+                        return Some(uid);
+                    }
                 }
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        let uid = to_new.expect("the gate never sent a user to the added connector");
+                None
+            },
+        )
+        .await;
         let (carol, port) = enter(&gate, &uid, "lobby").await;
         assert_eq!(port, client_port2);
         // The new connector forwards to the room server and gets its pushes.
@@ -216,14 +218,13 @@ fn init_builds_starts_chats_adds_restarts_and_stops() {
 
         // Stopping it removes it from the gate's list again.
         assert_eq!(code(&app.cli(&["stop", "connector-server-2"])), 0);
-        let deadline = Instant::now() + WAIT;
-        while connector_for(&gate, &uid).await.1 == client_port2 {
-            assert!(
-                Instant::now() < deadline,
-                "the gate still hands out the stopped connector"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let uid_ref = &uid;
+        eventually_async(
+            "the gate to stop handing out the stopped connector",
+            WAIT,
+            || async move { connector_for(gate_ref, uid_ref).await.1 != client_port2 },
+        )
+        .await;
         assert_eq!(connector_for(&gate, &uid).await.1, c1_port);
 
         // --- kill -9 the room server: the master restarts it ---
@@ -231,26 +232,33 @@ fn init_builds_starts_chats_adds_restarts_and_stops() {
         let pid = room["pid"].as_u64().unwrap() as i32;
         // SAFETY: kill(2) on the pid the master reported for room-server-1.
         assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let s = app.server("room-server-1");
-            if s["state"] == "running" && s["pid"].as_u64().unwrap() as i32 != pid {
-                assert_eq!(s["restarts"], 1);
-                break;
-            }
-            assert!(Instant::now() < deadline, "room server not restarted: {s}");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        let s = eventually(
+            "the master to restart room-server-1",
+            Duration::from_secs(15),
+            || {
+                let s = app.server("room-server-1");
+                if s["state"] == "running" && s["pid"].as_u64().unwrap() as i32 != pid {
+                    Ok(s)
+                } else {
+                    Err(s.to_string())
+                }
+            },
+        );
+        assert_eq!(s["restarts"], 1);
         // Rooms live in memory: users re-enter (as a chat client does on
         // reconnect) and chat again within a few seconds.
         let back = Instant::now();
-        let (dave, _) = loop {
-            let uid = format!("dave{}", back.elapsed().as_millis());
-            match tokio::time::timeout(WAIT, enter(&gate, &uid, "lobby")).await {
-                Ok(c) => break c,
-                Err(_) => assert!(back.elapsed() < Duration::from_secs(15)),
-            }
-        };
+        let (dave, _) = eventually_async(
+            "a user to enter the restarted room",
+            Duration::from_secs(15),
+            || async move {
+                let uid = format!("dave{}", back.elapsed().as_millis());
+                tokio::time::timeout(WAIT, enter(gate_ref, &uid, "lobby"))
+                    .await
+                    .ok()
+            },
+        )
+        .await;
         let heard = say_and_hear(&dave, "after the crash").await;
         assert_eq!(heard["server"], "room-server-1");
         eprintln!("chat works again {:?} after the restart", back.elapsed());
