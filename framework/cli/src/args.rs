@@ -43,6 +43,11 @@ pub enum Command {
     /// serverType=connector host=127.0.0.1 port=4052 clientPort=3052
     /// frontend=true`. Every other server learns it.
     Add(AddArgs),
+    /// Apply a changed config/servers.json to the running cluster: start
+    /// the servers that were added, stop the ones that were removed,
+    /// restart the ones whose entry changed. Servers added at run time
+    /// with `add` are kept.
+    Reload(ReloadArgs),
     /// Create or replace an admin user in config/adminUser.json with a new
     /// random password (printed once; only its hash is stored).
     AdminUser(AdminUserArgs),
@@ -165,6 +170,15 @@ pub struct KillArgs {
     /// still is that server (or that master) of this app.
     #[arg(short = 'f', long)]
     pub force: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReloadArgs {
+    #[command(flatten)]
+    pub admin: AdminArgs,
+    /// Seconds to wait for the servers to reach their new state.
+    #[arg(long = "timeout", default_value_t = 60)]
+    pub timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Args)]

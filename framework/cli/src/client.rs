@@ -217,6 +217,14 @@ impl AdminClient {
         }
     }
 
+    pub async fn reload(&mut self) -> Result<proto::ReloadResponse, CliError> {
+        let req = self.request(proto::ReloadRequest {})?;
+        match self.inner.reload(req).await {
+            Ok(r) => Ok(r.into_inner()),
+            Err(s) => Err(self.map(s)),
+        }
+    }
+
     pub async fn shutdown(&mut self) -> Result<proto::ActionResponse, CliError> {
         let req = self.request(proto::ShutdownRequest {})?;
         match self.inner.shutdown(req).await {

@@ -1,5 +1,6 @@
 //! The `shaddock` command-line tool: `init`, `start`, `list`, `stop`,
-//! `kill`, `restart`, `add` (Pomelo's commands) plus `admin-user`.
+//! `kill`, `restart`, `add` (Pomelo's commands) plus `reload` and
+//! `admin-user`.
 //!
 //! Every command is a small function returning a [`CliError`] that carries
 //! the process exit code, so scripts can tell "no master running" from
@@ -58,6 +59,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Kill(a) => kill(a).await,
         Command::Restart(a) => restart(a).await,
         Command::Add(a) => add(a).await,
+        Command::Reload(a) => reload(a).await,
         Command::AdminUser(a) => init::admin_user(a),
     }
 }
@@ -156,12 +158,7 @@ async fn restart(a: args::SelectArgs) -> Result<(), CliError> {
         .restart(select(a.ids.clone(), a.server_type.clone()))
         .await?;
     let result = report("restarting", &resp);
-    let old_pids: Vec<(String, u32)> = before
-        .servers
-        .iter()
-        .filter(|s| resp.ids.contains(&s.id))
-        .map(|s| (s.id.clone(), s.pid))
-        .collect();
+    let old_pids = pids_of(&before, &resp.ids);
     wait_states(
         &mut client,
         &resp.ids,
@@ -172,6 +169,15 @@ async fn restart(a: args::SelectArgs) -> Result<(), CliError> {
     .await?;
     println!("restarted: {}", resp.ids.join(", "));
     result
+}
+
+/// `(id, pid)` of the servers `ids` in a `list` answer.
+fn pids_of(list: &proto::ListResponse, ids: &[String]) -> Vec<(String, u32)> {
+    list.servers
+        .iter()
+        .filter(|s| ids.contains(&s.id))
+        .map(|s| (s.id.clone(), s.pid))
+        .collect()
 }
 
 async fn add(a: args::AddArgs) -> Result<(), CliError> {
@@ -189,6 +195,42 @@ async fn add(a: args::AddArgs) -> Result<(), CliError> {
     )
     .await?;
     println!("{id} is running");
+    Ok(())
+}
+
+async fn reload(a: args::ReloadArgs) -> Result<(), CliError> {
+    let mut client = AdminClient::connect(&a.admin).await?;
+    let before = client.list().await?;
+    let resp = client.reload().await?;
+    if !resp.errors.is_empty() {
+        return Err(CliError::error(resp.errors.join("; ")));
+    }
+    for (what, ids) in [
+        ("started", &resp.started),
+        ("stopped", &resp.stopped),
+        ("restarted", &resp.restarted),
+        ("kept (added at run time, not in servers.json)", &resp.kept),
+    ] {
+        if !ids.is_empty() {
+            println!("{what}: {}", ids.join(", "));
+        }
+    }
+    if resp.started.is_empty() && resp.stopped.is_empty() && resp.restarted.is_empty() {
+        println!("servers.json unchanged: nothing to do");
+        return Ok(());
+    }
+    let timeout = Duration::from_secs(a.timeout_secs);
+    // Removed entries leave the list once stopped (then they count as done).
+    wait_states(&mut client, &resp.stopped, &["stopped"], None, timeout).await?;
+    let old_pids = pids_of(&before, &resp.restarted);
+    let up: Vec<String> = resp
+        .started
+        .iter()
+        .chain(&resp.restarted)
+        .cloned()
+        .collect();
+    wait_states(&mut client, &up, &["running"], Some(&old_pids), timeout).await?;
+    println!("servers.json applied");
     Ok(())
 }
 

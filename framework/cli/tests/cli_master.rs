@@ -512,3 +512,119 @@ fn without_auto_restart_a_crash_is_reported_and_restart_brings_it_back() {
     assert_eq!(s["state"], "running");
     assert_eq!(s["lastError"], "");
 }
+
+#[test]
+fn stop_of_a_backend_leaves_the_list_first_and_reload_applies_servers_json() {
+    let mut app = TestApp::new(&[
+        Srv::frontend("connector-1", "connector"),
+        Srv::backend("chat-1", "chat"),
+        Srv::backend("chat-2", "chat"),
+        Srv::backend("chat-3", "chat"),
+    ]);
+    assert_eq!(code(&app.start_daemon(&[])), 0);
+    let connector = app.server("connector-1")["port"].as_u64().unwrap() as u16;
+    let port9 = free_port().to_string();
+    let pair = format!("port={port9}");
+    let out = app.cli(&[
+        "add",
+        "id=chat-9",
+        "serverType=chat",
+        "host=127.0.0.1",
+        &pair,
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+
+    // A planned stop of a backend: out of everybody's list while it still
+    // runs (its peers take over), stopped only after the hand-off delay.
+    let pid2 = app.server("chat-2")["pid"].as_u64().unwrap() as u32;
+    let mut stop = std::process::Command::new(shaddock())
+        .args(["stop", "chat-2", "-d"])
+        .arg(app.path())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while members_seen_by(connector).contains(&"chat-2".to_string()) {
+        assert!(std::time::Instant::now() < deadline, "chat-2 never left");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!gone(pid2), "chat-2 was stopped before it left the list");
+    assert!(stop.wait().unwrap().success());
+    wait_gone(&[pid2], Duration::from_secs(5));
+    let log = std::fs::read_to_string(app.path().join("logs/master.log")).unwrap();
+    let left = log
+        .find("chat-2 left the server list")
+        .expect("hand-off line");
+    assert!(left < log.find("chat-2 stopped").unwrap(), "{log}");
+
+    // servers.json: chat-1 moves to another port, chat-3 goes, chat-4 comes;
+    // chat-2 (stopped) stays stopped, chat-9 (added at run time) is kept.
+    let pid1 = app.server("chat-1")["pid"].as_u64().unwrap();
+    let pid3 = app.server("chat-3")["pid"].as_u64().unwrap() as u32;
+    let (new1, port4) = (free_port(), free_port());
+    app.edit_servers_json(|env| {
+        let chats = env["chat"].as_array_mut().unwrap();
+        chats.retain(|s| s["id"] != "chat-3");
+        chats[0]["port"] = new1.into();
+        chats.push(serde_json::json!({"id": "chat-4", "host": "127.0.0.1", "port": port4}));
+    });
+    let out = app.cli(&["reload"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = stdout(&out);
+    for line in [
+        "started: chat-4",
+        "stopped: chat-3",
+        "restarted: chat-1",
+        "kept (added at run time, not in servers.json): chat-9",
+    ] {
+        assert!(text.contains(line), "no `{line}` in {text}");
+    }
+    wait_gone(&[pid3], Duration::from_secs(5));
+    let list = app.list();
+    assert!(
+        list["servers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["id"] != "chat-3"),
+        "{list}"
+    );
+    let chat1 = app.server("chat-1");
+    assert_eq!(chat1["state"], "running");
+    assert_eq!(chat1["port"].as_u64().unwrap(), u64::from(new1));
+    assert_ne!(chat1["pid"].as_u64().unwrap(), pid1);
+    assert_eq!(app.server("chat-2")["state"], "stopped");
+    assert_eq!(app.server("chat-4")["state"], "running");
+    assert_eq!(app.server("chat-9")["state"], "running");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let seen = members_seen_by(connector);
+        // servers.json order, then run-time additions.
+        if seen == ["connector-1", "chat-1", "chat-4", "chat-9"] {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "connector-1 sees {seen:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // Nothing changed: nothing to do.
+    let out = app.cli(&["reload"]);
+    assert_eq!(code(&out), 0);
+    assert!(stdout(&out).contains("nothing to do"), "{}", stdout(&out));
+    // A broken servers.json changes nothing (exit 1).
+    std::fs::write(app.path().join("config/servers.json"), "{not json").unwrap();
+    let out = app.cli(&["reload"]);
+    assert_eq!(code(&out), 1);
+    assert!(
+        stderr(&out).contains("nothing was changed"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(app.server("chat-4")["state"], "running");
+
+    let pids = app.all_pids();
+    assert_eq!(code(&app.cli(&["stop"])), 0);
+    wait_gone(&pids, Duration::from_secs(10));
+}

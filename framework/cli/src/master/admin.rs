@@ -4,6 +4,7 @@
 //! matching a user of `config/adminUser.json` (argon2 hashes). The check
 //! runs in a blocking thread because argon2 is deliberately slow.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,17 +29,26 @@ pub struct AdminService {
     users: Arc<AdminUsers>,
     master_id: String,
     env: String,
+    /// Where `Reload` reads servers.json.
+    config_dir: PathBuf,
     started: Instant,
 }
 
 impl AdminService {
-    pub fn new(supervisor: Supervisor, users: AdminUsers, master_id: String, env: String) -> Self {
+    pub fn new(
+        supervisor: Supervisor,
+        users: AdminUsers,
+        master_id: String,
+        env: String,
+        config_dir: PathBuf,
+    ) -> Self {
         AdminService {
             verify_slots: Arc::new(Semaphore::new(VERIFY_CONCURRENCY)),
             supervisor,
             users: Arc::new(users),
             master_id,
             env,
+            config_dir,
             started: Instant::now(),
         }
     }
@@ -182,6 +192,27 @@ impl proto::admin_server::Admin for AdminService {
         Ok(reply(ActionReport {
             ids: vec![req.id],
             errors: Vec::new(),
+        }))
+    }
+
+    async fn reload(
+        &self,
+        request: Request<proto::ReloadRequest>,
+    ) -> Result<Response<proto::ReloadResponse>, Status> {
+        self.authenticate(&request).await?;
+        let report = match super::config::load_servers(&self.config_dir, &self.env) {
+            Ok(servers) => self.supervisor.reload(servers),
+            Err(e) => super::supervisor::ReloadReport {
+                errors: vec![format!("{e:#}; nothing was changed")],
+                ..Default::default()
+            },
+        };
+        Ok(Response::new(proto::ReloadResponse {
+            started: report.started,
+            stopped: report.stopped,
+            restarted: report.restarted,
+            kept: report.kept,
+            errors: report.errors,
         }))
     }
 

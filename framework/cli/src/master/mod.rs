@@ -181,6 +181,7 @@ pub async fn run(opts: MasterOptions, shutdown: impl Future<Output = ()>) -> any
         users,
         master.id.clone(),
         opts.env.clone(),
+        config_dir.clone(),
     );
     let members = membership::MembershipService::new(supervisor.clone(), token);
     let server_stop = tokio_util::sync::CancellationToken::new();

@@ -24,6 +24,7 @@
 //! [`Supervisor::adopt`]).
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -50,6 +51,13 @@ pub const FAST_FAIL: Duration = Duration::from_secs(5);
 pub const MAX_FAST_FAILS: u32 = 3;
 /// Lines of output kept per server for error reports.
 const TAIL_LINES: usize = 20;
+/// Planned stop of a backend: how long it keeps running after it left the
+/// server list, so that its peers (which reconcile on the new list: a
+/// sharded type's new owners pull its rooms from the frontends) are done
+/// before it stops. Measured (`docs/scaling.md`): peers taking over ~330
+/// rooms rebuild in ~30 ms, ~3 300 rooms in up to ~0.8 s (then requests
+/// to the moved rooms wait for the rebuild instead of failing).
+pub const HANDOFF: Duration = Duration::from_millis(400);
 
 /// Everything the supervisor needs to spawn servers.
 #[derive(Debug, Clone)]
@@ -154,6 +162,16 @@ struct Slot {
     /// Whether the server came up since it was last started on purpose;
     /// such a server stays in the membership list while it restarts.
     ever_up: bool,
+    /// Out of the membership list ahead of a planned stop (hand-off).
+    leaving: bool,
+    /// An entry of servers.json (a reload may stop it), not added at run
+    /// time.
+    from_config: bool,
+    /// The entry to run with after the pending restart (reload of a
+    /// changed entry).
+    next_info: Option<ServerInfo>,
+    /// Removed from servers.json: the slot goes once the server stopped.
+    remove_when_stopped: bool,
     cpu_prev: Option<(Instant, f64)>,
 }
 
@@ -181,6 +199,17 @@ pub struct ActionReport {
     pub errors: Vec<String>,
 }
 
+/// Outcome of a reload of servers.json (see [`Supervisor::reload`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReloadReport {
+    pub started: Vec<String>,
+    pub stopped: Vec<String>,
+    pub restarted: Vec<String>,
+    /// Added at run time and not in servers.json: left running.
+    pub kept: Vec<String>,
+    pub errors: Vec<String>,
+}
+
 /// Cheap-to-clone handle to the supervisor.
 #[derive(Clone)]
 pub struct Supervisor {
@@ -199,6 +228,8 @@ struct Inner {
     /// Serialises record writes; `true` once the master removed the file
     /// for good (its last servers are gone).
     records_closed: Mutex<bool>,
+    /// Every server is being stopped: no hand-off delay (nobody takes over).
+    stopping_all: AtomicBool,
 }
 
 impl Supervisor {
@@ -207,7 +238,11 @@ impl Supervisor {
     pub fn new(cfg: SupervisorConfig, servers: Vec<ServerInfo>) -> Self {
         let mut slots: Vec<Slot> = servers
             .into_iter()
-            .map(|info| new_slot(info, Kind::Game, cfg.auto_restart_default))
+            .map(|info| {
+                let mut slot = new_slot(info, Kind::Game, cfg.auto_restart_default);
+                slot.from_config = true;
+                slot
+            })
             .collect();
         if let Some(web) = &cfg.web {
             let info = ServerInfo {
@@ -239,6 +274,7 @@ impl Supervisor {
                 id_width,
                 master_start: procinfo::start_time(std::process::id()),
                 records_closed: Mutex::new(false),
+                stopping_all: AtomicBool::new(false),
             }),
         }
     }
@@ -281,6 +317,7 @@ impl Supervisor {
                 let (tx, rx) = mpsc::channel(4);
                 slot.control = Some(tx);
                 slot.state = State::Starting;
+                slot.leaving = false;
                 slot.last_error.clear();
                 slot.restarts = 0;
                 report.ids.push(slot.info.id.clone());
@@ -294,7 +331,9 @@ impl Supervisor {
     }
 
     /// Graceful stop of the selected servers (returns at once; `list`
-    /// shows `stopping` then `stopped`).
+    /// shows `stopping` then `stopped`). A backend that is a member of the
+    /// server list leaves it first and stops [`HANDOFF`] later, so that its
+    /// peers take over its keys (rooms) while it still answers.
     pub fn stop(&self, sel: &Selection) -> ActionReport {
         self.control(sel, Control::Stop)
     }
@@ -351,6 +390,112 @@ impl Supervisor {
             server_type: None,
         });
         Ok(())
+    }
+
+    /// Applies a re-read servers.json (`servers`, in file order): starts
+    /// the servers that are new, stops (gracefully, with the hand-off of
+    /// [`Supervisor::stop`]) the entries that are gone and drops them from
+    /// the list once stopped, and restarts the running servers whose entry
+    /// changed (with the new entry). Servers added at run time that the
+    /// file does not name are kept; a stopped server that is still in the
+    /// file stays stopped.
+    pub fn reload(&self, servers: Vec<ServerInfo>) -> ReloadReport {
+        let mut report = ReloadReport::default();
+        let (mut to_start, mut to_restart, mut to_stop) = (Vec::new(), Vec::new(), Vec::new());
+        {
+            let mut slots = self.inner.lock();
+            if let Some(web) = servers.iter().find(|i| i.id == WEB_SERVER_ID) {
+                report
+                    .errors
+                    .push(format!("`{}` is not a usable server id", web.id));
+                return report;
+            }
+            for info in &servers {
+                let Some(slot) = slots.iter_mut().find(|s| s.info.id == info.id) else {
+                    let mut slot = new_slot(
+                        info.clone(),
+                        Kind::Game,
+                        self.inner.cfg.auto_restart_default,
+                    );
+                    slot.from_config = true;
+                    slots.push(slot);
+                    to_start.push(info.id.clone());
+                    continue;
+                };
+                slot.from_config = true;
+                slot.remove_when_stopped = false;
+                let current = slot.next_info.as_ref().unwrap_or(&slot.info);
+                if current == info {
+                    continue;
+                }
+                slot.auto_restart = info
+                    .auto_restart
+                    .unwrap_or(self.inner.cfg.auto_restart_default);
+                if slot.control.is_some() {
+                    slot.next_info = Some(info.clone());
+                    to_restart.push(info.id.clone());
+                } else {
+                    slot.info = info.clone();
+                }
+            }
+            for slot in slots.iter_mut() {
+                if slot.kind != Kind::Game || servers.iter().any(|i| i.id == slot.info.id) {
+                    continue;
+                }
+                if slot.from_config {
+                    slot.remove_when_stopped = true;
+                    if slot.control.is_some() {
+                        to_stop.push(slot.info.id.clone());
+                    } else {
+                        report.stopped.push(slot.info.id.clone());
+                    }
+                } else {
+                    report.kept.push(slot.info.id.clone());
+                }
+            }
+            slots.retain(|s| !(s.remove_when_stopped && s.control.is_none()));
+            // servers.json order, then run-time additions and the web
+            // server: the membership order every server routes with.
+            slots.sort_by_key(|s| {
+                servers
+                    .iter()
+                    .position(|i| i.id == s.info.id)
+                    .unwrap_or(usize::MAX)
+            });
+        }
+        for (what, ids) in [
+            ("new", &to_start),
+            ("removed", &to_stop),
+            ("changed", &to_restart),
+        ] {
+            if !ids.is_empty() {
+                self.inner.say(&format!(
+                    "reload of servers.json: {what}: {}",
+                    ids.join(", ")
+                ));
+            }
+        }
+        let by_ids = |ids: &[String]| Selection {
+            ids: ids.to_vec(),
+            server_type: None,
+        };
+        if !to_stop.is_empty() {
+            let r = self.stop(&by_ids(&to_stop));
+            report.stopped.extend(r.ids);
+            report.errors.extend(r.errors);
+        }
+        if !to_restart.is_empty() {
+            let r = self.control(&by_ids(&to_restart), Control::Restart);
+            report.restarted.extend(r.ids);
+            report.errors.extend(r.errors);
+        }
+        if !to_start.is_empty() {
+            let r = self.start(&by_ids(&to_start));
+            report.started.extend(r.ids);
+            report.errors.extend(r.errors);
+        }
+        self.inner.publish();
+        report
     }
 
     /// Takes over servers an earlier master started that still run (its
@@ -467,6 +612,7 @@ impl Supervisor {
     /// and the room-leave calls of kicked users still reach the backends;
     /// then the backends.
     pub async fn stop_all_and_wait(&self) {
+        self.inner.stopping_all.store(true, Ordering::SeqCst);
         let frontends: Vec<String> = self
             .inner
             .lock()
@@ -643,6 +789,10 @@ fn new_slot(info: ServerInfo, kind: Kind, auto_default: bool) -> Slot {
         agent: None,
         control: None,
         ever_up: false,
+        leaving: false,
+        from_config: false,
+        next_info: None,
+        remove_when_stopped: false,
         cpu_prev: None,
     }
 }
@@ -746,7 +896,8 @@ impl Inner {
     /// A server is a member once it came up, and stays one while it is
     /// restarting after a crash: routers keep hashing users to it (their
     /// requests fail fast for a moment) instead of moving every room of a
-    /// crashed server elsewhere and back. Stopped and failed servers leave.
+    /// crashed server elsewhere and back. Stopped and failed servers leave,
+    /// and a backend being stopped on purpose leaves before it stops.
     fn publish(&self) {
         let entries: Vec<proto::ServerEntry> = self
             .lock()
@@ -754,6 +905,7 @@ impl Inner {
             .filter(|s| {
                 s.kind == Kind::Game
                     && s.ever_up
+                    && !s.leaving
                     && !matches!(s.state, State::Stopped | State::Failed)
             })
             .map(|s| proto::ServerEntry {

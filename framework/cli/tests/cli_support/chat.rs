@@ -31,19 +31,26 @@ pub fn game_server() -> PathBuf {
     .clone()
 }
 
-pub async fn enter(gate: &str, username: &str, rid: &str) -> Result<Client, String> {
+/// Asks the gate which connector `uid` should use: its host and client port.
+pub async fn query_entry(gate: &str, uid: &str) -> Result<(String, u16), String> {
     let g = Client::connect(gate, ClientOptions::default())
         .await
         .map_err(|e| format!("gate: {e}"))?;
     let entry: Value = g
-        .request("gate.gateHandler.queryEntry", &json!({"uid": username}))
+        .request("gate.gateHandler.queryEntry", &json!({"uid": uid}))
         .await
         .map_err(|e| format!("queryEntry: {e}"))?;
     g.close().await;
     if entry["code"] != 200 {
         return Err(format!("queryEntry answered {entry}"));
     }
-    let url = format!("ws://{}:{}", entry["host"].as_str().unwrap(), entry["port"]);
+    let host = entry["host"].as_str().unwrap_or_default().to_string();
+    Ok((host, entry["port"].as_u64().unwrap_or(0) as u16))
+}
+
+pub async fn enter(gate: &str, username: &str, rid: &str) -> Result<Client, String> {
+    let (host, port) = query_entry(gate, username).await?;
+    let url = format!("ws://{host}:{port}");
     let c = Client::connect(&url, ClientOptions::default())
         .await
         .map_err(|e| format!("connector: {e}"))?;

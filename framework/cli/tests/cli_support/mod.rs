@@ -215,6 +215,16 @@ impl TestApp {
         self.cli(&args)
     }
 
+    /// Rewrites servers.json after `edit` changed its `development`
+    /// section (as an operator would before `shaddock reload`).
+    pub fn edit_servers_json(&self, edit: impl FnOnce(&mut serde_json::Value)) {
+        let path = self.path().join("config/servers.json");
+        let mut cfg: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        edit(&mut cfg["development"]);
+        std::fs::write(&path, cfg.to_string()).unwrap();
+    }
+
     /// `list --json`, parsed.
     pub fn list(&self) -> serde_json::Value {
         let out = self.cli(&["list", "--json"]);

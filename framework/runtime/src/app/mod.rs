@@ -213,7 +213,13 @@ impl App {
         }
         if self.server().frontend && self.inner.clustered {
             for server_type in &self.inner.sharded {
-                announce_restart(self.cluster().pool(), server_type, self.server_id()).await;
+                announce_restart(
+                    self.cluster().pool(),
+                    server_type,
+                    self.server_id(),
+                    membership.clone(),
+                )
+                .await;
             }
         }
         let shutdown = async {

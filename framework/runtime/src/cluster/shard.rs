@@ -304,23 +304,85 @@ impl ShardKeeper {
     }
 }
 
+/// How long a restarted frontend keeps announcing its restart to owners
+/// it learns about from a later server list (see [`announce_restart`]).
+pub const ANNOUNCE_FOLLOW_UP: Duration = Duration::from_secs(10);
+
 /// Frontend side of a restart: asks every server of `server_type` to pull
 /// this frontend's members again, so whatever a previous incarnation of it
 /// registered is dropped (those users are gone) before new clients come.
-pub async fn announce_restart(pool: &Pool, server_type: &str, frontend_id: &str) {
-    let owners = pool.servers().by_type(server_type);
+///
+/// The list at start may be servers.json's, which does not name owners
+/// added at run time (`shaddock add`): the master's list arrives a moment
+/// later. So, for [`ANNOUNCE_FOLLOW_UP`] after the first announcement (or
+/// until `stop`), every owner that appears in a later list is asked too.
+/// A pull only replaces this frontend's members with what it really has,
+/// so asking twice, or after clients arrived, loses nothing.
+pub async fn announce_restart(
+    pool: &Arc<Pool>,
+    server_type: &str,
+    frontend_id: &str,
+    stop: CancellationToken,
+) {
+    // Subscribed first: a list that arrives during the first round is a
+    // change the follow-up sees.
+    let mut changes = pool.servers().changes();
+    let mut announced = BTreeSet::new();
+    announce_to_new(pool, server_type, frontend_id, &mut announced).await;
+    let (pool, server_type, frontend_id) = (
+        pool.clone(),
+        server_type.to_string(),
+        frontend_id.to_string(),
+    );
+    tokio::spawn(async move {
+        let deadline = tokio::time::Instant::now() + ANNOUNCE_FOLLOW_UP;
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep_until(deadline) => return,
+                r = changes.changed() => if r.is_err() { return },
+            }
+            announce_to_new(&pool, &server_type, &frontend_id, &mut announced).await;
+        }
+    });
+}
+
+/// Sends `Resync` to the owners of `server_type` not in `announced` yet.
+async fn announce_to_new(
+    pool: &Pool,
+    server_type: &str,
+    frontend_id: &str,
+    announced: &mut BTreeSet<String>,
+) {
+    let owners: Vec<ServerInfo> = pool
+        .servers()
+        .by_type(server_type)
+        .into_iter()
+        .filter(|o| !announced.contains(&o.id))
+        .collect();
     let calls = owners.iter().map(|owner| async move {
         let Ok(channel) = pool.channel(&owner.id) else {
-            return;
+            return false;
         };
         let req = proto::ResyncRequest {
             frontend_id: frontend_id.to_string(),
         };
         let mut client = ClusterClient::new(channel);
         let call = client.resync(req);
-        if let Ok(Err(status)) = tokio::time::timeout(PULL_TIMEOUT * 2, call).await {
-            tracing::debug!(owner = %owner.id, error = %status.message(), "resync request failed");
+        match tokio::time::timeout(PULL_TIMEOUT * 2, call).await {
+            Ok(Ok(_)) => true,
+            Ok(Err(status)) => {
+                tracing::debug!(owner = %owner.id, error = %status.message(), "resync request failed");
+                false
+            }
+            Err(_) => false,
         }
     });
-    join_all(calls).await;
+    for (owner, ok) in owners.iter().zip(join_all(calls).await) {
+        // An owner that did not answer is down: it pulls from every
+        // frontend when it starts again. Only answered ones are done.
+        if ok {
+            announced.insert(owner.id.clone());
+        }
+    }
 }

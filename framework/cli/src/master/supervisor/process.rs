@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 
 use super::output::{describe_exit, line_prefix, pipe, tail_text};
 use super::{
-    BACKOFF_MAX, BACKOFF_MIN, Control, FAST_FAIL, Inner, Kind, MAX_FAST_FAILS, State,
+    BACKOFF_MAX, BACKOFF_MIN, Control, FAST_FAIL, HANDOFF, Inner, Kind, MAX_FAST_FAILS, State,
     SupervisorConfig,
 };
 use crate::master::{procinfo, proto};
@@ -139,10 +139,18 @@ pub(super) async fn supervise(inner: Arc<Inner>, id: String, mut ctl: mpsc::Rece
                     Outcome::Stopped
                 }
                 Some(Control::Restart) => {
+                    // A restart with the same entry keeps the server a
+                    // member (like a crash); a new entry (reload) is a
+                    // planned stop of the old one.
+                    let moving = inner.with_slot(&id, |s| s.next_info.is_some()).unwrap_or(false);
+                    if moving {
+                        leave_first(&inner, &id).await;
+                    }
                     graceful_stop(&inner, &id, &mut proc).await;
                     Outcome::Restart
                 }
                 Some(Control::Stop) | None => {
+                    leave_first(&inner, &id).await;
                     graceful_stop(&inner, &id, &mut proc).await;
                     Outcome::Stopped
                 }
@@ -166,11 +174,20 @@ pub(super) async fn supervise(inner: Arc<Inner>, id: String, mut ctl: mpsc::Rece
                 inner.with_slot(&id, |s| {
                     s.state = State::Stopped;
                     s.ever_up = false;
+                    s.leaving = false;
                 });
                 break;
             }
             Outcome::Restart => {
                 inner.say(&format!("{id} stopped, restarting"));
+                inner.with_slot(&id, |s| {
+                    if let Some(next) = s.next_info.take() {
+                        // Rejoins the list once it listens on the new entry.
+                        s.info = next;
+                        s.ever_up = false;
+                    }
+                    s.leaving = false;
+                });
                 fast_fails = 0;
                 backoff = BACKOFF_MIN;
                 continue;
@@ -248,8 +265,48 @@ pub(super) async fn supervise(inner: Arc<Inner>, id: String, mut ctl: mpsc::Rece
         s.pid = None;
         s.proc_start = None;
         s.adopted = false;
+        s.leaving = false;
+        if let Some(next) = s.next_info.take() {
+            s.info = next;
+        }
     });
+    // An entry removed from servers.json by a reload leaves the list.
+    inner
+        .lock()
+        .retain(|s| !(s.info.id == id && s.remove_when_stopped && s.control.is_none()));
     inner.publish();
+}
+
+/// Planned stop of a backend that is a member of the server list: it
+/// leaves the list first and keeps running for [`HANDOFF`], so its peers
+/// rebuild what it owned (a sharded type's rooms, from the frontends)
+/// while its in-flight requests still finish. Frontends are not delayed
+/// (they kick their users on stop), nor is anything when every server
+/// stops.
+async fn leave_first(inner: &Inner, id: &str) {
+    let left = inner
+        .with_slot(id, |s| {
+            let member = s.kind == Kind::Game
+                && !s.info.frontend
+                && s.ever_up
+                && !s.leaving
+                && s.state == State::Running;
+            if member {
+                s.leaving = true;
+                s.state = State::Stopping;
+            }
+            member
+        })
+        .unwrap_or(false);
+    if !left || inner.stopping_all.load(std::sync::atomic::Ordering::SeqCst) {
+        return;
+    }
+    inner.publish();
+    inner.say(&format!(
+        "{id} left the server list; stopping it in {} ms (hand-off)",
+        HANDOFF.as_millis()
+    ));
+    tokio::time::sleep(HANDOFF).await;
 }
 
 fn fail(inner: &Inner, id: &str, error: String) {
