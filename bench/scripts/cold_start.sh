@@ -34,8 +34,7 @@ cleanup
 trap - EXIT
 # Incremental: touch one handler, rebuild the app as `start` does.
 touch game-server/src/servers/chat/handler/chat_handler.rs
-inc_ms() { echo $(( $(date +%s%N) / 1000000 )); }
-start=$(ms)
+inc_start=$(ms)
 cargo build --release -q -p game-server -p web-server
 inc=$(( $(ms) - inc_start ))
 printf 'incremental rebuild after touching one handler: %d.%01d s\n' $((inc / 1000)) $((inc % 1000 / 100))

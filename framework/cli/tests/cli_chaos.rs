@@ -24,6 +24,7 @@
 
 mod cli_support;
 
+use shaddock_testkit::eventually;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -349,14 +350,6 @@ fn newcomer_sees(
 }
 
 /// Polls `f` every 100 ms until it holds (at most `within`).
-fn eventually(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 fn chat_infos(ids: &[&str]) -> Vec<shaddock::config::ServerInfo> {
     ids.iter()
         .map(|id| shaddock_testkit::server(id, "chat", Some(1), None))
