@@ -409,10 +409,23 @@ impl ProcCluster {
                     cluster.stderr(&s.id)
                 ))
             });
+            // A port that accepts may belong to another test's cluster that
+            // drew the same free port: only the server's own log line says
+            // *it* is listening (and a server that lost the race exits with
+            // "cannot listen", which makes `start` retry on fresh ports).
+            let unlogged = servers.iter().find_map(|s| {
+                let log = cluster.log(&s.id);
+                let rpc = s.port.is_some() && !log.contains("RPC server listening");
+                let clients = s.client_port.is_some() && !log.contains("accepting clients");
+                (rpc || clients).then(|| format!("{} has not logged that it listens yet", s.id))
+            });
             let servers = &servers;
             async move {
                 if let Some(exited) = exited {
                     return Ok(Err(exited));
+                }
+                if let Some(unlogged) = unlogged {
+                    return Err(unlogged);
                 }
                 for s in servers {
                     for port in [s.port, s.client_port].into_iter().flatten() {
@@ -530,23 +543,32 @@ impl ProcCluster {
             let _ = old.child.kill();
             let _ = old.child.wait();
         }
-        self.spawn(id);
+        // The log file is appended to: count the previous incarnation's
+        // "listening" lines so only the new process's count.
+        let listening = |log: &str| {
+            log.matches("RPC server listening").count() + log.matches("accepting clients").count()
+        };
+        let before = listening(&self.log(id));
         let info = self.server(id).clone();
-        let deadline = Instant::now() + START_TIMEOUT;
-        for port in [info.port, info.client_port].into_iter().flatten() {
-            while tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_err()
-            {
-                if let Some(status) = self.exited(id) {
-                    panic!("{id} exited on restart ({status}): {}", self.stderr(id));
+        let wanted =
+            before + usize::from(info.port.is_some()) + usize::from(info.client_port.is_some());
+        self.spawn(id);
+        let what = format!("{id} to listen again after a restart");
+        let outcome = eventually_async(&what, START_TIMEOUT, || {
+            let exited = self.exited(id);
+            let logged = listening(&self.log(id));
+            let stderr = self.stderr(id);
+            async move {
+                match exited {
+                    Some(status) => Ok(Err(format!("{id} exited on restart ({status}): {stderr}"))),
+                    None if logged >= wanted => Ok(Ok(())),
+                    None => Err(format!("{logged} of {wanted} listening lines")),
                 }
-                assert!(
-                    Instant::now() < deadline,
-                    "{id} did not listen on {port} after a restart"
-                );
-                tokio::time::sleep(Duration::from_millis(10)).await;
             }
+        })
+        .await;
+        if let Err(e) = outcome {
+            panic!("{e}");
         }
     }
 }
