@@ -509,6 +509,21 @@ impl ProcCluster {
         let pid = libc::pid_t::try_from(p.child.id()).expect("pid");
         // SAFETY: kill(2) on our own, not yet reaped child.
         assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0, "SIGSTOP {id}");
+        // kill(2) only queues the signal: wait until the kernel reports the
+        // process stopped, or a request sent right away may still be served.
+        let stat = format!("/proc/{pid}/stat");
+        eventually(&format!("{id} to be stopped"), START_TIMEOUT, || {
+            let text = std::fs::read_to_string(&stat).unwrap_or_default();
+            // "pid (comm) S ...": the state follows the last ')'.
+            let state = text
+                .rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().next());
+            match state {
+                Some("T") | Some("t") => Ok(()),
+                other => Err(format!("state {other:?}")),
+            }
+        });
     }
 
     /// What the server wrote to stderr so far.
