@@ -36,6 +36,8 @@ pub mod proto {
 
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -214,24 +216,15 @@ pub async fn run(opts: MasterOptions, shutdown: impl Future<Output = ()>) -> any
     }
 
     // Tell the operator when everything asked for is up (or what failed).
-    let watch = supervisor.clone();
-    let only = opts.only.clone().unwrap_or_default();
+    let announced = Arc::new(AtomicBool::new(false));
+    let (watch, only, flag) = (
+        supervisor.clone(),
+        opts.only.clone().unwrap_or_default(),
+        announced.clone(),
+    );
     let ready = tokio::spawn(async move {
-        loop {
-            match watch.readiness(&only) {
-                Ok(true) => {
-                    supervisor::out_line("[master] all servers are up");
-                    return;
-                }
-                Err(failed) => {
-                    supervisor::out_line("[master] some servers failed to start:");
-                    for f in failed {
-                        supervisor::out_line(&format!("[master]   {f}"));
-                    }
-                    return;
-                }
-                Ok(false) => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
+        while !announce_readiness(&watch, &only, &flag) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     });
 
@@ -240,7 +233,15 @@ pub async fn run(opts: MasterOptions, shutdown: impl Future<Output = ()>) -> any
         _ = shutdown => supervisor::out_line("[master] stop requested, stopping every server"),
         _ = admin_shutdown.cancelled() => supervisor::out_line("[master] shutdown requested by admin, stopping every server"),
     }
+    // A stop can arrive between two polls, after every server came up: say
+    // so before stopping them (once: the flag guards the poller's line).
     ready.abort();
+    let _ = ready.await;
+    announce_readiness(
+        &supervisor,
+        &opts.only.clone().unwrap_or_default(),
+        &announced,
+    );
     supervisor.stop_all_and_wait().await;
     server_stop.cancel();
     if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(3), server).await {
@@ -249,4 +250,27 @@ pub async fn run(opts: MasterOptions, shutdown: impl Future<Output = ()>) -> any
     supervisor.remove_records();
     supervisor::out_line("[master] all servers stopped, bye");
     Ok(())
+}
+
+/// Prints, once, that every selected server is up or which failed; returns
+/// whether that is settled.
+fn announce_readiness(supervisor: &Supervisor, only: &Selection, announced: &AtomicBool) -> bool {
+    match supervisor.readiness(only) {
+        Ok(false) => false,
+        Ok(true) => {
+            if !announced.swap(true, Ordering::SeqCst) {
+                supervisor::out_line("[master] all servers are up");
+            }
+            true
+        }
+        Err(failed) => {
+            if !announced.swap(true, Ordering::SeqCst) {
+                supervisor::out_line("[master] some servers failed to start:");
+                for f in failed {
+                    supervisor::out_line(&format!("[master]   {f}"));
+                }
+            }
+            true
+        }
+    }
 }
