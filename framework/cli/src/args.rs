@@ -69,7 +69,10 @@ pub struct AppArgs {
 pub struct AdminArgs {
     #[command(flatten)]
     pub app: AppArgs,
-    /// Master host (default: master.json).
+    /// Master host (default: master.json). With etcd (several hosts): the
+    /// host whose supervisor to ask; `start --host NAME` runs the
+    /// supervisor of host NAME, which starts the servers of servers.json
+    /// whose `host` is NAME.
     #[arg(short = 'H', long)]
     pub host: Option<String>,
     /// Master port (default: master.json).

@@ -158,7 +158,7 @@ impl AdminClient {
     }
 
     pub async fn list(&mut self) -> Result<proto::ListResponse, CliError> {
-        let req = self.request(proto::ListRequest {})?;
+        let req = self.request(proto::ListRequest { local_only: false })?;
         match self.inner.list(req).await {
             Ok(r) => Ok(r.into_inner()),
             Err(s) => Err(self.map(s)),

@@ -79,6 +79,7 @@ fn select(ids: Vec<String>, server_type: Option<String>) -> proto::SelectRequest
     proto::SelectRequest {
         ids,
         server_type: server_type.unwrap_or_default(),
+        local_only: false,
     }
 }
 

@@ -58,6 +58,7 @@ fn master_listening(addr: &str) -> bool {
 pub async fn start(mut a: StartArgs) -> Result<(), CliError> {
     let dir = app_dir(&a)?;
     a.admin.app.dir = dir.clone();
+
     ensure_admin_user(&dir)?;
     let addr = client::master_addr(&a.admin)?;
     let sel = selection(&a);
@@ -74,6 +75,7 @@ pub async fn start(mut a: StartArgs) -> Result<(), CliError> {
             .start(proto::SelectRequest {
                 ids: sel.ids,
                 server_type: sel.server_type.unwrap_or_default(),
+                local_only: false,
             })
             .await?;
         if !resp.errors.is_empty() {
@@ -125,6 +127,7 @@ fn ensure_admin_user(dir: &Path) -> Result<(), CliError> {
 pub async fn master(mut a: StartArgs) -> Result<(), CliError> {
     let dir = app_dir(&a)?;
     a.admin.app.dir = dir.clone();
+
     let layout = match (&a.server_bin, &a.web_bin, a.no_web) {
         // Everything given (what `start -D` passes): no cargo call needed.
         (Some(_), Some(_), _) | (Some(_), None, true) => AppLayout {
@@ -147,7 +150,11 @@ async fn run_master(opts: MasterOptions, foreground: bool) -> Result<(), CliErro
         .map(|m| m.id)
         .unwrap_or_else(|_| "master".into());
     // Keep the guard for the life of the master (it flushes the file).
-    let _guard = shaddock::logging::init(&master_id, opts.app_dir.join("logs")).ok();
+    let log_id = match &opts.supervise_host {
+        Some(host) => format!("{master_id}-{host}"),
+        None => master_id,
+    };
+    let _guard = shaddock::logging::init(&log_id, opts.app_dir.join("logs")).ok();
     let shutdown = async move {
         tokio::select! {
             _ = shaddock::launch::shutdown_signal() => {}
@@ -206,6 +213,8 @@ fn options(
     opts.only = only;
     opts.auto_restart = a.auto_restart;
     opts.stop_timeout = Duration::from_secs(a.stop_timeout);
+    // `start --host NAME`: the supervisor of host NAME (several hosts).
+    opts.supervise_host = a.admin.host.clone();
     Ok(opts)
 }
 
@@ -316,7 +325,10 @@ async fn daemon(
     let logs = dir.join("logs");
     std::fs::create_dir_all(&logs)
         .map_err(|e| CliError::error(format!("cannot create {}: {e}", logs.display())))?;
-    let log_path = logs.join("master.log");
+    let log_path = match &opts.supervise_host {
+        Some(host) => logs.join(format!("master-{host}.log")),
+        None => logs.join("master.log"),
+    };
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -352,6 +364,9 @@ async fn daemon(
     }
     if let Some(t) = &a.server_type {
         cmd.arg("-t").arg(t);
+    }
+    if let Some(host) = &opts.supervise_host {
+        cmd.arg("--host").arg(host);
     }
     for id in &a.ids {
         cmd.arg("-i").arg(id);

@@ -37,10 +37,20 @@ fn opt(v: Option<u32>) -> String {
 
 /// Renders the table (one line per server, then errors of failed servers).
 pub fn render(resp: &proto::ListResponse) -> String {
-    let mut rows: Vec<[String; 12]> = Vec::new();
+    // Several hosts (etcd): one more column, the host whose supervisor
+    // runs each server.
+    let mut supervisors: Vec<&str> = resp.servers.iter().map(|s| s.supervisor.as_str()).collect();
+    supervisors.sort_unstable();
+    supervisors.dedup();
+    let multi_host = supervisors.len() > 1 || !resp.unreachable.is_empty();
+    let mut headers: Vec<String> = HEADERS.map(String::from).to_vec();
+    if multi_host {
+        headers.push("supervisor".into());
+    }
+    let mut rows: Vec<Vec<String>> = Vec::new();
     for s in &resp.servers {
         let running = s.pid != 0;
-        rows.push([
+        let mut row = vec![
             s.id.clone(),
             s.server_type.clone(),
             if running {
@@ -73,9 +83,17 @@ pub fn render(resp: &proto::ListResponse) -> String {
                 "-".into()
             },
             s.restarts.to_string(),
-        ]);
+        ];
+        if multi_host {
+            row.push(if s.supervisor.is_empty() {
+                "-".into()
+            } else {
+                s.supervisor.clone()
+            });
+        }
+        rows.push(row);
     }
-    let mut widths = HEADERS.map(str::len);
+    let mut widths: Vec<usize> = headers.iter().map(String::len).collect();
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
@@ -90,7 +108,8 @@ pub fn render(resp: &proto::ListResponse) -> String {
     );
     let line = |cells: &[String]| {
         let mut l = String::new();
-        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            let w = *w;
             if i > 0 {
                 l.push_str("  ");
             }
@@ -98,7 +117,7 @@ pub fn render(resp: &proto::ListResponse) -> String {
         }
         l.trim_end().to_string() + "\n"
     };
-    out.push_str(&line(&HEADERS.map(String::from)));
+    out.push_str(&line(&headers));
     for row in &rows {
         out.push_str(&line(row));
     }
@@ -106,6 +125,11 @@ pub fn render(resp: &proto::ListResponse) -> String {
         out.push_str(&format!(
             "{ADOPTED_MARK} adopted from an earlier master: its output is not in this master's \
              stream, see logs/<id>.log\n"
+        ));
+    }
+    for u in &resp.unreachable {
+        out.push_str(&format!(
+            "not reachable: {u}; its servers are shown as etcd lists them\n"
         ));
     }
     for s in &resp.servers {
@@ -128,7 +152,7 @@ pub fn to_json(resp: &proto::ListResponse) -> String {
                 "state": s.state, "uptimeSecs": s.uptime_secs, "connections": s.connections,
                 "rssBytes": s.rss_bytes, "cpuPercent": s.cpu_percent, "restarts": s.restarts,
                 "lastError": s.last_error, "agentConnected": s.agent_connected,
-                "adopted": s.adopted,
+                "adopted": s.adopted, "supervisor": s.supervisor,
             })
         })
         .collect();
@@ -136,6 +160,7 @@ pub fn to_json(resp: &proto::ListResponse) -> String {
         "master": {"id": resp.master_id, "pid": resp.master_pid, "env": resp.env,
                    "uptimeSecs": resp.master_uptime_secs},
         "servers": servers,
+        "unreachable": resp.unreachable,
     }))
     .unwrap_or_default()
 }
@@ -184,6 +209,7 @@ mod tests {
                 status("chat-server-1", "running", 1234),
                 status("chat-server-22", "failed", 0),
             ],
+            unreachable: Vec::new(),
         };
         let text = render(&resp);
         let lines: Vec<&str> = text.lines().collect();

@@ -122,7 +122,7 @@ fn admin_api_refuses_missing_and_wrong_credentials() {
             .await
             .unwrap();
         let err = c
-            .list(shaddock_cli::master::proto::ListRequest {})
+            .list(shaddock_cli::master::proto::ListRequest { local_only: false })
             .await
             .unwrap_err();
         assert_eq!(err.code(), tonic::Code::Unauthenticated);

@@ -89,6 +89,9 @@ async fn main() {
         max_connections: None,
         auto_restart: None,
         args: vec![],
+        client_host: None,
+        bind_host: None,
+        client_bind_host: None,
     }]);
     let pool = Arc::new(Pool::new(servers));
     let fwd = Arc::new(ClusterForwarder::new(

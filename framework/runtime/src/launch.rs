@@ -28,9 +28,10 @@
 //!    types the app registered nothing for (a typo would otherwise start a
 //!    server that serves nothing);
 //! 5. builds the [`Cluster`](crate::cluster::Cluster) (routers) and the
-//!    [`App`] (handlers, remotes) with its [`Discovery`] backend — the
-//!    master's stream when the master started the process
-//!    (`SHADDOCK_MASTER` set), else the static list of servers.json —
+//!    [`App`] (handlers, remotes) with its [`Discovery`] backend — etcd
+//!    when `config/master.json` has an `etcd` section, else the master's
+//!    stream when the master started the process (`SHADDOCK_MASTER` set),
+//!    else the static list of servers.json —
 //!    serves until [`shutdown_signal`] (Ctrl-C, SIGTERM) or the master's stop
 //!    command, and shuts down gracefully.
 //!
@@ -50,8 +51,9 @@ use serde::de::DeserializeOwned;
 
 use crate::app::{App, AppBuilder};
 use crate::cluster::{ClusterBuilder, ClusterOptions, RemoteService};
-use crate::config::{ServerInfo, Topology, env_from_args_or_var, load_dictionary};
+use crate::config::{EtcdConfig, ServerInfo, Topology, env_from_args_or_var, load_dictionary};
 use crate::connector::ConnectorOptions;
+use crate::discovery::etcd::EtcdDiscovery;
 use crate::discovery::master::{MasterDiscovery, server_info_from_env};
 use crate::discovery::{Discovery, StaticDiscovery};
 use crate::handler::{HandlerError, Route};
@@ -176,11 +178,18 @@ pub struct Setup {
     connectors: Vec<(String, ConnectorOptions)>,
     types: BTreeSet<String>,
     discovery: Option<Arc<dyn Discovery>>,
+    etcd: Option<EtcdConfig>,
 }
 
 impl Setup {
-    fn new(server: ServerInfo, topology: Topology, extra: Vec<String>) -> Self {
+    fn new(
+        server: ServerInfo,
+        topology: Topology,
+        extra: Vec<String>,
+        etcd: Option<EtcdConfig>,
+    ) -> Self {
         Setup {
+            etcd,
             app: App::builder(server.clone()),
             cluster: ClusterBuilder::new(topology.servers.clone()),
             cluster_options: ClusterOptions::default(),
@@ -306,9 +315,9 @@ impl Setup {
         self.types.iter().map(String::as_str).collect()
     }
 
-    /// How this server learns the cluster's membership (default: the
-    /// master's stream when the master started this process, else the
-    /// static list of servers.json).
+    /// How this server learns the cluster's membership (default: etcd when
+    /// master.json has an `etcd` section, else the master's stream when the
+    /// master started this process, else the static list of servers.json).
     pub fn discovery(mut self, discovery: Arc<dyn Discovery>) -> Self {
         self.discovery = Some(discovery);
         self
@@ -327,12 +336,13 @@ impl Setup {
             .unwrap_or_default();
         options.extra_dict_routes.extend(extra_dict_routes);
         let cluster = self.cluster.options(self.cluster_options).build();
-        let discovery =
-            self.discovery
-                .unwrap_or_else(|| match MasterDiscovery::from_env(&self.server.id) {
-                    Some(master) => Arc::new(master),
-                    None => Arc::new(StaticDiscovery),
-                });
+        let master = MasterDiscovery::from_env(&self.server.id);
+        let discovery: Arc<dyn Discovery> = match (self.discovery, self.etcd, master) {
+            (Some(chosen), _, _) => chosen,
+            (None, Some(etcd), master) => Arc::new(EtcdDiscovery::new(etcd).with_agent(master)),
+            (None, None, Some(master)) => Arc::new(master),
+            (None, None, None) => Arc::new(StaticDiscovery),
+        };
         Ok(self
             .app
             .connector(options)
@@ -348,6 +358,7 @@ pub fn prepare(args: &LaunchArgs) -> anyhow::Result<(Setup, Vec<String>)> {
     let env = env_from_args_or_var(args.env.clone());
     let topology = Topology::load(&args.config_dir, &env)?;
     let dict = load_dictionary(&args.config_dir)?;
+    let etcd = EtcdConfig::load(&args.config_dir, &env)?;
     // A server added at run time (`shaddock add`) is in no servers.json:
     // the master passes its entry in the environment.
     let from_master = || server_info_from_env(&args.server_id);
@@ -364,7 +375,7 @@ pub fn prepare(args: &LaunchArgs) -> anyhow::Result<(Setup, Vec<String>)> {
             ids.join(", ")
         );
     };
-    Ok((Setup::new(server, topology, args.extra.clone()), dict))
+    Ok((Setup::new(server, topology, args.extra.clone(), etcd), dict))
 }
 
 /// Runs one server process: parses the command line, then [`run_with`].

@@ -212,6 +212,9 @@ mod tests {
             max_connections: None,
             auto_restart: None,
             args: vec![],
+            client_host: None,
+            bind_host: None,
+            client_bind_host: None,
         }
     }
 

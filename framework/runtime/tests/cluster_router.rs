@@ -16,6 +16,9 @@ fn server(id: &str, ty: &str) -> ServerInfo {
         max_connections: None,
         auto_restart: None,
         args: vec![],
+        client_host: None,
+        bind_host: None,
+        client_bind_host: None,
     }
 }
 

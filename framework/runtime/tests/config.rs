@@ -106,6 +106,7 @@ fn repo_servers_json_loads_for_both_environments_in_file_order() {
                 max_connections: None,
                 auto_restart: None,
                 args: vec![],
+                ..Default::default()
             }
         );
         let connectors = t.servers_of_type("connector");
@@ -657,6 +658,9 @@ fn generated_configs_load_back() {
                 max_connections: Some(100),
                 auto_restart: None,
                 args: vec![],
+                client_host: None,
+                bind_host: None,
+                client_bind_host: None,
             },
             ServerInfo {
                 id: "chat-server-1".into(),
@@ -668,6 +672,9 @@ fn generated_configs_load_back() {
                 max_connections: None,
                 auto_restart: Some(true),
                 args: vec!["--x".into()],
+                client_host: None,
+                bind_host: None,
+                client_bind_host: None,
             },
         ],
     };

@@ -16,6 +16,7 @@
 //! saw last. A fixed `sleep` belongs only where a test lets time pass on
 //! purpose, to show that something does *not* happen.
 
+pub mod etcd;
 use std::fmt::Display;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -275,6 +276,9 @@ pub fn server(id: &str, ty: &str, port: Option<u16>, client_port: Option<u16>) -
         max_connections: None,
         auto_restart: None,
         args: Vec::new(),
+        client_host: None,
+        bind_host: None,
+        client_bind_host: None,
     }
 }
 

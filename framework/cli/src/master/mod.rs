@@ -20,6 +20,7 @@
 pub mod admin;
 pub mod auth;
 pub mod config;
+pub mod hosts;
 pub mod membership;
 pub mod procinfo;
 pub mod records;
@@ -64,6 +65,8 @@ pub struct MasterOptions {
     pub auto_restart: Option<bool>,
     /// Graceful stop budget per server before SIGKILL.
     pub stop_timeout: Duration,
+    /// Supervise only the servers placed on this host (`start --host`).
+    pub supervise_host: Option<String>,
 }
 
 impl MasterOptions {
@@ -77,6 +80,7 @@ impl MasterOptions {
             only: None,
             auto_restart: None,
             stop_timeout: Duration::from_secs(10),
+            supervise_host: None,
         }
     }
 }
@@ -92,13 +96,16 @@ pub async fn run(opts: MasterOptions, shutdown: impl Future<Output = ()>) -> any
     let began = Instant::now();
     let config_dir = config::config_dir(&opts.app_dir);
     let master = config::load_master(&config_dir, &opts.env)?;
-    let servers = config::load_servers(&config_dir, &opts.env)?;
+    let all_servers = config::load_servers(&config_dir, &opts.env)?;
+    let etcd = shaddock::config::EtcdConfig::load(&config_dir, &opts.env)?;
+    let placement = hosts::Placement::new(&opts, &master, etcd.as_ref(), &all_servers)?;
+    let servers = placement.servers_of_this_host(all_servers);
     let users = auth::AdminUsers::load(&config_dir.join("adminUser.json"))?;
-    let log_dir = opts.app_dir.join("logs");
+    let log_dir = placement.log_dir(&opts.app_dir);
     std::fs::create_dir_all(&log_dir)
         .with_context(|| format!("cannot create {}", log_dir.display()))?;
 
-    let addr = format!("{}:{}", master.host, master.port);
+    let addr = format!("{}:{}", placement.admin_host(&master), master.port);
     let previous = records::Records::read(&log_dir).unwrap_or_else(|e| {
         tracing::warn!("ignoring the records of an earlier master: {e}");
         None
@@ -149,14 +156,18 @@ pub async fn run(opts: MasterOptions, shutdown: impl Future<Output = ()>) -> any
         Some(prev) if !prev.token.is_empty() => prev.token.clone(),
         _ => auth::random_token(32)?,
     };
-    let web = opts.web_bin.clone().map(|bin| {
-        let w = master.web.clone();
-        WebServer {
-            bin,
-            host: w.host,
-            port: w.port,
-        }
-    });
+    let web = placement
+        .runs_web(&master)
+        .then_some(())
+        .and(opts.web_bin.clone())
+        .map(|bin| {
+            let w = master.web.clone();
+            WebServer {
+                bin,
+                host: w.host,
+                port: w.port,
+            }
+        });
     let cfg = SupervisorConfig {
         work_dir: config_dir
             .parent()
@@ -171,6 +182,7 @@ pub async fn run(opts: MasterOptions, shutdown: impl Future<Output = ()>) -> any
         token: token.clone(),
         log_dir: log_dir.clone(),
         stop_timeout: opts.stop_timeout,
+        supervisor_name: placement.name.clone(),
     };
     let supervisor = Supervisor::new(cfg, servers);
     // Before the membership service answers: a server added at run time is
@@ -178,13 +190,23 @@ pub async fn run(opts: MasterOptions, shutdown: impl Future<Output = ()>) -> any
     let adopted = supervisor.adopt(adoptees);
     supervisor.note_gone(&gone);
     supervisor.write_records();
+    // With etcd, this supervisor is listed for the others (`list`, and
+    // `stop`/`kill`/`restart` of a server on another host, reach it).
+    let registration = match &etcd {
+        Some(etcd) => Some(hosts::register(etcd, &placement.name, &addr).await?),
+        None => None,
+    };
+    let peers = etcd
+        .clone()
+        .map(|etcd| hosts::Peers::new(etcd, placement.name.clone()));
     let admin = admin::AdminService::new(
         supervisor.clone(),
         users,
         master.id.clone(),
         opts.env.clone(),
         config_dir.clone(),
-    );
+    )
+    .with_peers(peers);
     let members = membership::MembershipService::new(supervisor.clone(), token);
     let server_stop = tokio_util::sync::CancellationToken::new();
     let server_stop2 = server_stop.clone();
@@ -243,6 +265,9 @@ pub async fn run(opts: MasterOptions, shutdown: impl Future<Output = ()>) -> any
         &announced,
     );
     supervisor.stop_all_and_wait().await;
+    if let Some(registration) = registration {
+        registration.leave().await;
+    }
     server_stop.cancel();
     if let Ok(Ok(Err(e))) = tokio::time::timeout(Duration::from_secs(3), server).await {
         tracing::warn!("admin API ended with an error: {e}");

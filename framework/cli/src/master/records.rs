@@ -238,6 +238,9 @@ mod tests {
             max_connections: None,
             auto_restart: None,
             args: Vec::new(),
+            client_host: None,
+            bind_host: None,
+            client_bind_host: None,
         }
     }
 

@@ -83,6 +83,10 @@ pub struct SupervisorConfig {
     pub log_dir: PathBuf,
     /// How long a graceful stop may take before SIGKILL.
     pub stop_timeout: Duration,
+    /// The host this supervisor runs for (`start --host`, or the
+    /// master.json host): given to servers as `SHADDOCK_SUPERVISOR` and
+    /// shown by `list`.
+    pub supervisor_name: String,
 }
 
 /// The web server the master starts next to the game servers.
@@ -255,6 +259,9 @@ impl Supervisor {
                 max_connections: None,
                 auto_restart: None,
                 args: Vec::new(),
+                client_host: None,
+                bind_host: None,
+                client_bind_host: None,
             };
             slots.push(new_slot(info, Kind::Web, cfg.auto_restart_default));
         }
@@ -292,6 +299,11 @@ impl Supervisor {
     /// Receiver of the live server list (see [`membership`](super::membership)).
     pub fn membership(&self) -> watch::Receiver<Arc<proto::ServerList>> {
         self.inner.membership.subscribe()
+    }
+
+    /// Whether `id` is one of this supervisor's servers.
+    pub fn knows(&self, id: &str) -> bool {
+        self.inner.lock().iter().any(|s| s.info.id == id)
     }
 
     /// Starts the selected servers that are not running.
@@ -708,6 +720,7 @@ impl Supervisor {
                 proto::ServerStatus {
                     id: s.info.id.clone(),
                     server_type: s.info.server_type.clone(),
+                    supervisor: self.inner.cfg.supervisor_name.clone(),
                     pid: s.pid.unwrap_or(0),
                     host: s.info.host.clone(),
                     port: s.info.port.map(u32::from),

@@ -43,6 +43,10 @@ use crate::handler::{self, AfterFilter, BeforeFilter, Handler, HandlerError, Pip
 use crate::protocol::RouteDictionary;
 use crate::session::{Session, SessionService};
 
+/// How long a stopping server may take to leave the cluster (deregister,
+/// and for a backend the hand-off to its peers) before its RPC server stops.
+const LEAVE_LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// What a filter of a Shaddock server sees (the handler layer's
 /// [`FilterContext`](handler::FilterContext) with this app as context).
 pub type FilterContext = handler::FilterContext<App>;
@@ -203,7 +207,7 @@ impl App {
             None => None,
         };
         let stop_requested = CancellationToken::new();
-        let membership = self.join_cluster(stop_requested.clone()).await?;
+        let (membership, following) = self.join_cluster(stop_requested.clone()).await?;
         // Key-owned state: a backend of a sharded type rebuilds its rooms
         // from the frontends; a frontend asks the owners to forget whatever
         // a previous incarnation of it had registered, before any client
@@ -234,18 +238,22 @@ impl App {
             Some(acceptor) => acceptor.run(shutdown).await,
             None => shutdown.await,
         }
+        // Leave the cluster before the RPC server stops: a registry backend
+        // deregisters and lets a backend's peers take over (bounded).
         membership.cancel();
+        let _ = tokio::time::timeout(LEAVE_LIMIT, following).await;
         if let Some(rpc) = rpc {
             rpc.shutdown(self.inner.options.shutdown_grace).await;
         }
         Ok(())
     }
 
-    /// Starts the discovery backend; the returned token ends it.
+    /// Starts the discovery backend; the returned token ends it, and the
+    /// task ends once it left the cluster.
     async fn join_cluster(
         &self,
         request_stop: CancellationToken,
-    ) -> std::io::Result<CancellationToken> {
+    ) -> std::io::Result<(CancellationToken, tokio::task::JoinHandle<()>)> {
         let sessions = self.sessions().clone();
         let ctx = DiscoveryContext {
             me: self.server().clone(),
@@ -256,11 +264,11 @@ impl App {
         };
         let stop = ctx.stop.clone();
         let discovery = &self.inner.discovery;
-        discovery
+        let following = discovery
             .start(ctx)
             .await
             .map_err(|e| std::io::Error::other(format!("cannot join the cluster: {e}")))?;
-        Ok(stop)
+        Ok((stop, following))
     }
 
     /// Runs filters and the handler of `route` on this server and returns the

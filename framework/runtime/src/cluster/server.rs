@@ -78,14 +78,15 @@ impl RpcServer {
                 ),
             )
         })?;
-        let listener = TcpListener::bind((info.host.as_str(), port))
+        let listener = TcpListener::bind((info.rpc_bind_host(), port))
             .await
             .map_err(|e| {
                 std::io::Error::new(
                     e.kind(),
                     format!(
                         "server `{}` cannot listen for RPC on {}:{port}: {e}",
-                        info.id, info.host
+                        info.id,
+                        info.rpc_bind_host()
                     ),
                 )
             })?;

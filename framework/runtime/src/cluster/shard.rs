@@ -94,6 +94,9 @@ pub fn candidate_infos(servers: &ServerList, server_type: &str, ids: &[String]) 
                 max_connections: None,
                 auto_restart: None,
                 args: Vec::new(),
+                client_host: None,
+                bind_host: None,
+                client_bind_host: None,
             })
         })
         .collect()

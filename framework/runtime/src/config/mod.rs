@@ -52,6 +52,7 @@
 
 mod dictionary;
 mod error;
+mod etcd;
 mod fields;
 mod master;
 mod overrides;
@@ -59,6 +60,7 @@ mod topology;
 
 pub use dictionary::{DICTIONARY_FILE, load_dictionary};
 pub use error::ConfigError;
+pub use etcd::{ETCD_ENDPOINTS_VAR, EtcdConfig};
 pub use master::{MASTER_FILE, MasterConfig};
 pub use overrides::{ENV_PREFIX, EnvOverrides, FieldOverride, MASTER_FIELDS, SERVER_FIELDS};
 pub use topology::{SERVERS_FILE, Topology};
@@ -123,15 +125,40 @@ fn read_env_section(
 use serde::{Deserialize, Serialize};
 
 /// One server of the topology: one entry of a server-type list in servers.json.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServerInfo {
     /// Unique server id, e.g. `connector-server-1`.
     pub id: String,
     /// The server type (the key of the list it appears in), e.g. `connector`.
     #[serde(rename = "serverType")]
     pub server_type: String,
-    /// Bind host for both ports; also what the gate hands to clients.
+    /// What other servers dial to reach this one's cluster `port` (and,
+    /// unless `clientHost` says otherwise, what the gate hands to clients
+    /// and what both ports bind). On several hosts: the host's private
+    /// address, so the cluster port need not be public.
     pub host: String,
+    /// What clients are given for this frontend (Pomelo's `clientHost`):
+    /// a public address or name. Default: `host`.
+    #[serde(
+        default,
+        rename = "clientHost",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub client_host: Option<String>,
+    /// The local address the cluster port binds, when `host` is not one
+    /// (a container's service name, a NAT address): e.g. `0.0.0.0`.
+    /// Default: `host`.
+    #[serde(default, rename = "bindHost", skip_serializing_if = "Option::is_none")]
+    pub bind_host: Option<String>,
+    /// The local address the client port binds. Default: `host`, or
+    /// `0.0.0.0` when a different `clientHost` is set (clients then come
+    /// from outside, through an address that may not be local).
+    #[serde(
+        default,
+        rename = "clientBindHost",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub client_bind_host: Option<String>,
     /// gRPC (cluster) port. A server without one hosts no RPC server and
     /// cannot receive forwarded requests, pushes or remote calls.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -163,4 +190,25 @@ pub struct ServerInfo {
     /// Extra command-line arguments for the server process.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub args: Vec<String>,
+}
+
+impl ServerInfo {
+    /// The address the gate hands to clients for this frontend.
+    pub fn client_host(&self) -> &str {
+        self.client_host.as_deref().unwrap_or(&self.host)
+    }
+
+    /// The local address the cluster (RPC) port binds.
+    pub fn rpc_bind_host(&self) -> &str {
+        self.bind_host.as_deref().unwrap_or(&self.host)
+    }
+
+    /// The local address the client port binds.
+    pub fn client_bind_host(&self) -> &str {
+        match (&self.client_bind_host, &self.client_host) {
+            (Some(bind), _) => bind,
+            (None, Some(client)) if *client != self.host => "0.0.0.0",
+            _ => &self.host,
+        }
+    }
 }

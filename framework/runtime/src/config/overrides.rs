@@ -24,6 +24,9 @@ pub const ENV_PREFIX: &str = "SHADDOCK";
 /// them: overrides are addressed by id.
 pub const SERVER_FIELDS: &[&str] = &[
     "host",
+    "clientHost",
+    "bindHost",
+    "clientBindHost",
     "port",
     "clientPort",
     "frontend",

@@ -12,10 +12,13 @@ use super::{ConfigError, ServerInfo, fields, read_config_file, read_env_section}
 pub const SERVERS_FILE: &str = "servers.json";
 
 /// Fields of a servers.json entry that Shaddock reads. Others (Pomelo's
-/// `clientHost`, `cpu`, …) are ignored with a warning.
+/// `cpu`, …) are ignored with a warning.
 const KNOWN_FIELDS: &[&str] = &[
     "id",
     "host",
+    "clientHost",
+    "bindHost",
+    "clientBindHost",
     "port",
     "clientPort",
     "frontend",
@@ -257,6 +260,15 @@ impl Ctx<'_> {
             }
         }
         let host = fields::string(&obj, "host", "127.0.0.1").map_err(|p| err("host", p))?;
+        let optional_host = |field: &str| match obj.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(_) => fields::string(&obj, field, "10.0.0.2")
+                .map(Some)
+                .map_err(|p| err(field, p)),
+        };
+        let client_host = optional_host("clientHost")?;
+        let bind_host = optional_host("bindHost")?;
+        let client_bind_host = optional_host("clientBindHost")?;
         let port = fields::port(&obj, "port").map_err(|p| err("port", p))?;
         let client_port = fields::port(&obj, "clientPort").map_err(|p| err("clientPort", p))?;
         let frontend = fields::boolean(&obj, "frontend")
@@ -287,6 +299,9 @@ impl Ctx<'_> {
             id,
             server_type: server_type.to_owned(),
             host,
+            client_host,
+            bind_host,
+            client_bind_host,
             port,
             client_port,
             frontend,

@@ -34,7 +34,7 @@ impl<F: Frontend> Acceptor<F> {
                 ),
             )
         })?;
-        let addr = format!("{}:{}", server.host, port);
+        let addr = format!("{}:{}", server.client_bind_host(), port);
         let listener = TcpListener::bind(&addr).await.map_err(|e| {
             std::io::Error::new(
                 e.kind(),

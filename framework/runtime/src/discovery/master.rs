@@ -67,6 +67,9 @@ pub fn server_info_from_env(server_id: &str) -> Option<ServerInfo> {
 #[derive(Debug, Clone)]
 pub struct MasterDiscovery {
     env: AgentEnv,
+    /// Whether the master's lists are the membership (false when another
+    /// backend, etcd, is: the stream then only carries commands and stats).
+    apply_lists: bool,
 }
 
 impl MasterDiscovery {
@@ -77,11 +80,26 @@ impl MasterDiscovery {
         if !server_id.is_empty() {
             env.server_id = server_id.to_string();
         }
-        Some(MasterDiscovery { env })
+        Some(MasterDiscovery {
+            env,
+            apply_lists: true,
+        })
     }
 
     pub fn new(env: AgentEnv) -> Self {
-        MasterDiscovery { env }
+        MasterDiscovery {
+            env,
+            apply_lists: true,
+        }
+    }
+
+    /// The stream for the master's stop command and `list` figures only;
+    /// its server lists are ignored (etcd is the membership).
+    pub fn commands_only(self) -> Self {
+        MasterDiscovery {
+            apply_lists: false,
+            ..self
+        }
     }
 }
 
@@ -98,7 +116,8 @@ impl Discovery for MasterDiscovery {
         ctx: DiscoveryContext,
     ) -> BoxFuture<'_, Result<JoinHandle<()>, DiscoveryError>> {
         let env = self.env.clone();
-        Box::pin(async move { Ok(tokio::spawn(run(env, ctx))) })
+        let apply_lists = self.apply_lists;
+        Box::pin(async move { Ok(tokio::spawn(run(env, apply_lists, ctx))) })
     }
 }
 
@@ -140,10 +159,10 @@ enum Ended {
     Stop,
 }
 
-async fn run(env: AgentEnv, ctx: DiscoveryContext) {
+async fn run(env: AgentEnv, apply_lists: bool, ctx: DiscoveryContext) {
     let mut delay = Duration::from_millis(200);
     loop {
-        match connect_once(&env, &ctx).await {
+        match connect_once(&env, apply_lists, &ctx).await {
             Ended::Stop => return,
             Ended::Refused(why) => {
                 tracing::error!(server = %env.server_id, "the master at {} refused this server: {why}", env.master);
@@ -161,7 +180,7 @@ async fn run(env: AgentEnv, ctx: DiscoveryContext) {
     }
 }
 
-async fn connect_once(env: &AgentEnv, ctx: &DiscoveryContext) -> Ended {
+async fn connect_once(env: &AgentEnv, apply_lists: bool, ctx: &DiscoveryContext) -> Ended {
     let uri = format!("http://{}", env.master);
     let connect = tokio::time::timeout(Duration::from_secs(3), MembershipClient::connect(uri));
     let mut client = match connect.await {
@@ -218,7 +237,7 @@ async fn connect_once(env: &AgentEnv, ctx: &DiscoveryContext) -> Ended {
         match msg {
             Ok(Some(proto::MasterMessage {
                 kind: Some(MasterKind::Servers(list)),
-            })) => {
+            })) if apply_lists => {
                 let servers = from_entries(list.servers);
                 tracing::debug!(
                     server = %env.server_id,
@@ -257,6 +276,9 @@ pub fn from_entries(entries: Vec<proto::ServerEntry>) -> Vec<ServerInfo> {
                 server_type: e.server_type,
                 host: e.host,
                 port,
+                client_host: None,
+                bind_host: None,
+                client_bind_host: None,
                 client_port,
                 frontend: e.frontend,
                 max_connections: None,

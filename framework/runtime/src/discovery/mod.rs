@@ -10,9 +10,12 @@
 //! * [`master::MasterDiscovery`] — the stream of the master that started the
 //!   process (`shaddock start`): it pushes the live list whenever a server
 //!   is added, stopped or restarts, and can ask this server to stop.
+//! * [`etcd::EtcdDiscovery`] — etcd (leases and a prefix watch), for
+//!   clusters on several hosts; chosen by `config/master.json`'s `etcd`
+//!   section.
 //!
-//! The trait is shaped for a registry with leases and watches (etcd, as the
-//! multi-host issue needs): [`Discovery::start`] registers this server and
+//! The trait is shaped for a registry with leases and watches:
+//! [`Discovery::start`] registers this server and
 //! resolves only once it is registered (so a server whose registry is
 //! unreachable fails its start instead of running alone); the task it
 //! returns keeps the registration alive and turns the registry's events
@@ -21,6 +24,7 @@
 //! expired lease) re-registers from that task; the list keeps serving the
 //! last known members meanwhile.
 
+pub mod etcd;
 pub mod master;
 mod servers;
 

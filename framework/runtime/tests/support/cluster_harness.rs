@@ -97,6 +97,9 @@ fn info(id: &str, ty: &str, port: u16, client_port: Option<u16>) -> ServerInfo {
         max_connections: None,
         auto_restart: None,
         args: vec![],
+        client_host: None,
+        bind_host: None,
+        client_bind_host: None,
     }
 }
 

@@ -391,6 +391,10 @@ fn spawn(cfg: &SupervisorConfig, info: &ServerInfo, kind: Kind) -> Result<Child,
             serde_json::to_string(info).unwrap_or_default(),
         )
         .env("SHADDOCK_ENV", &cfg.env)
+        .env(
+            shaddock::discovery::etcd::SUPERVISOR_VAR,
+            &cfg.supervisor_name,
+        )
         // Nothing to read: a server never waits for a terminal.
         .stdin(Stdio::null())
         // Merged into the master's stream. When the master dies the pipes

@@ -29,7 +29,7 @@ pub async fn query_entry(
     };
     Ok(QueryEntryResponse {
         code: 200,
-        host: Some(chosen.host.clone()),
+        host: Some(chosen.client_host().to_owned()),
         port: chosen.client_port,
     })
 }
