@@ -8,13 +8,15 @@
 //! and `SHADDOCK_MASTER=<the address its master gave it>`, or a `shaddock
 //! master` of this app folder. A pid reused by an unrelated process is left
 //! alone. Servers adopted by a later master are in that master's file too.
+//! With several hosts, `-H NAME` reads the records of host NAME's
+//! supervisor (`logs/host-NAME/`).
 
 use std::path::Path;
 
 use super::args::SelectArgs;
 use super::client;
 use super::exit::CliError;
-use crate::master::{procinfo, records};
+use crate::master::{hosts, procinfo, records};
 
 fn cmdline(pid: u32) -> Option<Vec<String>> {
     let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
@@ -49,7 +51,14 @@ pub fn kill(a: &SelectArgs) -> Result<(), CliError> {
         a.admin.app.dir.canonicalize().map_err(|e| {
             CliError::error(format!("app folder {}: {e}", a.admin.app.dir.display()))
         })?;
-    let log_dir = dir.join("logs");
+    // `-H NAME`: the records of host NAME's supervisor (`start --host`),
+    // when there are any; else the single master's.
+    let log_dir = match &a.admin.host {
+        Some(host) if hosts::host_log_dir(&dir, Some(host)).is_dir() => {
+            hosts::host_log_dir(&dir, Some(host))
+        }
+        _ => dir.join("logs"),
+    };
     let path = records::path(&log_dir);
     let records = records::Records::read(&log_dir)
         .map_err(CliError::error)?

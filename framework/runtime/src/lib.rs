@@ -11,7 +11,7 @@
 //! |---|---|---|
 //! | wire | [`protocol`] | the Pomelo codec (crate `shaddock-protocol`): packages, messages, handshake, route dictionary, the dispatch [`hash`]. Pure: bytes in, values out |
 //! | base | [`config`], [`error`], [`logging`] | `servers.json` and friends, the cluster error type, log files |
-//! | membership | [`discovery`] | the live server list ([`discovery::Servers`]) and the [`discovery::Discovery`] trait with its backends: a static list, the master's stream |
+//! | membership | [`discovery`] | the live server list ([`discovery::Servers`]) and the [`discovery::Discovery`] trait with its backends: a static list, the master's stream, etcd |
 //! | connection state | [`session`] | one client connection's session: uid, settings, outbound queue; the frontend's [`session::SessionService`] |
 //! | client I/O | [`connector`] | accepts WebSockets and runs each connection's state machine (handshake, heartbeats, kick); hands messages to a [`connector::Frontend`] |
 //! | dispatch | [`handler`] | route parsing, typed `async fn` handlers, filters and the one [`handler::Pipeline`] (before filters → handler → after filters → error mapping, or forwarding) |

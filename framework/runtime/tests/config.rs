@@ -733,3 +733,52 @@ fn process_environment_child() {
         "development"
     );
 }
+
+/// `host` is what servers dial; `clientHost` what the gate hands out;
+/// `bindHost` / `clientBindHost` what the listeners bind (defaults in
+/// docs/deployment.md).
+#[test]
+fn addresses_separate_binding_dialling_and_what_clients_get() {
+    let (_dir, t) = load_doc(dev(json!({
+        "connector": [
+            {"id": "c-plain", "host": "127.0.0.1", "port": 4050, "clientPort": 3050, "frontend": true},
+            {"id": "c-public", "host": "10.0.0.3", "clientHost": "play.example.com",
+             "port": 4051, "clientPort": 3051, "frontend": true},
+            {"id": "c-container", "host": "connector-3", "bindHost": "0.0.0.0",
+             "clientHost": "play.example.com", "clientBindHost": "0.0.0.0",
+             "port": 4052, "clientPort": 3052, "frontend": true}
+        ]
+    })));
+    let t = t.unwrap();
+    let plain = t.server("c-plain").unwrap();
+    assert_eq!(
+        (
+            plain.client_host(),
+            plain.rpc_bind_host(),
+            plain.client_bind_host()
+        ),
+        ("127.0.0.1", "127.0.0.1", "127.0.0.1")
+    );
+    let public = t.server("c-public").unwrap();
+    assert_eq!(
+        (
+            public.client_host(),
+            public.rpc_bind_host(),
+            public.client_bind_host()
+        ),
+        ("play.example.com", "10.0.0.3", "0.0.0.0")
+    );
+    let container = t.server("c-container").unwrap();
+    assert_eq!(
+        (
+            container.host.as_str(),
+            container.rpc_bind_host(),
+            container.client_bind_host()
+        ),
+        ("connector-3", "0.0.0.0", "0.0.0.0")
+    );
+    // The registration others read carries them (serde names as in the file).
+    let json = serde_json::to_value(container).unwrap();
+    assert_eq!(json["clientHost"], "play.example.com");
+    assert_eq!(json["bindHost"], "0.0.0.0");
+}

@@ -95,10 +95,7 @@ impl Placement {
     /// Where this supervisor keeps its records and crash log: one folder
     /// per host, so two hosts' supervisors may share an app folder.
     pub fn log_dir(&self, app_dir: &Path) -> PathBuf {
-        match &self.only_host {
-            Some(host) => app_dir.join("logs").join(format!("host-{host}")),
-            None => app_dir.join("logs"),
-        }
+        host_log_dir(app_dir, self.only_host.as_deref())
     }
 
     /// The address the admin API listens on.
@@ -112,6 +109,15 @@ impl Placement {
         self.only_host
             .as_ref()
             .is_none_or(|h| *h == master.web.host || *h == master.host)
+    }
+}
+
+/// Where the supervisor of `host` (`start --host`; `None`: the single
+/// master) keeps its records and crash log.
+pub fn host_log_dir(app_dir: &Path, host: Option<&str>) -> PathBuf {
+    match host {
+        Some(host) => app_dir.join("logs").join(format!("host-{host}")),
+        None => app_dir.join("logs"),
     }
 }
 

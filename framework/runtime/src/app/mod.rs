@@ -215,7 +215,8 @@ impl App {
         if let Some(keeper) = &self.inner.keeper {
             keeper.start(membership.clone());
         }
-        if self.server().frontend && self.inner.clustered {
+        // A frontend without a cluster port (a gate) registers no keys.
+        if self.server().frontend && self.server().port.is_some() && self.inner.clustered {
             for server_type in &self.inner.sharded {
                 announce_restart(
                     self.cluster().pool(),

@@ -121,7 +121,8 @@ struct Inner {
 }
 
 /// What a reconciliation depends on: this type's servers (ownership) and
-/// the frontends (whose members exist).
+/// the frontends (whose members exist). A frontend without a cluster port
+/// (a gate) can hold no members: nobody could push to them.
 fn shape(list: &ServerList, server_type: &str) -> (Vec<String>, BTreeSet<String>) {
     let owners = list
         .of_type(server_type)
@@ -131,7 +132,7 @@ fn shape(list: &ServerList, server_type: &str) -> (Vec<String>, BTreeSet<String>
     let frontends = list
         .all()
         .iter()
-        .filter(|s| s.frontend)
+        .filter(|s| s.frontend && s.port.is_some())
         .map(|s| s.id.clone())
         .collect();
     (owners, frontends)
@@ -262,8 +263,15 @@ impl ShardKeeper {
     /// Pulls one frontend's members again (it restarted).
     pub async fn reconcile_frontend(&self, frontend: &str) {
         let _one = self.inner.running.lock().await;
-        self.inner.settled.send_replace(false);
         let list = self.inner.servers.snapshot();
+        if list.get(frontend).is_none() {
+            // Its announcement outran the membership update (etcd's watch,
+            // the master's list): the reconciliation that update triggers
+            // pulls from it.
+            tracing::debug!(server = %self.inner.me.id, %frontend, "resync from a frontend not listed yet; it is pulled when it joins the list");
+            return;
+        }
+        self.inner.settled.send_replace(false);
         let (owners, _) = shape(&list, &self.inner.me.server_type);
         match self.pull(frontend, &owners).await {
             Ok(wanted) => {
