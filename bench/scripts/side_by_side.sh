@@ -81,6 +81,9 @@ EOF
   printf '{\n  "production": {\n%s\n  }\n}\n' "$servers" > "$OURS/config/servers.json"
   printf '{"production": {"id": "master-server-1", "host": "127.0.0.1", "port": %d}}\n' \
     $((3005 + o)) > "$OURS/config/master.json"
+  # Production needs a cluster secret (docs/security.md).
+  (umask 077; printf '{"production": {"secret": "%s"}}\n' \
+    "$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')" > "$OURS/config/cluster.json")
 }
 ours_start() {
   ours_stop

@@ -22,7 +22,10 @@
 //!    `--log-dir` (`./logs`)); anything after the flags (servers.json `args`)
 //!    reaches the app as [`Setup::extra_args`];
 //! 2. loads `servers.json` ([`Topology::load`], with the `SHADDOCK_SERVERS__…`
-//!    overrides) and `dictionary.json`, and finds this server;
+//!    overrides), `dictionary.json` and the cluster secret
+//!    ([`ClusterSecret::load`]: `SHADDOCK_CLUSTER_SECRET` or
+//!    `config/cluster.json`; required with `--env production`, a warning
+//!    elsewhere), and finds this server;
 //! 3. logs to `<log-dir>/<server-id>.log` (and stderr);
 //! 4. calls the app's setup closure, then refuses a servers.json whose server
 //!    types the app registered nothing for (a typo would otherwise start a
@@ -50,7 +53,10 @@ use serde::de::DeserializeOwned;
 
 use crate::app::{App, AppBuilder};
 use crate::cluster::{ClusterBuilder, ClusterOptions, RemoteService};
-use crate::config::{ServerInfo, Topology, env_from_args_or_var, load_dictionary};
+use crate::config::{
+    ClusterSecret, ServerInfo, Topology, env_from_args_or_var, load_dictionary,
+    missing_secret_error,
+};
 use crate::connector::ConnectorOptions;
 use crate::discovery::master::{MasterDiscovery, server_info_from_env};
 use crate::discovery::{Discovery, StaticDiscovery};
@@ -176,11 +182,13 @@ pub struct Setup {
     connectors: Vec<(String, ConnectorOptions)>,
     types: BTreeSet<String>,
     discovery: Option<Arc<dyn Discovery>>,
+    secret: Option<ClusterSecret>,
 }
 
 impl Setup {
     fn new(server: ServerInfo, topology: Topology, extra: Vec<String>) -> Self {
         Setup {
+            secret: None,
             app: App::builder(server.clone()),
             cluster: ClusterBuilder::new(topology.servers.clone()),
             cluster_options: ClusterOptions::default(),
@@ -326,7 +334,9 @@ impl Setup {
             .map(|(_, o)| o.clone())
             .unwrap_or_default();
         options.extra_dict_routes.extend(extra_dict_routes);
-        let cluster = self.cluster.options(self.cluster_options).build();
+        let cluster = (self.cluster.secret(self.secret))
+            .options(self.cluster_options)
+            .build();
         let discovery =
             self.discovery
                 .unwrap_or_else(|| match MasterDiscovery::from_env(&self.server.id) {
@@ -364,8 +374,17 @@ pub fn prepare(args: &LaunchArgs) -> anyhow::Result<(Setup, Vec<String>)> {
             ids.join(", ")
         );
     };
-    Ok((Setup::new(server, topology, args.extra.clone()), dict))
+    let secret = ClusterSecret::load(&args.config_dir, &env)?;
+    if secret.is_none() && env == PRODUCTION {
+        anyhow::bail!("{}", missing_secret_error(&args.config_dir, &env));
+    }
+    let mut setup = Setup::new(server, topology, args.extra.clone());
+    setup.secret = secret;
+    Ok((setup, dict))
 }
+
+/// The environment that refuses to run an unauthenticated cluster port.
+pub const PRODUCTION: &str = "production";
 
 /// Runs one server process: parses the command line, then [`run_with`].
 /// Returns the process exit code (use it as `main`'s return value).
@@ -406,6 +425,12 @@ fn serve(args: LaunchArgs, setup: impl FnOnce(Setup) -> Setup) -> anyhow::Result
         .enable_all()
         .build()
         .map_err(|e| anyhow::anyhow!("cannot start the tokio runtime: {e}"))?;
+    if base.secret.is_none() {
+        tracing::warn!(
+            "cluster port NOT authenticated: {} (allowed outside `{PRODUCTION}` only)",
+            missing_secret_error(&args.config_dir, base.env())
+        );
+    }
     runtime.block_on(async move {
         let app = setup(base).build(dict)?;
         let server = app.server().clone();

@@ -1,6 +1,7 @@
 //! App configuration: `config/servers.json` (the [`Topology`]),
-//! `config/master.json` ([`MasterConfig`]) and the optional
-//! `config/dictionary.json` ([`load_dictionary`]).
+//! `config/master.json` ([`MasterConfig`]), the optional
+//! `config/dictionary.json` ([`load_dictionary`]) and the cluster secret
+//! (`config/cluster.json`, [`ClusterSecret`]).
 //!
 //! The field names are Pomelo's (§7.6 of `docs/protocol.md`) so a
 //! Pomelo user can bring their servers.json across unchanged:
@@ -50,6 +51,7 @@
 //! on the same host (hosts compare as written), and — once the app knows
 //! its server types — [`Topology::validate_types`].
 
+mod cluster_secret;
 mod dictionary;
 mod error;
 mod fields;
@@ -57,6 +59,9 @@ mod master;
 mod overrides;
 mod topology;
 
+pub use cluster_secret::{
+    CLUSTER_FILE, ClusterSecret, MIN_SECRET_LEN, SECRET_VAR, missing_secret_error,
+};
 pub use dictionary::{DICTIONARY_FILE, load_dictionary};
 pub use error::ConfigError;
 pub use master::{MASTER_FILE, MasterConfig};
