@@ -156,10 +156,11 @@ async fn a_stranger_is_refused_on_every_cluster_port() {
 /// on chat-server-1 chats with full delivery.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_with_a_wrong_secret_cannot_join() {
-    let cluster = support::ProcCluster::try_start_with_env(
+    let cluster = support::ProcCluster::try_start_with(
         support::bin().as_ref(),
         Topo::new(1, 2).servers(),
         &[("chat-server-2", SECRET_VAR, WRONG)],
+        &[],
     )
     .await
     .expect("cluster up");

@@ -25,7 +25,9 @@
 //!    overrides), `dictionary.json` and the cluster secret
 //!    ([`ClusterSecret::load`]: `SHADDOCK_CLUSTER_SECRET` or
 //!    `config/cluster.json`; required with `--env production`, a warning
-//!    elsewhere), and finds this server;
+//!    elsewhere) and `connector.json` (the per-client budgets of this
+//!    server's type over the app's [`ConnectorOptions`]), and finds this
+//!    server;
 //! 3. logs to `<log-dir>/<server-id>.log` (and stderr);
 //! 4. calls the app's setup closure, then refuses a servers.json whose server
 //!    types the app registered nothing for (a typo would otherwise start a
@@ -54,7 +56,7 @@ use serde::de::DeserializeOwned;
 use crate::app::{App, AppBuilder};
 use crate::cluster::{ClusterBuilder, ClusterOptions, RemoteService};
 use crate::config::{
-    ClusterSecret, ServerInfo, Topology, env_from_args_or_var, load_dictionary,
+    ClusterSecret, ConnectorLimits, ServerInfo, Topology, env_from_args_or_var, load_dictionary,
     missing_secret_error,
 };
 use crate::connector::ConnectorOptions;
@@ -183,12 +185,14 @@ pub struct Setup {
     types: BTreeSet<String>,
     discovery: Option<Arc<dyn Discovery>>,
     secret: Option<ClusterSecret>,
+    limits: ConnectorLimits,
 }
 
 impl Setup {
     fn new(server: ServerInfo, topology: Topology, extra: Vec<String>) -> Self {
         Setup {
             secret: None,
+            limits: ConnectorLimits::default(),
             app: App::builder(server.clone()),
             cluster: ClusterBuilder::new(topology.servers.clone()),
             cluster_options: ClusterOptions::default(),
@@ -332,7 +336,8 @@ impl Setup {
             .rev()
             .find(|(t, _)| *t == self.server.server_type)
             .map(|(_, o)| o.clone())
-            .unwrap_or_default();
+            .unwrap_or_default()
+            .with_limits(&self.limits);
         options.extra_dict_routes.extend(extra_dict_routes);
         let cluster = (self.cluster.secret(self.secret))
             .options(self.cluster_options)
@@ -378,8 +383,10 @@ pub fn prepare(args: &LaunchArgs) -> anyhow::Result<(Setup, Vec<String>)> {
     if secret.is_none() && env == PRODUCTION {
         anyhow::bail!("{}", missing_secret_error(&args.config_dir, &env));
     }
+    let limits = ConnectorLimits::load(&args.config_dir, &env, &server.server_type)?;
     let mut setup = Setup::new(server, topology, args.extra.clone());
     setup.secret = secret;
+    setup.limits = limits;
     Ok((setup, dict))
 }
 

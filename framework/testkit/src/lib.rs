@@ -410,19 +410,24 @@ impl ProcCluster {
     /// Starts the given servers (one process each) and waits until every
     /// port accepts; `Err` carries the stderr of a server that exited.
     pub async fn try_start(bin: &Path, servers: Vec<ServerInfo>) -> Result<Self, String> {
-        Self::try_start_with_env(bin, servers, &[]).await
+        Self::try_start_with(bin, servers, &[], &[]).await
     }
 
     /// [`try_start`](Self::try_start) with environment variables for some
-    /// servers: `(server id, variable, value)` (e.g. a wrong
-    /// `SHADDOCK_CLUSTER_SECRET` for one of them).
-    pub async fn try_start_with_env(
+    /// servers, `(server id, variable, value)` (e.g. a wrong
+    /// `SHADDOCK_CLUSTER_SECRET` for one of them), and extra files in the
+    /// config folder, `(file name, contents)` (e.g. `connector.json`).
+    pub async fn try_start_with(
         bin: &Path,
         servers: Vec<ServerInfo>,
         env: &[(&str, &str, &str)],
+        config_files: &[(&str, &str)],
     ) -> Result<Self, String> {
         let dir = tempfile::tempdir().expect("temp dir");
-        write_servers_json(dir.path(), &servers);
+        let config = write_servers_json(dir.path(), &servers);
+        for (name, contents) in config_files {
+            std::fs::write(config.join(name), contents).unwrap();
+        }
         let mut cluster = ProcCluster {
             bin: bin.to_path_buf(),
             dir,

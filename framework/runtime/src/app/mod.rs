@@ -477,7 +477,8 @@ impl AppBuilder {
             self.server.id.as_str(),
             dict.clone(),
             self.options.queue_bound,
-        );
+        )
+        .with_queue_bytes(self.options.queue_bytes);
         let clustered = self.cluster.is_some();
         let cluster = self.cluster.unwrap_or_else(Cluster::standalone);
         if let Some(hook) = self.lost {
