@@ -41,6 +41,12 @@ pid_of() {
 case $cmd in
 start)
   [[ -x $bin ]] || cargo build -p game-server
+  # Like `shaddock start`: a development cluster gets a random secret
+  # (docs/security.md); production must bring its own.
+  if [[ ! -f config/cluster.json && -z ${SHADDOCK_CLUSTER_SECRET:-} && $env != production ]]; then
+    (umask 077; printf '{"%s": {"secret": "%s"}}\n' "$env" "$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')" >config/cluster.json)
+    echo "wrote a random cluster secret to config/cluster.json"
+  fi
   mapfile -t all < <(ids)
   # Backends first (reverse file order), so connectors find them at once.
   for ((i = ${#all[@]} - 1; i >= 0; i--)); do

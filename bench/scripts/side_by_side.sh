@@ -81,6 +81,13 @@ EOF
   printf '{\n  "production": {\n%s\n  }\n}\n' "$servers" > "$OURS/config/servers.json"
   printf '{"production": {"id": "master-server-1", "host": "127.0.0.1", "port": %d}}\n' \
     $((3005 + o)) > "$OURS/config/master.json"
+  # Production needs a cluster secret (docs/security.md).
+  (umask 077; printf '{"production": {"secret": "%s"}}\n' \
+    "$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')" > "$OURS/config/cluster.json")
+  # Every robot connects from 127.0.0.1: lift the per-address and total
+  # connection caps (docs/security.md); the per-client budgets stay.
+  printf '{"production": {"%s": {"max-connections": 0, "max-connections-per-address": 0}, "%s": {"max-connections": 0, "max-connections-per-address": 0}}}\n' \
+    gate connector > "$OURS/config/connector.json"
 }
 ours_start() {
   ours_stop

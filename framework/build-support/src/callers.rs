@@ -129,7 +129,7 @@ fn render_service(out: &mut String, service: &Service, server_type: &str, runtim
         out,
         "#[derive(Clone)] pub struct {name}<'a> {{ \
          rpc: &'a {runtime}::cluster::Rpc, \
-         target: ::core::result::Result<(::std::string::String, {runtime}::tonic::transport::Channel), {error}>, \
+         target: ::core::result::Result<(::std::string::String, {runtime}::cluster::ClusterChannel), {error}>, \
          }}"
     );
 

@@ -77,6 +77,12 @@ fn read_credentials(path: &Path) -> Option<Credentials> {
 
 /// Writes the credentials file with mode 0600.
 pub fn write_credentials(path: &Path, creds: &Credentials) -> std::io::Result<()> {
+    let json = serde_json::to_string_pretty(creds).map_err(std::io::Error::other)?;
+    write_private(path, &json)
+}
+
+/// Writes `text` and a newline to `path`, readable by its owner only (0600).
+pub fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);
@@ -91,8 +97,7 @@ pub fn write_credentials(path: &Path, creds: &Credentials) -> std::io::Result<()
         use std::os::unix::fs::PermissionsExt;
         f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
     }
-    let json = serde_json::to_string_pretty(creds).map_err(std::io::Error::other)?;
-    writeln!(f, "{json}")
+    writeln!(f, "{text}")
 }
 
 impl AdminClient {

@@ -7,6 +7,7 @@ use super::client::{CREDENTIALS_FILE, write_credentials};
 use super::exit::CliError;
 use crate::master::auth::{self, AdminUser, Credentials};
 use crate::master::config;
+use crate::secret::ensure_cluster_secret;
 
 /// The app template (`framework/cli/templates/app`), embedded in the binary:
 /// (path in the new app, contents). `{{name}}`, `{{shaddock_dep}}` and
@@ -181,7 +182,8 @@ fn render(text: &str, name: &str, dep: &str, build_dep: &str) -> String {
 }
 
 /// Writes the app into `dir` (which must be absent or empty) and creates
-/// its admin user. Returns the admin password.
+/// its admin user and development cluster secret. Returns the admin
+/// password.
 pub fn scaffold(dir: &Path, name: &str, source: &FrameworkSource) -> Result<String, CliError> {
     if dir.exists() {
         let empty = std::fs::read_dir(dir)
@@ -206,6 +208,7 @@ pub fn scaffold(dir: &Path, name: &str, source: &FrameworkSource) -> Result<Stri
         std::fs::write(&dest, text)
             .map_err(|e| CliError::error(format!("cannot write {}: {e}", dest.display())))?;
     }
+    ensure_cluster_secret(&dir.join("config"), shaddock::config::DEFAULT_ENV)?;
     create_admin_user(&dir.join("config"), "admin")
 }
 
@@ -235,6 +238,8 @@ pub fn run(a: InitArgs) -> Result<(), CliError> {
     println!("admin user `admin`, password: {password}");
     println!("  shown once; config/adminUser.json keeps only its argon2 hash,");
     println!("  config/.admin-credentials (mode 0600, git-ignored) lets the CLI log in.");
+    println!("cluster secret: config/cluster.json (mode 0600, git-ignored); servers refuse");
+    println!("  cluster calls without it (production needs its own: see docs/security.md).");
     println!();
     println!("next:");
     println!("  cd {}", a.dir.display());

@@ -13,6 +13,7 @@ pub mod exit;
 pub mod force;
 pub mod init;
 pub mod master;
+pub mod secret;
 pub mod start;
 pub mod table;
 

@@ -19,6 +19,7 @@ use super::exit::{self, CliError};
 use super::{table, wait_states};
 use crate::master::supervisor::Selection;
 use crate::master::{self, MasterOptions, config, proto};
+use crate::secret::ensure_cluster_secret;
 
 fn selection(a: &StartArgs) -> Option<Selection> {
     if a.ids.is_empty() && a.server_type.is_none() {
@@ -60,6 +61,10 @@ pub async fn start(mut a: StartArgs) -> Result<(), CliError> {
     a.admin.app.dir = dir.clone();
 
     ensure_admin_user(&dir)?;
+    let env = &a.admin.app.env;
+    if let Some(file) = ensure_cluster_secret(&config::config_dir(&dir), env)? {
+        println!("no cluster secret for `{env}`: wrote a random one to {file} (mode 0600)");
+    }
     let addr = client::master_addr(&a.admin)?;
     let sel = selection(&a);
 

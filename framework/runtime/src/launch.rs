@@ -22,7 +22,12 @@
 //!    `--log-dir` (`./logs`)); anything after the flags (servers.json `args`)
 //!    reaches the app as [`Setup::extra_args`];
 //! 2. loads `servers.json` ([`Topology::load`], with the `SHADDOCK_SERVERS__…`
-//!    overrides) and `dictionary.json`, and finds this server;
+//!    overrides), `dictionary.json` and the cluster secret
+//!    ([`ClusterSecret::load`]: `SHADDOCK_CLUSTER_SECRET` or
+//!    `config/cluster.json`; required with `--env production`, a warning
+//!    elsewhere) and `connector.json` (the per-client budgets of this
+//!    server's type over the app's [`ConnectorOptions`]), and finds this
+//!    server;
 //! 3. logs to `<log-dir>/<server-id>.log` (and stderr);
 //! 4. calls the app's setup closure, then refuses a servers.json whose server
 //!    types the app registered nothing for (a typo would otherwise start a
@@ -51,7 +56,10 @@ use serde::de::DeserializeOwned;
 
 use crate::app::{App, AppBuilder};
 use crate::cluster::{ClusterBuilder, ClusterOptions, RemoteService};
-use crate::config::{EtcdConfig, ServerInfo, Topology, env_from_args_or_var, load_dictionary};
+use crate::config::{
+    ClusterSecret, ConnectorLimits, EtcdConfig, ServerInfo, Topology, env_from_args_or_var,
+    load_dictionary, missing_secret_error,
+};
 use crate::connector::ConnectorOptions;
 use crate::discovery::etcd::EtcdDiscovery;
 use crate::discovery::master::{MasterDiscovery, server_info_from_env};
@@ -179,6 +187,8 @@ pub struct Setup {
     types: BTreeSet<String>,
     discovery: Option<Arc<dyn Discovery>>,
     etcd: Option<EtcdConfig>,
+    secret: Option<ClusterSecret>,
+    limits: ConnectorLimits,
 }
 
 impl Setup {
@@ -190,6 +200,8 @@ impl Setup {
     ) -> Self {
         Setup {
             etcd,
+            secret: None,
+            limits: ConnectorLimits::default(),
             app: App::builder(server.clone()),
             cluster: ClusterBuilder::new(topology.servers.clone()),
             cluster_options: ClusterOptions::default(),
@@ -333,9 +345,12 @@ impl Setup {
             .rev()
             .find(|(t, _)| *t == self.server.server_type)
             .map(|(_, o)| o.clone())
-            .unwrap_or_default();
+            .unwrap_or_default()
+            .with_limits(&self.limits);
         options.extra_dict_routes.extend(extra_dict_routes);
-        let cluster = self.cluster.options(self.cluster_options).build();
+        let cluster = (self.cluster.secret(self.secret))
+            .options(self.cluster_options)
+            .build();
         let master = MasterDiscovery::from_env(&self.server.id);
         let discovery: Arc<dyn Discovery> = match (self.discovery, self.etcd, master) {
             (Some(chosen), _, _) => chosen,
@@ -375,8 +390,19 @@ pub fn prepare(args: &LaunchArgs) -> anyhow::Result<(Setup, Vec<String>)> {
             ids.join(", ")
         );
     };
-    Ok((Setup::new(server, topology, args.extra.clone(), etcd), dict))
+    let secret = ClusterSecret::load(&args.config_dir, &env)?;
+    if secret.is_none() && env == PRODUCTION {
+        anyhow::bail!("{}", missing_secret_error(&args.config_dir, &env));
+    }
+    let limits = ConnectorLimits::load(&args.config_dir, &env, &server.server_type)?;
+    let mut setup = Setup::new(server, topology, args.extra.clone(), etcd);
+    setup.secret = secret;
+    setup.limits = limits;
+    Ok((setup, dict))
 }
+
+/// The environment that refuses to run an unauthenticated cluster port.
+pub const PRODUCTION: &str = "production";
 
 /// Runs one server process: parses the command line, then [`run_with`].
 /// Returns the process exit code (use it as `main`'s return value).
@@ -417,6 +443,12 @@ fn serve(args: LaunchArgs, setup: impl FnOnce(Setup) -> Setup) -> anyhow::Result
         .enable_all()
         .build()
         .map_err(|e| anyhow::anyhow!("cannot start the tokio runtime: {e}"))?;
+    if base.secret.is_none() {
+        tracing::warn!(
+            "cluster port NOT authenticated: {} (allowed outside `{PRODUCTION}` only)",
+            missing_secret_error(&args.config_dir, base.env())
+        );
+    }
     runtime.block_on(async move {
         let app = setup(base).build(dict)?;
         let server = app.server().clone();

@@ -111,3 +111,61 @@ fn console_fields() -> impl for<'w> fmt::FormatFields<'w> + Send + Sync + 'stati
     })
     .delimited(" ")
 }
+
+/// At most one log line per interval for an event that an attacker can
+/// repeat at will (refused cluster calls, refused connections): the first
+/// event of an interval is logged with the number of events since the last
+/// line, the others are only counted. Lock-free; cheap to call per event.
+#[derive(Debug)]
+pub struct Throttle {
+    every_ms: u64,
+    started: std::time::Instant,
+    /// Milliseconds since `started` of the last line (0: none yet).
+    last: std::sync::atomic::AtomicU64,
+    /// Events not yet reported in a line.
+    unreported: std::sync::atomic::AtomicU64,
+}
+
+impl Throttle {
+    pub fn new(every: std::time::Duration) -> Self {
+        Throttle {
+            every_ms: every.as_millis() as u64,
+            started: std::time::Instant::now(),
+            last: std::sync::atomic::AtomicU64::new(0),
+            unreported: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Counts one event; `Some(n)` when the caller should log now, `n`
+    /// being the events since the last line (this one included).
+    pub fn event(&self) -> Option<u64> {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.unreported.fetch_add(1, Relaxed);
+        let now = (self.started.elapsed().as_millis() as u64).max(1);
+        let last = self.last.load(Relaxed);
+        if last != 0 && now.saturating_sub(last) < self.every_ms {
+            return None;
+        }
+        // One caller wins the line of this interval.
+        self.last
+            .compare_exchange(last, now, Relaxed, Relaxed)
+            .ok()
+            .map(|_| self.unreported.swap(0, Relaxed))
+    }
+}
+
+#[cfg(test)]
+mod throttle_tests {
+    use super::Throttle;
+    use std::time::Duration;
+
+    #[test]
+    fn one_line_per_interval_with_the_count() {
+        let t = Throttle::new(Duration::from_millis(200));
+        assert_eq!(t.event(), Some(1));
+        assert_eq!(t.event(), None);
+        assert_eq!(t.event(), None);
+        std::thread::sleep(Duration::from_millis(250));
+        assert_eq!(t.event(), Some(3));
+    }
+}

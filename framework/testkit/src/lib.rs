@@ -6,7 +6,9 @@
 //! `servers.json` (via [`Topology::to_servers_json`]) into a fresh temp
 //! directory, spawns the app binary once per server with `--config-dir` /
 //! `--log-dir` pointing there, and waits (bounded) until every port
-//! accepts. Children are SIGKILLed on `Drop` — also when a test panics — and
+//! accepts. Each cluster gets its own random cluster secret
+//! (`config/cluster.json`, [`write_cluster_secret`]), as `shaddock start`
+//! makes for a development app, so tests run with authentication on. Children are SIGKILLed on `Drop` — also when a test panics — and
 //! on Linux they get `PR_SET_PDEATHSIG` so they die with the test process
 //! even if it is killed itself.
 //!
@@ -303,7 +305,26 @@ pub fn write_servers_json(dir: &Path, servers: &[ServerInfo]) -> PathBuf {
     std::fs::create_dir_all(&config).unwrap();
     let text = serde_json::to_string_pretty(&topology.to_servers_json()).unwrap();
     std::fs::write(config.join("servers.json"), text).unwrap();
+    write_cluster_secret(dir);
     config
+}
+
+/// Writes `<dir>/config/cluster.json` with a fresh random secret for [`ENV`]
+/// unless the file exists (servers.json may be rewritten; the secret must
+/// not change under running servers), and returns the secret in force.
+pub fn write_cluster_secret(dir: &Path) -> String {
+    let path = dir.join("config").join(shaddock::config::CLUSTER_FILE);
+    if let Ok(Some(s)) = shaddock::config::ClusterSecret::load_with(&dir.join("config"), ENV, None)
+    {
+        return s.expose().to_owned();
+    }
+    let mut bytes = [0u8; 24];
+    getrandom::fill(&mut bytes).expect("OS random source");
+    let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let json = serde_json::json!({ ENV: { "secret": secret } });
+    std::fs::write(&path, json.to_string()).unwrap();
+    secret
 }
 
 /// A sibling binary of the running test: `target/<profile>/<name>`.
@@ -371,6 +392,8 @@ pub struct ProcCluster {
     dir: tempfile::TempDir,
     pub servers: Vec<ServerInfo>,
     procs: Vec<Proc>,
+    /// `(server id, variable, value)` set on that server's process.
+    env: Vec<(String, String, String)>,
 }
 
 impl ProcCluster {
@@ -391,13 +414,33 @@ impl ProcCluster {
     /// Starts the given servers (one process each) and waits until every
     /// port accepts; `Err` carries the stderr of a server that exited.
     pub async fn try_start(bin: &Path, servers: Vec<ServerInfo>) -> Result<Self, String> {
+        Self::try_start_with(bin, servers, &[], &[]).await
+    }
+
+    /// [`try_start`](Self::try_start) with environment variables for some
+    /// servers, `(server id, variable, value)` (e.g. a wrong
+    /// `SHADDOCK_CLUSTER_SECRET` for one of them), and extra files in the
+    /// config folder, `(file name, contents)` (e.g. `connector.json`).
+    pub async fn try_start_with(
+        bin: &Path,
+        servers: Vec<ServerInfo>,
+        env: &[(&str, &str, &str)],
+        config_files: &[(&str, &str)],
+    ) -> Result<Self, String> {
         let dir = tempfile::tempdir().expect("temp dir");
-        write_servers_json(dir.path(), &servers);
+        let config = write_servers_json(dir.path(), &servers);
+        for (name, contents) in config_files {
+            std::fs::write(config.join(name), contents).unwrap();
+        }
         let mut cluster = ProcCluster {
             bin: bin.to_path_buf(),
             dir,
             servers,
             procs: Vec::new(),
+            env: env
+                .iter()
+                .map(|(id, k, v)| (id.to_string(), k.to_string(), v.to_string()))
+                .collect(),
         };
         for s in cluster.servers.clone() {
             cluster.spawn(&s.id);
@@ -450,7 +493,11 @@ impl ProcCluster {
 
     fn spawn(&mut self, id: &str) {
         let stderr = std::fs::File::create(self.dir.path().join(format!("{id}.stderr"))).unwrap();
-        let child = command(&self.bin, self.dir.path(), id)
+        let mut cmd = command(&self.bin, self.dir.path(), id);
+        for (_, k, v) in self.env.iter().filter(|(server, ..)| server == id) {
+            cmd.env(k, v);
+        }
+        let child = cmd
             .stdout(Stdio::null())
             .stderr(stderr)
             .spawn()

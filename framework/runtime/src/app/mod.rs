@@ -168,12 +168,23 @@ impl App {
     /// Starts this server's RPC endpoint (cluster service + its type's
     /// remotes) on `host:port` of its entry.
     pub async fn start_rpc(&self) -> std::io::Result<RpcServer> {
-        RpcServer::start(self.server(), self.node(), self.remote_routes()).await
+        RpcServer::start(
+            self.server(),
+            self.node(),
+            self.remote_routes(),
+            self.inner.cluster.secret().cloned(),
+        )
+        .await
     }
 
     /// Starts this server's RPC endpoint on an already bound listener.
     pub fn serve_rpc(&self, listener: TcpListener) -> std::io::Result<RpcServer> {
-        RpcServer::serve(listener, self.node(), self.remote_routes())
+        RpcServer::serve_with_secret(
+            listener,
+            self.node(),
+            self.remote_routes(),
+            self.inner.cluster.secret().cloned(),
+        )
     }
 
     fn node(&self) -> Arc<node::AppNode> {
@@ -475,7 +486,8 @@ impl AppBuilder {
             self.server.id.as_str(),
             dict.clone(),
             self.options.queue_bound,
-        );
+        )
+        .with_queue_bytes(self.options.queue_bytes);
         let clustered = self.cluster.is_some();
         let cluster = self.cluster.unwrap_or_else(Cluster::standalone);
         if let Some(hook) = self.lost {

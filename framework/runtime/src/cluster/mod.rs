@@ -8,6 +8,7 @@
 //!
 //! The transport (gRPC, `framework/runtime/proto/cluster.proto`):
 //!
+//! * [`auth`] — the cluster secret on every call, checked by every server.
 //! * [`pool`] — one lazily connected tonic channel per server id (redials).
 //! * `mux` — request/response over one long-lived bidi stream per peer.
 //! * [`forward`] — [`ClusterForwarder`], the gRPC [`Forwarder`].
@@ -22,9 +23,11 @@
 //! * [`runtime`] — [`Cluster`] / [`ClusterBuilder`]: all of the above for one app.
 
 /// Largest cluster message (a forwarded body, a push with its uid list).
-/// Peers are trusted, but a bound keeps one bug from exhausting memory.
+/// Peers are authenticated ([`auth`]), but a bound keeps one bug from
+/// exhausting memory.
 pub const MAX_RPC_MESSAGE: usize = 64 << 20;
 
+pub mod auth;
 pub mod channel;
 pub mod forward;
 mod mux;
@@ -38,6 +41,7 @@ pub mod service;
 pub mod session_remote;
 pub mod shard;
 
+pub use auth::{ClusterChannel, ClusterKey, KeyCheck};
 pub use channel::{Channel, ChannelService};
 pub use forward::ClusterForwarder;
 pub use pool::Pool;

@@ -22,9 +22,9 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Channel;
 use tonic::{Status, Streaming};
 
+use super::auth::ClusterChannel;
 use super::{BoxFuture, ClusterError, pool::Pool};
 
 /// After a failed dial, calls fail fast for this long before the next dial.
@@ -38,7 +38,10 @@ pub(crate) trait Tagged: Send + 'static {
 
 /// Opens the stream on a channel: `client.forward(requests)`.
 pub(crate) type OpenFn<Req, Resp> = Arc<
-    dyn Fn(Channel, ReceiverStream<Req>) -> BoxFuture<'static, Result<Streaming<Resp>, Status>>
+    dyn Fn(
+            ClusterChannel,
+            ReceiverStream<Req>,
+        ) -> BoxFuture<'static, Result<Streaming<Resp>, Status>>
         + Send
         + Sync,
 >;

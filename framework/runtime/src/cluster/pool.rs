@@ -4,15 +4,20 @@
 //! connection that reconnects by itself: after a server restarts, the next
 //! call dials again. So a pool only has to remember one channel per server
 //! id, and build a new one when the server's address changes in the list.
+//!
+//! Every channel is a [`ClusterChannel`]: it adds the cluster key to each
+//! call (see [`auth`](super::auth)), so no caller can forget it.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use tonic::transport::{Channel, Endpoint};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Endpoint;
 
 use super::ClusterError;
 use super::Servers;
+use super::auth::{ClusterChannel, ClusterKey};
 
 /// HTTP/2 flow-control window per stream (the connection gets 4×). The
 /// 64 KiB default throttles a busy forward/push stream.
@@ -26,7 +31,8 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct Pool {
     servers: Servers,
     connect_timeout: Duration,
-    channels: Mutex<HashMap<String, (String, Channel)>>,
+    key: ClusterKey,
+    channels: Mutex<HashMap<String, (String, ClusterChannel)>>,
 }
 
 impl Pool {
@@ -38,8 +44,16 @@ impl Pool {
         Pool {
             servers,
             connect_timeout,
+            key: ClusterKey::default(),
             channels: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Sends `key` (the cluster secret) with every call on this pool's
+    /// channels.
+    pub fn with_key(mut self, key: ClusterKey) -> Self {
+        self.key = key;
+        self
     }
 
     /// The server list this pool dials from.
@@ -49,7 +63,7 @@ impl Pool {
 
     /// The channel to `server_id`. Never waits: the connection is made by
     /// the first call that uses it.
-    pub fn channel(&self, server_id: &str) -> Result<Channel, ClusterError> {
+    pub fn channel(&self, server_id: &str) -> Result<ClusterChannel, ClusterError> {
         let uri = self.servers.rpc_uri(server_id)?;
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((known_uri, channel)) = channels.get(server_id)
@@ -72,6 +86,7 @@ impl Pool {
             .initial_stream_window_size(Some(WINDOW))
             .initial_connection_window_size(Some(WINDOW * 4))
             .connect_lazy();
+        let channel = InterceptedService::new(channel, self.key.clone());
         channels.insert(server_id.to_string(), (uri, channel.clone()));
         Ok(channel)
     }

@@ -19,8 +19,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tonic::Code;
-use tonic::transport::Channel;
 
+use super::auth::ClusterChannel;
 use super::pool::Pool;
 use super::{ClusterError, SessionSnapshot};
 use crate::router::{RouteContext, Routers};
@@ -86,14 +86,14 @@ impl Rpc {
         &self,
         server_type: &str,
         key: &str,
-    ) -> Result<(String, Channel), ClusterError> {
+    ) -> Result<(String, ClusterChannel), ClusterError> {
         let server = self.pick(server_type, key)?;
         let channel = self.pool.channel(&server)?;
         Ok((server, channel))
     }
 
     /// The channel of one server (bypasses the router).
-    pub fn channel_by_id(&self, server_id: &str) -> Result<Channel, ClusterError> {
+    pub fn channel_by_id(&self, server_id: &str) -> Result<ClusterChannel, ClusterError> {
         self.pool.channel(server_id)
     }
 

@@ -7,13 +7,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::auth::ClusterKey;
 use super::channel::ChannelService;
 use super::forward::{ClusterForwarder, DEFAULT_FORWARD_TIMEOUT, DEFAULT_QUEUE};
 use super::pool::{DEFAULT_CONNECT_TIMEOUT, Pool};
 use super::push::{DEFAULT_PUSH_TIMEOUT, PushClient};
 use super::rpc::{DEFAULT_RPC_TIMEOUT, Rpc};
 use super::session_remote::{ClusterSessionOps, DEFAULT_SESSION_OP_TIMEOUT};
-use crate::config::ServerInfo;
+use crate::config::{ClusterSecret, ServerInfo};
 use crate::discovery::Servers;
 use crate::router::{Router, Routers};
 
@@ -54,6 +55,7 @@ pub struct ClusterBuilder {
     servers: Servers,
     routers: Routers,
     options: ClusterOptions,
+    secret: Option<ClusterSecret>,
 }
 
 impl ClusterBuilder {
@@ -87,12 +89,21 @@ impl ClusterBuilder {
         self
     }
 
+    /// The cluster secret: sent with every call this server makes and
+    /// required of every call it serves (see [`auth`](super::auth)). `None`
+    /// leaves the cluster port open (development without
+    /// `config/cluster.json` only; the launcher refuses it in production).
+    pub fn secret(mut self, secret: Option<ClusterSecret>) -> Self {
+        self.secret = secret;
+        self
+    }
+
     pub fn build(self) -> Arc<Cluster> {
         let o = self.options;
-        let pool = Arc::new(Pool::with_connect_timeout(
-            self.servers.clone(),
-            o.connect_timeout,
-        ));
+        let pool = Arc::new(
+            Pool::with_connect_timeout(self.servers.clone(), o.connect_timeout)
+                .with_key(ClusterKey::new(self.secret.as_ref())),
+        );
         let routers = Arc::new(self.routers);
         let push = Arc::new(PushClient::with_options(
             pool.clone(),
@@ -116,6 +127,7 @@ impl ClusterBuilder {
             )),
             routers,
             pool,
+            secret: self.secret,
         })
     }
 }
@@ -130,6 +142,7 @@ pub struct Cluster {
     channels: Arc<ChannelService>,
     rpc: Rpc,
     session_ops: Arc<ClusterSessionOps>,
+    secret: Option<ClusterSecret>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -178,6 +191,11 @@ impl Cluster {
     /// User remotes: pick a server, get its channel, call with a timeout.
     pub fn rpc(&self) -> &Rpc {
         &self.rpc
+    }
+
+    /// The secret this server's RPC endpoint requires (`None`: open).
+    pub fn secret(&self) -> Option<&ClusterSecret> {
+        self.secret.as_ref()
     }
 
     /// Session operations on the owning frontend (backend sessions use it).

@@ -2,6 +2,10 @@
 //! typed remotes for this server type (as tonic [`Routes`], built by the
 //! app), on `host:port` of its ServerInfo.
 //!
+//! Every call passes the cluster key check first ([`KeyCheck`], a tower
+//! layer in front of all routes): a caller without the cluster secret
+//! reaches neither the cluster service nor a remote.
+//!
 //! Shutdown is designed in: [`RpcServer::shutdown`] stops accepting, lets
 //! in-flight calls finish, and returns when the server task has ended.
 
@@ -17,12 +21,13 @@ use tokio_util::sync::CancellationToken;
 use tonic::body::Body;
 use tonic::codegen::http::{Request, Response};
 use tonic::server::NamedService;
-use tonic::service::Routes;
+use tonic::service::{InterceptorLayer, Routes};
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
+use super::auth::KeyCheck;
 use super::service::{ClusterService, LocalNode};
-use crate::config::ServerInfo;
+use crate::config::{ClusterSecret, ServerInfo};
 
 /// What a generated tonic server (`FooServer<T>`) is.
 pub trait RemoteService:
@@ -63,11 +68,13 @@ pub struct RpcServer {
 }
 
 impl RpcServer {
-    /// Binds `host:port` of `info` and serves the cluster service and `routes`.
+    /// Binds `host:port` of `info` and serves the cluster service and
+    /// `routes` to callers that present `secret` (to anyone without one).
     pub async fn start(
         info: &ServerInfo,
         node: Arc<dyn LocalNode>,
         routes: Routes,
+        secret: Option<ClusterSecret>,
     ) -> std::io::Result<Self> {
         let port = info.port.ok_or_else(|| {
             std::io::Error::new(
@@ -90,17 +97,30 @@ impl RpcServer {
                     ),
                 )
             })?;
-        Self::serve(listener, node, routes)
+        Self::serve_with_secret(listener, node, routes, secret)
     }
 
-    /// Serves on an already bound listener (tests bind port 0).
+    /// Serves on an already bound listener (tests bind port 0), without
+    /// authentication.
     pub fn serve(
         listener: TcpListener,
         node: Arc<dyn LocalNode>,
         routes: Routes,
     ) -> std::io::Result<Self> {
+        Self::serve_with_secret(listener, node, routes, None)
+    }
+
+    /// Serves on an already bound listener; with a `secret`, only calls
+    /// that carry it.
+    pub fn serve_with_secret(
+        listener: TcpListener,
+        node: Arc<dyn LocalNode>,
+        routes: Routes,
+        secret: Option<ClusterSecret>,
+    ) -> std::io::Result<Self> {
         let addr = listener.local_addr()?;
         let server_id = node.server_id().to_string();
+        let check = KeyCheck::new(&server_id, secret);
         let streams = CancellationToken::new();
         let routes = routes.add_service(ClusterService::new(node, streams.clone()).into_server());
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
@@ -112,6 +132,7 @@ impl RpcServer {
                 .http2_keepalive_timeout(Some(Duration::from_secs(5)))
                 .initial_stream_window_size(Some(super::pool::WINDOW))
                 .initial_connection_window_size(Some(super::pool::WINDOW * 4))
+                .layer(InterceptorLayer::new(check))
                 .add_routes(routes)
                 .serve_with_incoming_shutdown(incoming, async {
                     let _ = stopped.await;

@@ -1,6 +1,8 @@
 //! App configuration: `config/servers.json` (the [`Topology`]),
-//! `config/master.json` ([`MasterConfig`]) and the optional
-//! `config/dictionary.json` ([`load_dictionary`]).
+//! `config/master.json` ([`MasterConfig`]), the optional
+//! `config/dictionary.json` ([`load_dictionary`]) and the cluster secret
+//! (`config/cluster.json`, [`ClusterSecret`]), and the optional per-client
+//! budgets of the frontends (`config/connector.json`, [`ConnectorLimits`]).
 //!
 //! The field names are Pomelo's (§7.6 of `docs/protocol.md`) so a
 //! Pomelo user can bring their servers.json across unchanged:
@@ -50,6 +52,8 @@
 //! on the same host (hosts compare as written), and — once the app knows
 //! its server types — [`Topology::validate_types`].
 
+mod cluster_secret;
+mod connector;
 mod dictionary;
 mod error;
 mod etcd;
@@ -58,6 +62,10 @@ mod master;
 mod overrides;
 mod topology;
 
+pub use cluster_secret::{
+    CLUSTER_FILE, ClusterSecret, MIN_SECRET_LEN, SECRET_VAR, missing_secret_error,
+};
+pub use connector::{CONNECTOR_FILE, ConnectorLimits};
 pub use dictionary::{DICTIONARY_FILE, load_dictionary};
 pub use error::ConfigError;
 pub use etcd::{ETCD_ENDPOINTS_VAR, EtcdConfig};

@@ -12,7 +12,9 @@ use std::net::SocketAddr;
 use tokio::net::TcpListener;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use super::budget::AddressCounts;
 use super::{Frontend, Tracker, agent};
+use crate::logging::Throttle;
 
 /// A bound listener, ready to [`run`](Self::run).
 pub struct Acceptor<F: Frontend> {
@@ -65,6 +67,10 @@ impl<F: Frontend> Acceptor<F> {
                 .server()
                 .max_connections
                 .or(app.connector_options().max_connections);
+            let per_address = app.connector_options().max_connections_per_address;
+            let addresses = AddressCounts::default();
+            // A connection flood must not become a log flood.
+            let refusals = Throttle::new(std::time::Duration::from_secs(1));
             tokio::pin!(shutdown);
             loop {
                 let (tcp, peer) = tokio::select! {
@@ -82,15 +88,27 @@ impl<F: Frontend> Acceptor<F> {
                 if let Some(max) = max
                     && connections.count() >= max
                 {
-                    warn!(%peer, max, "max-connections reached; connection refused");
+                    if let Some(refused) = refusals.event() {
+                        warn!(%peer, max, refused, "max-connections reached; connection refused \
+                              (`refused`: since the last such line)");
+                    }
                     drop(tcp);
                     continue;
                 }
+                let Some(address) = addresses.enter(peer.ip(), per_address) else {
+                    if let Some(refused) = refusals.event() {
+                        warn!(%peer, max = per_address, refused,
+                              "max-connections-per-address reached; connection refused \
+                               (`refused`: since the last such line)");
+                    }
+                    drop(tcp);
+                    continue;
+                };
                 if let Err(e) = tcp.set_nodelay(true) {
                     debug!(error = %e, "TCP_NODELAY failed");
                 }
                 let guard = connections.enter();
-                tokio::spawn(agent::serve(app.clone(), tcp, peer, guard));
+                tokio::spawn(agent::serve(app.clone(), tcp, peer, (guard, address)));
             }
             drop(listener);
             let grace = app.connector_options().shutdown_grace;

@@ -15,6 +15,14 @@
 //! * a text frame is parsed as packages, exactly like Node's `ws` does;
 //! * a DATA package that does not decode as a message is dropped with a log
 //!   line, the connection stays (Pomelo drops it too).
+//!
+//! Budgets (see [`budget`](super::budget) and `docs/security.md`): each DATA
+//! message passes the connection's [`RequestBudget`] first; the connection
+//! is closed after this long without any package (`idle_timeout`, the gate's
+//! only timeout); and every close the client did not ask for — an
+//! overflowing outbound queue, a stuck write, a frame over the size limit,
+//! abuse of the rate limit, idleness — is preceded by a KICK saying why
+//! (best effort, within [`KICK_WRITE`]: the client may not be reading).
 
 use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
@@ -27,9 +35,10 @@ use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep_until, timeout};
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
 use tracing::{Instrument, debug, error, info_span, trace, warn};
 
+use super::budget::{AddressGuard, InFlight, KICK_RATE, RequestBudget, Verdict};
 use super::{ConnectorOptions, Frontend, TrackerGuard};
 use crate::protocol::handshake::{self, CODE_FAIL, HandshakeReply};
 use crate::protocol::{CODE_500, encode_data_frame};
@@ -40,6 +49,19 @@ use crate::session::live::{CloseRequest, STATE_INITED, STATE_WAIT_ACK, STATE_WOR
 use crate::session::{LiveSession, Session};
 
 type Ws = WebSocketStream<TcpStream>;
+
+/// How long a KICK before an unrequested close may take to write: a client
+/// that is not reading must not hold the connection open for long.
+const KICK_WRITE: Duration = Duration::from_millis(500);
+
+/// KICK reason when the outbound queue overflows (frames or bytes).
+pub const OVERFLOW: &str = "outbound queue overflow: the client reads too slowly";
+/// KICK reason when a write stays blocked for `write_timeout`.
+pub const WRITE_STUCK: &str = "write timeout: the client stopped reading";
+/// KICK reason (followed by the limit) for a frame over `max_message_size`.
+pub const TOO_LARGE: &str = "message too large";
+/// KICK reason after `idle_timeout` without a package.
+pub const IDLE: &str = "idle timeout";
 
 /// Why an agent stopped; becomes the `closed` listeners' reason.
 struct Exit(String);
@@ -55,7 +77,7 @@ pub(crate) async fn serve<F: Frontend>(
     app: F,
     tcp: TcpStream,
     peer: SocketAddr,
-    conn: TrackerGuard,
+    conn: (TrackerGuard, AddressGuard),
 ) {
     let live = app.sessions().create();
     let span = info_span!("conn", server = %app.server_id(), sid = live.sid(), %peer);
@@ -70,6 +92,7 @@ pub(crate) async fn serve<F: Frontend>(
         let reason = match tokio::time::timeout_at(deadline, upgrade).await {
             Ok(Ok(ws)) => {
                 debug!("websocket open");
+                let now = Instant::now();
                 let mut agent = Agent {
                     app: app.clone(),
                     live: live.clone(),
@@ -77,6 +100,14 @@ pub(crate) async fn serve<F: Frontend>(
                     state: STATE_INITED,
                     handshake_deadline: deadline,
                     heartbeat_deadline: None,
+                    idle_deadline: None,
+                    last_inbound: now,
+                    budget: RequestBudget::new(
+                        opts.rate_limit,
+                        opts.max_inflight,
+                        opts.kick_after_refusals,
+                        now,
+                    ),
                 };
                 let Exit(reason) = agent.run().await;
                 // Best effort: the peer may already be gone.
@@ -102,6 +133,13 @@ struct Agent<F: Frontend> {
     state: u8,
     handshake_deadline: Instant,
     heartbeat_deadline: Option<Instant>,
+    /// When to check for idleness next (WORKING only). Not moved per
+    /// frame: when it passes, the agent looks at `last_inbound` and either
+    /// closes or re-arms it, so an active client costs no timer resets.
+    idle_deadline: Option<Instant>,
+    /// When the last package arrived.
+    last_inbound: Instant,
+    budget: RequestBudget,
 }
 
 impl<F: Frontend> Agent<F> {
@@ -119,7 +157,10 @@ impl<F: Frontend> Agent<F> {
         let mut armed = self.handshake_deadline;
         loop {
             let deadline = if self.state == STATE_WORKING {
-                self.heartbeat_deadline
+                match (self.heartbeat_deadline, self.idle_deadline) {
+                    (Some(h), Some(i)) => Some(h.min(i)),
+                    (h, i) => h.or(i),
+                }
             } else {
                 Some(self.handshake_deadline)
             };
@@ -135,8 +176,11 @@ impl<F: Frontend> Agent<F> {
                     // Boxed (here and below): these sub-futures are large and
                     // short-lived; keeping them out of the idle state machine
                     // keeps an idle connection's task small.
-                    if let Err(exit) = Box::pin(self.write_batch(&mut batch)).await {
-                        return exit;
+                    match Box::pin(self.write_batch(&mut batch)).await {
+                        Ok(()) => {}
+                        Err(Stuck::Overflow) => return Box::pin(self.kick(OVERFLOW)).await,
+                        Err(Stuck::Timeout) => return Box::pin(self.kick(WRITE_STUCK)).await,
+                        Err(Stuck::Failed(exit)) => return exit,
                     }
                     if batch.capacity() > 64 {
                         // A burst grew it; an idle connection keeps little.
@@ -145,32 +189,43 @@ impl<F: Frontend> Agent<F> {
                     match close {
                         None => {}
                         Some(CloseRequest::Overflow) => {
-                            return Exit::new("outbound queue overflow (client too slow)");
+                            return Box::pin(self.kick(OVERFLOW)).await;
                         }
                         Some(CloseRequest::Kick(reason)) => {
-                            if self.state == STATE_WORKING {
-                                let kick = encode_package(PackageType::Kick, &handshake::kick_body(&reason));
-                                if let Ok(kick) = kick {
-                                    let _ = Box::pin(self.write_one(kick)).await;
-                                }
-                            }
                             debug!(%reason, "kicked");
-                            return Exit::new(format!("kick: {reason}"));
+                            return Box::pin(self.kick(&reason)).await;
                         }
                     }
                 }
                 _ = &mut timer, if deadline.is_some() => {
-                    return if self.state == STATE_WORKING {
-                        debug!("heartbeat timeout");
-                        Exit::new("heartbeat timeout")
-                    } else {
+                    if self.state != STATE_WORKING {
                         debug!("handshake timeout");
-                        Exit::new("handshake timeout")
-                    };
+                        return Exit::new("handshake timeout");
+                    }
+                    let now = Instant::now();
+                    if self.heartbeat_deadline.is_some_and(|h| h <= now) {
+                        debug!("heartbeat timeout");
+                        return Exit::new("heartbeat timeout");
+                    }
+                    if let Some(idle) = self.opts().idle_timeout {
+                        let due = self.last_inbound + idle;
+                        if due <= now {
+                            debug!(?idle, "idle timeout");
+                            return Box::pin(self.kick(IDLE)).await;
+                        }
+                        self.idle_deadline = Some(due);
+                    }
                 }
                 frame = self.ws.next() => {
+                    self.last_inbound = Instant::now();
                     let data = match frame {
                         None => return Exit::new("client closed"),
+                        Some(Err(WsError::Capacity(e))) => {
+                            warn!(error = %e, limit = self.opts().max_message_size,
+                                  "client frame over the size limit; kicking");
+                            let reason = format!("{TOO_LARGE} (limit {} bytes)", self.opts().max_message_size);
+                            return Box::pin(self.kick(&reason)).await;
+                        }
                         Some(Err(e)) => return Exit::new(format!("websocket error: {e}")),
                         Some(Ok(WsMessage::Binary(data))) => data,
                         // Node's `ws` hands a text frame's bytes to the same
@@ -189,7 +244,7 @@ impl<F: Frontend> Agent<F> {
 
     /// Feeds every queued frame, then flushes once (one or a few socket
     /// writes for a whole burst of pushes).
-    async fn write_batch(&mut self, batch: &mut Vec<Bytes>) -> Result<(), Exit> {
+    async fn write_batch(&mut self, batch: &mut Vec<Bytes>) -> Result<(), Stuck> {
         if batch.is_empty() {
             return Ok(());
         }
@@ -208,7 +263,7 @@ impl<F: Frontend> Agent<F> {
         // has to wait pays for a timer and the overflow watch below.
         let first = std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await;
         if let Poll::Ready(result) = first {
-            return result.map_err(|e| Exit::new(format!("write failed: {e}")));
+            return result.map_err(|e| Stuck::Failed(Exit::new(format!("write failed: {e}"))));
         }
         let write = timeout(limit, write);
         tokio::pin!(write);
@@ -223,10 +278,10 @@ impl<F: Frontend> Agent<F> {
                     }
                     return match result {
                         Ok(Ok(())) => Ok(()),
-                        Ok(Err(e)) => Err(Exit::new(format!("write failed: {e}"))),
+                        Ok(Err(e)) => Err(Stuck::Failed(Exit::new(format!("write failed: {e}")))),
                         Err(_) => {
-                            warn!(?limit, "client did not read for too long; closing");
-                            Err(Exit::new("write timeout"))
+                            warn!(?limit, "client did not read for too long; kicking");
+                            Err(Stuck::Timeout)
                         }
                     };
                 }
@@ -235,11 +290,22 @@ impl<F: Frontend> Agent<F> {
                 _ = live.wait_outbound() => {
                     woke = true;
                     if live.overflowed() {
-                        return Err(Exit::new("outbound queue overflow (client too slow)"));
+                        return Err(Stuck::Overflow);
                     }
                 }
             }
         }
+    }
+
+    /// Sends KICK `{"reason": reason}` (in WORKING, within [`KICK_WRITE`])
+    /// and returns the exit that closes the connection.
+    async fn kick(&mut self, reason: &str) -> Exit {
+        if self.state == STATE_WORKING
+            && let Ok(kick) = encode_package(PackageType::Kick, &handshake::kick_body(reason))
+        {
+            let _ = timeout(KICK_WRITE, self.ws.send(WsMessage::Binary(kick))).await;
+        }
+        Exit::new(format!("kick: {reason}"))
     }
 
     async fn write_one(&mut self, frame: Bytes) -> Result<(), Exit> {
@@ -265,11 +331,12 @@ impl<F: Frontend> Agent<F> {
                 (STATE_WAIT_ACK, PackageType::HandshakeAck) => {
                     self.state = STATE_WORKING;
                     self.live.set_state(STATE_WORKING);
+                    self.idle_deadline = self.opts().idle_timeout.map(|i| self.last_inbound + i);
                     debug!("handshake acknowledged");
                     self.on_heartbeat().await?;
                 }
                 (STATE_WORKING, PackageType::Heartbeat) => self.on_heartbeat().await?,
-                (STATE_WORKING, PackageType::Data) => self.on_data(package.body),
+                (STATE_WORKING, PackageType::Data) => self.on_data(package.body).await?,
                 (_, PackageType::Kick) => {
                     warn!("client sent a KICK package (server-only type); closing");
                     return Err(Exit::new("client sent a KICK package"));
@@ -321,24 +388,66 @@ impl<F: Frontend> Agent<F> {
         Ok(())
     }
 
-    fn on_data(&mut self, body: Bytes) {
+    /// Runs one DATA message if the client's budget allows it; refuses it
+    /// (an error response to a request, nothing for a notify) if not; KICKs
+    /// a client that keeps going past its budget.
+    async fn on_data(&mut self, body: Bytes) -> Result<(), Exit> {
         let msg = match decode_message(body, self.app.dictionary().map(|d| d.as_ref())) {
             Ok(m) => m,
             Err(e) => {
                 warn!(error = %e, "undecodable message dropped");
-                return;
+                return Ok(());
             }
         };
         if !matches!(msg.kind, MessageType::Request | MessageType::Notify) {
             warn!(kind = ?msg.kind, "client sent a server-only message type; dropped");
-            return;
+            return Ok(());
         }
-        spawn_request(self.app.clone(), self.live.clone(), msg);
+        match self.budget.admit(self.last_inbound) {
+            (Verdict::Run, slot) => {
+                spawn_request(self.app.clone(), self.live.clone(), msg, slot);
+            }
+            (Verdict::Refuse(refusal), _) => {
+                trace!(?refusal, route = %msg.route, "message refused: over budget");
+                if msg.kind == MessageType::Request {
+                    let body = Bytes::from_static(refusal.body());
+                    if let Ok(frame) = encode_data_frame(&Message::response(msg.id, body), None) {
+                        let _ = self.live.send(frame);
+                    }
+                }
+            }
+            (Verdict::Kick, _) => {
+                let opts = self.opts();
+                warn!(
+                    rate = ?opts.rate_limit,
+                    max_inflight = opts.max_inflight,
+                    refusals = opts.kick_after_refusals,
+                    "client kept exceeding its request budget; kicking"
+                );
+                return Err(Box::pin(self.kick(KICK_RATE)).await);
+            }
+        }
+        Ok(())
     }
 }
 
+/// Why a batch write did not complete.
+enum Stuck {
+    /// The queue overflowed while the write was blocked.
+    Overflow,
+    /// The write took longer than `write_timeout`.
+    Timeout,
+    /// The socket failed.
+    Failed(Exit),
+}
+
 /// Runs one request/notify in its own task and queues the response.
-fn spawn_request<F: Frontend>(app: F, live: Arc<LiveSession>, msg: Message) {
+fn spawn_request<F: Frontend>(
+    app: F,
+    live: Arc<LiveSession>,
+    msg: Message,
+    slot: Option<InFlight>,
+) {
     let guard = app.inflight().enter();
     let span = info_span!("request", route = %msg.route, id = msg.id);
     tokio::spawn(
@@ -366,6 +475,7 @@ fn spawn_request<F: Frontend>(app: F, live: Arc<LiveSession>, msg: Message) {
                 }
             }
             drop(guard);
+            drop(slot);
         }
         .instrument(span),
     );

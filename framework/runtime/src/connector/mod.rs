@@ -4,6 +4,8 @@
 //!   agent task per connection, graceful shutdown.
 //! * `agent` — one connection: WebSocket upgrade (any path), the §2.3
 //!   state machine, heartbeats (§4.4), the outbound queue and kicks.
+//! * [`budget`] — per-client budgets: requests per second and in flight,
+//!   connections per address (see `docs/security.md` for each outcome).
 //!
 //! [`ConnectorOptions`] holds every knob; the defaults match chatofpomelo's
 //! connector except where noted.
@@ -15,6 +17,7 @@
 
 pub mod acceptor;
 mod agent;
+pub mod budget;
 
 pub use crate::session::{Tracker, TrackerGuard};
 
@@ -24,7 +27,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::config::ServerInfo;
+use crate::config::{ConnectorLimits, ServerInfo};
 use crate::protocol::RouteDictionary;
 use crate::session::{Session, SessionService};
 
@@ -84,8 +87,30 @@ pub struct ConnectorOptions {
     /// connection. Client messages are small; this bounds memory per client.
     pub max_message_size: usize,
     /// Outbound queue bound per connection, in frames. A client that falls
-    /// this far behind is closed (with a log line) instead of slowing others.
+    /// this far behind is KICKed (`"outbound queue overflow …"`) and closed
+    /// instead of slowing others.
     pub queue_bound: usize,
+    /// Outbound queue bound per connection, in bytes (same outcome as
+    /// `queue_bound`): a few large pushes cost as much as many small ones.
+    pub queue_bytes: usize,
+    /// Requests and notifies one client may have running at once; beyond
+    /// it a request is answered [`budget::REFUSED_INFLIGHT`], a notify is
+    /// dropped.
+    pub max_inflight: usize,
+    /// Token bucket per client: `(messages per second, burst)`; beyond it a
+    /// request is answered [`budget::REFUSED_RATE`], a notify is dropped.
+    /// `None`: no rate limit.
+    pub rate_limit: Option<(u32, u32)>,
+    /// Refusals (rate or in flight) within [`budget::ABUSE_WINDOW`] after
+    /// which the client is KICKed (`"rate limit exceeded"`) and closed.
+    pub kick_after_refusals: u32,
+    /// Close a connection (KICK `"idle timeout"` first) after this long
+    /// without any package from the client — heartbeats count. The only
+    /// timeout of a frontend without heartbeats (the gate). `None`: never.
+    pub idle_timeout: Option<Duration>,
+    /// Open connections allowed from one remote IP address; further ones
+    /// are closed on accept (logged). `None`: no cap.
+    pub max_connections_per_address: Option<usize>,
     /// Time allowed from TCP accept to the HANDSHAKE_ACK (covers the
     /// WebSocket upgrade too). Protects against idle half-open sockets.
     pub handshake_timeout: Duration,
@@ -96,6 +121,7 @@ pub struct ConnectorOptions {
     pub forward_timeout: Duration,
     /// Cap on concurrent connections (servers.json `max-connections`
     /// overrides it when set); further connections are closed on accept.
+    /// `None`: no cap.
     pub max_connections: Option<usize>,
     /// Initial WebSocket read buffer per connection. Kept small: an idle
     /// connection should cost a few KB, not tungstenite's default 128 KiB
@@ -120,10 +146,16 @@ impl Default for ConnectorOptions {
             extra_dict_routes: Vec::new(),
             max_message_size: 64 * 1024,
             queue_bound: 256,
+            queue_bytes: 1 << 20,
+            max_inflight: 32,
+            rate_limit: Some((50, 100)),
+            kick_after_refusals: 100,
+            idle_timeout: Some(Duration::from_secs(60)),
+            max_connections_per_address: Some(256),
             handshake_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(10),
             forward_timeout: Duration::from_secs(10),
-            max_connections: None,
+            max_connections: Some(20_000),
             ws_read_buffer: 512,
             ws_write_buffer: 8 * 1024,
             shutdown_grace: Duration::from_secs(5),
@@ -132,6 +164,49 @@ impl Default for ConnectorOptions {
 }
 
 impl ConnectorOptions {
+    /// These options with the fields `limits` sets (from
+    /// `config/connector.json`); `0` turns an optional limit off.
+    pub fn with_limits(mut self, limits: &ConnectorLimits) -> Self {
+        let off_at_zero = |v: usize| (v > 0).then_some(v);
+        let l = limits;
+        if let Some(v) = l.max_inflight {
+            self.max_inflight = v.max(1);
+        }
+        match (l.requests_per_second, l.burst) {
+            (Some(0), _) => self.rate_limit = None,
+            (Some(rate), burst) => {
+                let burst = burst.or(self.rate_limit.map(|(_, b)| b)).unwrap_or(rate);
+                self.rate_limit = Some((rate, burst.max(1)));
+            }
+            (None, Some(burst)) => {
+                self.rate_limit = self.rate_limit.map(|(rate, _)| (rate, burst.max(1)));
+            }
+            (None, None) => {}
+        }
+        if let Some(v) = l.kick_after_refusals {
+            self.kick_after_refusals = v.max(1);
+        }
+        if let Some(v) = l.max_queued_frames {
+            self.queue_bound = v.max(1);
+        }
+        if let Some(v) = l.max_queued_bytes {
+            self.queue_bytes = v.max(1);
+        }
+        if let Some(v) = l.max_message_size {
+            self.max_message_size = v.max(16);
+        }
+        if let Some(ms) = l.idle_timeout_ms {
+            self.idle_timeout = (ms > 0).then(|| Duration::from_millis(ms));
+        }
+        if let Some(v) = l.max_connections {
+            self.max_connections = off_at_zero(v);
+        }
+        if let Some(v) = l.max_connections_per_address {
+            self.max_connections_per_address = off_at_zero(v);
+        }
+        self
+    }
+
     /// The effective heartbeat timeout (explicit, or 2 × heartbeat).
     pub fn effective_timeout(&self) -> Option<Duration> {
         let hb = Duration::from_secs(self.heartbeat_secs()?);

@@ -50,13 +50,16 @@ pub enum PushError {
 pub(crate) enum CloseRequest {
     /// Send KICK `{"reason":..}` (in WORKING), then close.
     Kick(String),
-    /// The outbound queue overflowed: close without a KICK.
+    /// The outbound queue overflowed: KICK (best effort: the client is not
+    /// reading) and close.
     Overflow,
 }
 
 #[derive(Default)]
 struct Outbox {
     frames: VecDeque<Bytes>,
+    /// Sum of the queued frames' lengths.
+    bytes: usize,
     close: Option<CloseRequest>,
 }
 
@@ -73,6 +76,7 @@ pub struct LiveSession {
     frontend_id: Arc<str>,
     state: AtomicU8,
     queue_bound: usize,
+    queue_bytes: usize,
     data: Mutex<Data>,
     outbox: Mutex<Outbox>,
     /// Wakes the agent when frames or a close request are queued. A permit is
@@ -81,12 +85,19 @@ pub struct LiveSession {
 }
 
 impl LiveSession {
-    pub(crate) fn new(sid: u64, frontend_id: Arc<str>, queue_bound: usize) -> Self {
+    /// `queue_bound` frames and `queue_bytes` bytes may wait for the client.
+    pub(crate) fn new(
+        sid: u64,
+        frontend_id: Arc<str>,
+        queue_bound: usize,
+        queue_bytes: usize,
+    ) -> Self {
         Self {
             sid,
             frontend_id,
             state: AtomicU8::new(STATE_INITED),
             queue_bound: queue_bound.max(1),
+            queue_bytes: queue_bytes.max(1),
             data: Mutex::default(),
             outbox: Mutex::default(),
             wake: Notify::new(),
@@ -188,18 +199,25 @@ impl LiveSession {
         if outbox.close.is_some() {
             return Err(PushError::Closing);
         }
-        if outbox.frames.len() >= self.queue_bound {
+        // A frame larger than the whole byte bound still goes to an empty
+        // queue: the bound is for a client falling behind, not for one push.
+        if outbox.frames.len() >= self.queue_bound
+            || (outbox.bytes + frame.len() > self.queue_bytes && !outbox.frames.is_empty())
+        {
             outbox.close = Some(CloseRequest::Overflow);
             outbox.frames.clear();
+            outbox.bytes = 0;
             drop(outbox);
             tracing::warn!(
                 sid = self.sid,
-                bound = self.queue_bound,
-                "outbound queue full (client reads too slowly); closing the connection"
+                frames = self.queue_bound,
+                bytes = self.queue_bytes,
+                "outbound queue full (client reads too slowly); kicking and closing the connection"
             );
             self.wake.notify_one();
             return Err(PushError::Overflow);
         }
+        outbox.bytes += frame.len();
         outbox.frames.push_back(frame);
         drop(outbox);
         self.wake.notify_one();
@@ -237,6 +255,7 @@ impl LiveSession {
     pub(crate) fn drain(&self, batch: &mut Vec<Bytes>) -> Option<CloseRequest> {
         let mut outbox = lock(&self.outbox);
         batch.extend(outbox.frames.drain(..));
+        outbox.bytes = 0;
         if outbox.frames.capacity() > 64 {
             // A burst grew the queue; give the memory back while idle.
             outbox.frames.shrink_to(8);

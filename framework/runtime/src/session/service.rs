@@ -27,6 +27,7 @@ struct Inner {
     /// Dictionary used to compress PUSH routes (None when `useDict` is off).
     dict: Option<Arc<RouteDictionary>>,
     queue_bound: usize,
+    queue_bytes: usize,
     next_sid: AtomicU64,
     sessions: RwLock<HashMap<u64, Arc<LiveSession>>>,
     uids: RwLock<HashMap<String, Vec<u64>>>,
@@ -62,6 +63,7 @@ impl SessionService {
                 frontend_id: frontend_id.into(),
                 dict,
                 queue_bound,
+                queue_bytes: usize::MAX,
                 // Session ids start at 1, like Pomelo's socket ids.
                 next_sid: AtomicU64::new(1),
                 sessions: RwLock::default(),
@@ -70,6 +72,15 @@ impl SessionService {
                 closing: Tracker::default(),
             }),
         }
+    }
+
+    /// Also bounds each session's outbound queue in bytes (call before the
+    /// service is cloned).
+    pub fn with_queue_bytes(mut self, bytes: usize) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.queue_bytes = bytes;
+        }
+        self
     }
 
     /// Close work still running (listeners added with
@@ -89,6 +100,7 @@ impl SessionService {
             sid,
             self.inner.frontend_id.clone(),
             self.inner.queue_bound,
+            self.inner.queue_bytes,
         ));
         write(&self.inner.sessions).insert(sid, live.clone());
         live

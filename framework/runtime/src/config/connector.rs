@@ -1,0 +1,95 @@
+//! `config/connector.json`: per-client budgets of the frontends, per
+//! environment and server type, over the defaults the app's code sets
+//! (`ConnectorOptions`). Optional: without the file (or a section for the
+//! type) the code's options apply unchanged.
+//!
+//! ```json
+//! {"production": {"connector": {"requests-per-second": 20, "burst": 40,
+//!                               "max-connections-per-address": 64},
+//!                 "gate": {"idle-timeout-ms": 5000}}}
+//! ```
+//!
+//! Every field is optional; `0` turns a limit off where off makes sense
+//! (`requests-per-second`, `idle-timeout-ms`, `max-connections`,
+//! `max-connections-per-address`). An unknown field is an error naming it,
+//! so a typo does not silently leave a limit at its default. Each limit and
+//! its outcome: `docs/security.md`.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use super::{ConfigError, read_config_file, read_env_section};
+
+/// File name of the connector budgets inside the config directory.
+pub const CONNECTOR_FILE: &str = "connector.json";
+
+/// The budgets of one frontend type as written in `connector.json`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ConnectorLimits {
+    pub max_inflight: Option<usize>,
+    pub requests_per_second: Option<u32>,
+    pub burst: Option<u32>,
+    pub kick_after_refusals: Option<u32>,
+    pub max_queued_frames: Option<usize>,
+    pub max_queued_bytes: Option<usize>,
+    pub max_message_size: Option<usize>,
+    pub idle_timeout_ms: Option<u64>,
+    pub max_connections: Option<usize>,
+    pub max_connections_per_address: Option<usize>,
+}
+
+impl ConnectorLimits {
+    /// The section of `server_type` in `<config_dir>/connector.json` for
+    /// `env` (all `None` when the file, the environment or the type is
+    /// absent).
+    pub fn load(config_dir: &Path, env: &str, server_type: &str) -> Result<Self, ConfigError> {
+        let path = config_dir.join(CONNECTOR_FILE);
+        if !path.exists() {
+            return Ok(Self::default());
+        }
+        let label = path.display().to_string();
+        let section = match read_env_section(&read_config_file(&path)?, env, &label) {
+            Ok(section) => section,
+            Err(ConfigError::UnknownEnvironment { .. }) => return Ok(Self::default()),
+            Err(e) => return Err(e),
+        };
+        let Some(entry) = section.get(server_type) else {
+            return Ok(Self::default());
+        };
+        serde_json::from_value(entry.clone()).map_err(|e| ConfigError::Invalid {
+            file: label,
+            env: env.to_owned(),
+            server: format!("server type \"{server_type}\""),
+            field: "(entry)".into(),
+            problem: format!("{e}; see docs/security.md for the fields"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sections_defaults_and_typos() {
+        let dir = tempfile::tempdir().unwrap();
+        let none = ConnectorLimits::load(dir.path(), "development", "gate").unwrap();
+        assert_eq!(none, ConnectorLimits::default());
+        std::fs::write(
+            dir.path().join(CONNECTOR_FILE),
+            r#"{"development": {"gate": {"idle-timeout-ms": 500, "burst": 3},
+                                "connector": {"max-inflght": 1}}}"#,
+        )
+        .unwrap();
+        let gate = ConnectorLimits::load(dir.path(), "development", "gate").unwrap();
+        assert_eq!(gate.idle_timeout_ms, Some(500));
+        assert_eq!(gate.burst, Some(3));
+        assert_eq!(gate.max_inflight, None);
+        let e = ConnectorLimits::load(dir.path(), "development", "connector").unwrap_err();
+        assert!(e.to_string().contains("max-inflght"), "{e}");
+        let other = ConnectorLimits::load(dir.path(), "production", "gate").unwrap();
+        assert_eq!(other, ConnectorLimits::default());
+    }
+}
