@@ -2,9 +2,13 @@
 //! credentials, and maps gRPC failures to exit codes.
 //!
 //! Credentials come from, in order: `-u`/`-p`, `SHADDOCK_ADMIN_USER` /
-//! `SHADDOCK_ADMIN_PASSWORD`, then `config/.admin-credentials` (written by
-//! `shaddock init`, mode 0600, git-ignored).
+//! `SHADDOCK_ADMIN_PASSWORD`, `config/.admin-credentials` (written by
+//! `shaddock init`, mode 0600, git-ignored), then a prompt on the terminal.
+//! The password never has to be on the command line (`-p` puts it in the
+//! process list, and says so). It is sent once, to `Login`; later calls
+//! carry the token.
 
+use std::io::IsTerminal;
 use std::path::Path;
 use std::time::Duration;
 
@@ -14,7 +18,7 @@ use tonic::{Code, Request, Status};
 
 use super::args::AdminArgs;
 use super::exit::{self, CliError};
-use crate::master::auth::{Credentials, PASSWORD_HEADER, USER_HEADER};
+use crate::master::auth::{Credentials, PASSWORD_HEADER, TOKEN_HEADER, USER_HEADER};
 use crate::master::{config, proto};
 
 /// File (in the config folder) holding the CLI's admin credentials.
@@ -26,7 +30,8 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 
 pub struct AdminClient {
     inner: proto::admin_client::AdminClient<Channel>,
-    creds: Credentials,
+    /// From `Login`: sent instead of the password on every later call.
+    token: String,
     addr: String,
 }
 
@@ -53,10 +58,23 @@ pub fn credentials(a: &AdminArgs) -> Result<Credentials, CliError> {
         .username
         .clone()
         .or_else(|| from_file.as_ref().map(|c| c.username.clone()));
-    let password = a
+    if a.password.is_some()
+        && std::env::args().any(|arg| arg == "-p" || arg.starts_with("--password"))
+    {
+        eprintln!(
+            "warning: -p/--password shows the password to every user of this machine (ps); \
+             prefer SHADDOCK_ADMIN_PASSWORD, config/.admin-credentials or the prompt"
+        );
+    }
+    let mut password = a
         .password
         .clone()
         .or_else(|| from_file.as_ref().map(|c| c.password.clone()));
+    if password.is_none() && std::io::stdin().is_terminal() {
+        let who = username.as_deref().unwrap_or("admin");
+        password = rpassword::prompt_password(format!("admin password for `{who}`: ")).ok();
+    }
+    let username = username.or_else(|| password.as_ref().map(|_| "admin".to_string()));
     match (username, password) {
         (Some(username), Some(password)) => Ok(Credentials { username, password }),
         _ => Err(CliError::new(
@@ -119,21 +137,39 @@ impl AdminClient {
                 format!("no master answers at {addr} ({e}); start one with `shaddock start`"),
             )
         })?;
-        Ok(AdminClient {
+        let mut client = AdminClient {
             inner: proto::admin_client::AdminClient::new(channel),
-            creds,
+            token: String::new(),
             addr: addr.to_string(),
-        })
+        };
+        client.login(&creds).await?;
+        Ok(client)
+    }
+
+    /// Logs in once: the password crosses the wire here only; every later
+    /// call carries the short-lived token.
+    async fn login(&mut self, creds: &Credentials) -> Result<(), CliError> {
+        let mut req = Request::new(proto::LoginRequest {});
+        let user = MetadataValue::try_from(creds.username.as_str())
+            .map_err(|_| CliError::new(exit::AUTH, "the user name has invalid characters"))?;
+        let pass = MetadataValue::try_from(creds.password.as_str())
+            .map_err(|_| CliError::new(exit::AUTH, "the password has invalid characters"))?;
+        req.metadata_mut().insert(USER_HEADER, user);
+        req.metadata_mut().insert(PASSWORD_HEADER, pass);
+        match self.inner.login(req).await {
+            Ok(resp) => {
+                self.token = resp.into_inner().token;
+                Ok(())
+            }
+            Err(s) => Err(self.map(s)),
+        }
     }
 
     fn request<T>(&self, msg: T) -> Result<Request<T>, CliError> {
         let mut req = Request::new(msg);
-        let user = MetadataValue::try_from(self.creds.username.as_str())
-            .map_err(|_| CliError::new(exit::AUTH, "the user name has invalid characters"))?;
-        let pass = MetadataValue::try_from(self.creds.password.as_str())
-            .map_err(|_| CliError::new(exit::AUTH, "the password has invalid characters"))?;
-        req.metadata_mut().insert(USER_HEADER, user);
-        req.metadata_mut().insert(PASSWORD_HEADER, pass);
+        let token = MetadataValue::try_from(self.token.as_str())
+            .map_err(|_| CliError::new(exit::AUTH, "the master sent an unusable token"))?;
+        req.metadata_mut().insert(TOKEN_HEADER, token);
         Ok(req)
     }
 

@@ -1,33 +1,34 @@
 //! The `Admin` service the CLI talks to, and its authentication.
 //!
-//! Every call must carry `x-shaddock-user` / `x-shaddock-password` metadata
-//! matching a user of `config/adminUser.json` (argon2 hashes). The check
-//! runs in a blocking thread because argon2 is deliberately slow.
+//! A call is let in by one of (see [`guard`](super::guard) for the login
+//! rules: tokens, back-off, fair checks, logged failures):
+//!
+//! * `x-shaddock-token`: a token from `Login` (the CLI's way);
+//! * `x-shaddock-user` / `x-shaddock-password`: checked like a login
+//!   (scripts; `Login` itself);
+//! * the cluster key with `x-shaddock-on-behalf-of`: the supervisor of
+//!   another host passing on an operator's `list` or action for this
+//!   host's servers (`local_only` requests only).
+//!
+//! Every action is recorded in the master's log with the user who asked.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use tokio::sync::Semaphore;
 use tonic::{Request, Response, Status};
 
-use super::auth::{AdminUsers, PASSWORD_HEADER, USER_HEADER};
+use super::auth::{AdminUsers, ON_BEHALF_HEADER, PASSWORD_HEADER, TOKEN_HEADER, USER_HEADER};
+use super::guard::Guard;
 use super::hosts::{self, Action, Peers};
 use super::proto;
 use super::supervisor::{ActionReport, Selection, Supervisor};
+use shaddock::cluster::auth::KeyCheck;
 use shaddock::config::ServerInfo;
 
-/// Concurrent password checks (argon2 is deliberately expensive).
-const VERIFY_CONCURRENCY: usize = 2;
-/// How long a request may wait for a check slot.
-const VERIFY_WAIT: Duration = Duration::from_secs(5);
-/// Pause before answering a wrong password.
-const FAILURE_DELAY: Duration = Duration::from_millis(300);
-
 pub struct AdminService {
-    verify_slots: Arc<Semaphore>,
+    guard: Guard,
     supervisor: Supervisor,
-    users: Arc<AdminUsers>,
     master_id: String,
     env: String,
     /// Where `Reload` reads servers.json.
@@ -35,6 +36,19 @@ pub struct AdminService {
     started: Instant,
     /// The other hosts' supervisors (etcd configured).
     peers: Option<Peers>,
+    /// Accepts the cluster key of another host's supervisor.
+    cluster_key: Option<KeyCheck>,
+}
+
+/// Who a request is from.
+struct Caller {
+    user: String,
+    /// Another host's supervisor, acting for `user`.
+    via_peer: bool,
+}
+
+fn meta<'a, T>(request: &'a Request<T>, key: &str) -> Option<&'a str> {
+    request.metadata().get(key).and_then(|v| v.to_str().ok())
 }
 
 impl AdminService {
@@ -46,15 +60,69 @@ impl AdminService {
         config_dir: PathBuf,
     ) -> Self {
         AdminService {
-            verify_slots: Arc::new(Semaphore::new(VERIFY_CONCURRENCY)),
+            guard: Guard::new(users),
             supervisor,
-            users: Arc::new(users),
             master_id,
             env,
             config_dir,
             started: Instant::now(),
             peers: None,
+            cluster_key: None,
         }
+    }
+
+    /// Lets another host's supervisor in with the cluster key (`local_only`
+    /// requests).
+    pub fn with_cluster_key(mut self, check: Option<KeyCheck>) -> Self {
+        self.cluster_key = check;
+        self
+    }
+
+    async fn authenticate<T>(&self, request: &Request<T>) -> Result<Caller, Status> {
+        if let Some(token) = meta(request, TOKEN_HEADER) {
+            return match self.guard.user_of_token(token) {
+                Some(user) => Ok(Caller {
+                    user,
+                    via_peer: false,
+                }),
+                None => Err(Status::unauthenticated(
+                    "the admin token expired or is unknown; run the command again (it logs in)",
+                )),
+            };
+        }
+        if let (Some(user), Some(check)) = (meta(request, ON_BEHALF_HEADER), &self.cluster_key)
+            && check.accepts(request.metadata())
+        {
+            return Ok(Caller {
+                user: user.to_string(),
+                via_peer: true,
+            });
+        }
+        let (Some(user), Some(password)) =
+            (meta(request, USER_HEADER), meta(request, PASSWORD_HEADER))
+        else {
+            return Err(Status::unauthenticated(
+                "admin credentials required (SHADDOCK_ADMIN_USER/SHADDOCK_ADMIN_PASSWORD, \
+                 config/.admin-credentials, or the prompt)",
+            ));
+        };
+        self.guard
+            .check_password(peer(request), user, password)
+            .await?;
+        Ok(Caller {
+            user: user.to_string(),
+            via_peer: false,
+        })
+    }
+
+    /// Only this host's own `local_only` business may come from a peer.
+    fn local_only_for_peers(caller: &Caller, local_only: bool) -> Result<(), Status> {
+        if caller.via_peer && !local_only {
+            return Err(Status::permission_denied(
+                "another host's supervisor may only ask for this host's own servers",
+            ));
+        }
+        Ok(())
     }
 
     /// Lists and acts across hosts through `peers` (see [`hosts`]).
@@ -70,12 +138,17 @@ impl AdminService {
         action: Action,
         request: Request<proto::SelectRequest>,
     ) -> Result<Response<proto::ActionResponse>, Status> {
-        self.authenticate(&request).await?;
-        let caller = request.metadata().clone();
+        let caller = self.authenticate(&request).await?;
         let req = request.into_inner();
+        Self::local_only_for_peers(&caller, req.local_only)?;
+        let who = &caller.user;
         let peers = match &self.peers {
             Some(peers) if !req.local_only => peers,
-            _ => return Ok(reply(self.act_here(action, &selection(req)))),
+            _ => {
+                let report = self.act_here(action, &selection(req));
+                self.record(who, caller.via_peer, action, &report);
+                return Ok(reply(report));
+            }
         };
         let cluster = peers
             .cluster()
@@ -127,7 +200,7 @@ impl AdminService {
                 server_type: req.server_type.clone(),
                 local_only: true,
             };
-            match peers.act(&peer, action, forwarded, &caller).await {
+            match peers.act(&peer, action, forwarded, who).await {
                 Ok(r) => {
                     report.ids.extend(r.ids);
                     report.errors.extend(
@@ -147,7 +220,30 @@ impl AdminService {
                 .errors
                 .push(format!("no server of type `{}`", req.server_type));
         }
+        self.record(who, false, action, &report);
         Ok(reply(report))
+    }
+
+    /// The master's log line of an action: what, on which servers, by whom.
+    fn record(&self, user: &str, via_peer: bool, action: Action, report: &ActionReport) {
+        if report.ids.is_empty() && report.errors.is_empty() {
+            return;
+        }
+        let via = if via_peer {
+            " (through another host's supervisor)"
+        } else {
+            ""
+        };
+        tracing::info!(user, ?action, ids = ?report.ids, errors = ?report.errors, "admin action{via}");
+        super::supervisor::out_line(&format!(
+            "[master] {action:?} by {user}{via}: {}{}",
+            report.ids.join(", "),
+            if report.errors.is_empty() {
+                String::new()
+            } else {
+                format!(" (errors: {})", report.errors.join("; "))
+            }
+        ));
     }
 
     fn act_here(&self, action: Action, sel: &Selection) -> ActionReport {
@@ -158,42 +254,11 @@ impl AdminService {
             Action::Restart => self.supervisor.restart(sel),
         }
     }
+}
 
-    async fn authenticate<T>(&self, request: &Request<T>) -> Result<(), Status> {
-        let md = request.metadata();
-        let user = md
-            .get(USER_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let password = md
-            .get(PASSWORD_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let (Some(user), Some(password)) = (user, password) else {
-            return Err(Status::unauthenticated(
-                "admin credentials required (-u/-p, SHADDOCK_ADMIN_USER/SHADDOCK_ADMIN_PASSWORD \
-                 or config/.admin-credentials)",
-            ));
-        };
-        // At most VERIFY_CONCURRENCY argon2 checks at once: a flood of
-        // requests queues here (bounded wait) instead of eating every core.
-        let permit = tokio::time::timeout(VERIFY_WAIT, self.verify_slots.clone().acquire_owned())
-            .await
-            .map_err(|_| Status::resource_exhausted("too many admin requests; retry later"))?
-            .map_err(|_| Status::unavailable("the master is shutting down"))?;
-        let users = self.users.clone();
-        let ok = tokio::task::spawn_blocking(move || users.verify(&user, &password))
-            .await
-            .unwrap_or(false);
-        drop(permit);
-        if ok {
-            Ok(())
-        } else {
-            // Slows down password guessing; the permit is already released.
-            tokio::time::sleep(FAILURE_DELAY).await;
-            Err(Status::unauthenticated("wrong admin user name or password"))
-        }
-    }
+/// The peer's address (for the back-off and the logs).
+fn peer<T>(request: &Request<T>) -> Option<SocketAddr> {
+    request.remote_addr()
 }
 
 fn selection(req: proto::SelectRequest) -> Selection {
@@ -212,11 +277,31 @@ fn reply(report: ActionReport) -> Response<proto::ActionResponse> {
 
 #[tonic::async_trait]
 impl proto::admin_server::Admin for AdminService {
+    async fn login(
+        &self,
+        request: Request<proto::LoginRequest>,
+    ) -> Result<Response<proto::LoginResponse>, Status> {
+        let (Some(user), Some(password)) =
+            (meta(&request, USER_HEADER), meta(&request, PASSWORD_HEADER))
+        else {
+            return Err(Status::unauthenticated(
+                "Login needs a user name and a password",
+            ));
+        };
+        let (token, ttl) = self.guard.login(peer(&request), user, password).await?;
+        tracing::info!(user, peer = ?peer(&request), "admin login");
+        Ok(Response::new(proto::LoginResponse {
+            token,
+            expires_in_secs: ttl.as_secs(),
+        }))
+    }
+
     async fn list(
         &self,
         request: Request<proto::ListRequest>,
     ) -> Result<Response<proto::ListResponse>, Status> {
-        self.authenticate(&request).await?;
+        let caller = self.authenticate(&request).await?;
+        Self::local_only_for_peers(&caller, request.get_ref().local_only)?;
         let mut resp = proto::ListResponse {
             master_id: self.master_id.clone(),
             master_pid: std::process::id(),
@@ -237,7 +322,7 @@ impl proto::admin_server::Admin for AdminService {
             }
         };
         for peer in &cluster.supervisors {
-            match peers.list(peer, request.metadata()).await {
+            match peers.list(peer, &caller.user).await {
                 Ok(theirs) => resp.servers.extend(theirs.servers),
                 Err(e) => resp
                     .unreachable
@@ -285,7 +370,8 @@ impl proto::admin_server::Admin for AdminService {
         &self,
         request: Request<proto::AddRequest>,
     ) -> Result<Response<proto::ActionResponse>, Status> {
-        self.authenticate(&request).await?;
+        let caller = self.authenticate(&request).await?;
+        Self::local_only_for_peers(&caller, false)?;
         let req = request.into_inner();
         let port = |p: Option<u32>, name: &str| -> Result<Option<u16>, Status> {
             p.map(|p| {
@@ -323,7 +409,9 @@ impl proto::admin_server::Admin for AdminService {
         &self,
         request: Request<proto::ReloadRequest>,
     ) -> Result<Response<proto::ReloadResponse>, Status> {
-        self.authenticate(&request).await?;
+        let caller = self.authenticate(&request).await?;
+        Self::local_only_for_peers(&caller, false)?;
+        tracing::info!(user = %caller.user, "admin reload");
         let report = match super::config::load_servers(&self.config_dir, &self.env) {
             Ok(servers) => self.supervisor.reload(servers),
             Err(e) => super::supervisor::ReloadReport {
@@ -344,7 +432,9 @@ impl proto::admin_server::Admin for AdminService {
         &self,
         request: Request<proto::ShutdownRequest>,
     ) -> Result<Response<proto::ActionResponse>, Status> {
-        self.authenticate(&request).await?;
+        let caller = self.authenticate(&request).await?;
+        Self::local_only_for_peers(&caller, false)?;
+        super::supervisor::out_line(&format!("[master] shutdown asked by {}", caller.user));
         self.supervisor.shutdown_token().cancel();
         Ok(reply(ActionReport::default()))
     }

@@ -15,9 +15,15 @@ use serde::{Deserialize, Serialize};
 
 /// gRPC metadata key carrying the admin user name.
 pub const USER_HEADER: &str = "x-shaddock-user";
-/// gRPC metadata key carrying the admin password (the API binds to the
-/// master's host only; use a loopback or private address).
+/// gRPC metadata key carrying the admin password (sent once per command,
+/// to `Login`; the API binds to the master's host only: use a loopback or
+/// private address).
 pub const PASSWORD_HEADER: &str = "x-shaddock-password";
+/// gRPC metadata key carrying a token from `Login`.
+pub const TOKEN_HEADER: &str = "x-shaddock-token";
+/// gRPC metadata key naming the admin user a supervisor of another host
+/// acts for (with the cluster key; see `master::hosts`).
+pub const ON_BEHALF_HEADER: &str = "x-shaddock-on-behalf-of";
 
 /// One entry of `adminUser.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,11 +46,18 @@ fn one() -> u32 {
 #[derive(Debug, Clone, Default)]
 pub struct AdminUsers {
     users: Vec<AdminUser>,
+    /// A hash of a random password, checked for unknown user names so they
+    /// cost the same argon2 work as a wrong password (no user enumeration
+    /// by timing). Made on first use.
+    dummy: std::sync::OnceLock<String>,
 }
 
 impl AdminUsers {
     pub fn new(users: Vec<AdminUser>) -> Self {
-        AdminUsers { users }
+        AdminUsers {
+            users,
+            dummy: std::sync::OnceLock::new(),
+        }
     }
 
     /// Loads `adminUser.json`. A missing file is an error: an admin API with
@@ -85,21 +98,27 @@ impl AdminUsers {
         if users.is_empty() {
             bail!("{} lists no user", path.display());
         }
-        Ok(AdminUsers { users })
+        Ok(AdminUsers::new(users))
     }
 
-    /// Whether `username`/`password` match a user. Constant work per user
-    /// name lookup; the hash comparison is argon2's.
+    /// Whether `username`/`password` match a user. An unknown user name
+    /// costs the same argon2 check (against a dummy hash) as a known one.
     pub fn verify(&self, username: &str, password: &str) -> bool {
-        let Some(user) = self.users.iter().find(|u| u.username == username) else {
-            return false;
+        let user = self.users.iter().find(|u| u.username == username);
+        let phc = match user {
+            Some(u) => u.password_hash.as_str(),
+            None => self.dummy.get_or_init(|| {
+                let random = random_token(24).unwrap_or_else(|_| "x".repeat(24));
+                hash_password(&random).unwrap_or_default()
+            }),
         };
-        match PasswordHash::new(&user.password_hash) {
+        let matches = match PasswordHash::new(phc) {
             Ok(hash) => Argon2::default()
                 .verify_password(password.as_bytes(), &hash)
                 .is_ok(),
             Err(_) => false,
-        }
+        };
+        matches && user.is_some()
     }
 }
 
@@ -160,6 +179,34 @@ mod tests {
         assert!(!users.verify("admin", "admin"));
         assert!(!users.verify("root", &pw));
         assert!(!users.verify("admin", ""));
+    }
+
+    /// An unknown user name costs an argon2 check too: timing does not
+    /// tell which user names exist.
+    #[test]
+    fn unknown_users_cost_the_same_work_as_wrong_passwords() {
+        let users = AdminUsers::new(vec![AdminUser {
+            id: "user-1".into(),
+            username: "admin".into(),
+            password_hash: hash_password("right").unwrap(),
+            level: 1,
+        }]);
+        let fastest = |user: &str| {
+            (0..3)
+                .map(|_| {
+                    let t = std::time::Instant::now();
+                    assert!(!users.verify(user, "wrong"));
+                    t.elapsed()
+                })
+                .min()
+                .unwrap()
+        };
+        let _ = fastest("nobody"); // makes the dummy hash
+        let (known, unknown) = (fastest("admin"), fastest("nobody"));
+        assert!(
+            unknown * 2 >= known,
+            "unknown {unknown:?} vs known {known:?}"
+        );
     }
 
     #[test]

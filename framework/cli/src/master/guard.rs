@@ -144,6 +144,21 @@ impl Guard {
         Ok((token, TOKEN_TTL))
     }
 
+    /// Records a check's outcome for `ip`; returns its failures in a row.
+    fn note(&self, ip: Option<IpAddr>, ok: bool) -> u32 {
+        let mut state = self.state();
+        let Some(p) = ip.and_then(|ip| state.peers.get_mut(&ip)) else {
+            return 0;
+        };
+        if ok {
+            p.failures = 0;
+        } else {
+            p.failures = p.failures.saturating_add(1);
+            p.last = Instant::now();
+        }
+        p.failures
+    }
+
     /// One password check, as described in the module docs.
     pub async fn check_password(
         &self,
@@ -197,23 +212,10 @@ impl Guard {
             .await
             .unwrap_or(false);
         drop(permit);
-        let mut state = self.state();
-        let record = ip.and_then(|ip| state.peers.get_mut(&ip));
+        let failures = self.note(ip, ok);
         if ok {
-            if let Some(p) = record {
-                p.failures = 0;
-            }
             return Ok(());
         }
-        let failures = match record {
-            Some(p) => {
-                p.failures = p.failures.saturating_add(1);
-                p.last = Instant::now();
-                p.failures
-            }
-            None => 0,
-        };
-        drop(state);
         let from = peer.map(|p| p.to_string()).unwrap_or_else(|| "?".into());
         tracing::warn!(peer = %from, user, failures, "failed admin login");
         super::supervisor::out_line(&format!(

@@ -12,20 +12,25 @@
 //! * pass `stop`, `kill`, `restart` (and `start`) of a server on another
 //!   host to that host's supervisor, authenticated the same way.
 //!
-//! Nothing is trusted from etcd but addresses: the other supervisor checks
-//! the credentials itself.
+//! Supervisors trust each other through the cluster secret: a passed-on
+//! request carries the cluster key and the name of the operator it is for
+//! (the operator logged in with the first supervisor; the token stays
+//! there), and the other supervisor accepts it for its own servers only
+//! (`local_only`) and logs who asked. Nothing is trusted from etcd but
+//! addresses.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::bail;
 use serde::{Deserialize, Serialize};
-use tonic::metadata::MetadataMap;
+use tonic::metadata::MetadataValue;
 
-use super::auth::{PASSWORD_HEADER, USER_HEADER};
+use super::auth::ON_BEHALF_HEADER;
 use super::config::MasterEntry;
 use super::{MasterOptions, proto};
-use shaddock::config::{EtcdConfig, ServerInfo};
+use shaddock::cluster::auth::KEY_HEADER;
+use shaddock::config::{ClusterSecret, EtcdConfig, ServerInfo};
 use shaddock::discovery::etcd::{EtcdClient, Registrar, Registration};
 
 /// How long a call to another host's supervisor may take.
@@ -166,6 +171,8 @@ pub struct Peers {
     etcd: EtcdConfig,
     /// This supervisor's name (never called).
     me: String,
+    /// The cluster secret, which the other supervisors accept.
+    secret: Option<ClusterSecret>,
 }
 
 /// What etcd says about the cluster right now.
@@ -199,8 +206,22 @@ pub enum Action {
 }
 
 impl Peers {
-    pub fn new(etcd: EtcdConfig, me: String) -> Self {
-        Peers { etcd, me }
+    pub fn new(etcd: EtcdConfig, me: String, secret: Option<ClusterSecret>) -> Self {
+        Peers { etcd, me, secret }
+    }
+
+    /// `msg` as the supervisor acting for `user`.
+    fn request<T>(&self, msg: T, user: &str) -> Result<tonic::Request<T>, String> {
+        let secret = self.secret.as_ref().ok_or(
+            "no cluster secret here, so the other hosts' supervisors would refuse; set one \
+             (config/cluster.json or SHADDOCK_CLUSTER_SECRET, the same on every host)",
+        )?;
+        let mut request = tonic::Request::new(msg);
+        let key = MetadataValue::try_from(secret.expose()).map_err(|e| e.to_string())?;
+        let who = MetadataValue::try_from(user).map_err(|e| e.to_string())?;
+        request.metadata_mut().insert(KEY_HEADER, key);
+        request.metadata_mut().insert(ON_BEHALF_HEADER, who);
+        Ok(request)
     }
 
     /// The other supervisors and every registered server.
@@ -227,19 +248,17 @@ impl Peers {
         })
     }
 
-    /// `List` of `peer`'s own servers, with the caller's credentials.
+    /// `List` of `peer`'s own servers, for `user`.
     pub async fn list(
         &self,
         peer: &SupervisorEntry,
-        caller: &MetadataMap,
+        user: &str,
     ) -> Result<proto::ListResponse, String> {
+        let request = self.request(proto::ListRequest { local_only: true }, user)?;
         let call = async {
             let mut client = admin_client(peer).await?;
             client
-                .list(with_credentials(
-                    proto::ListRequest { local_only: true },
-                    caller,
-                ))
+                .list(request)
                 .await
                 .map(|r| r.into_inner())
                 .map_err(|s| s.message().to_string())
@@ -249,19 +268,18 @@ impl Peers {
             .map_err(|_| "timed out".to_string())?
     }
 
-    /// `action` on `peer`'s servers of `request`, with the caller's
-    /// credentials.
+    /// `action` on `peer`'s servers of `request`, for `user`.
     pub async fn act(
         &self,
         peer: &SupervisorEntry,
         action: Action,
         mut request: proto::SelectRequest,
-        caller: &MetadataMap,
+        user: &str,
     ) -> Result<proto::ActionResponse, String> {
         request.local_only = true;
+        let request = self.request(request, user)?;
         let call = async {
             let mut client = admin_client(peer).await?;
-            let request = with_credentials(request, caller);
             let reply = match action {
                 Action::Start => client.start(request).await,
                 Action::Stop => client.stop(request).await,
@@ -284,17 +302,6 @@ async fn admin_client(
     proto::admin_client::AdminClient::connect(format!("http://{}", peer.admin))
         .await
         .map_err(|e| format!("cannot connect to {}: {e}", peer.admin))
-}
-
-/// `msg` carrying the caller's admin credentials (the peer checks them).
-fn with_credentials<T>(msg: T, caller: &MetadataMap) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(msg);
-    for header in [USER_HEADER, PASSWORD_HEADER] {
-        if let Some(v) = caller.get(header) {
-            request.metadata_mut().insert(header, v.clone());
-        }
-    }
-    request
 }
 
 /// A row for a server that etcd lists but no supervisor answered for.

@@ -20,6 +20,7 @@
 pub mod admin;
 pub mod auth;
 pub mod config;
+pub mod guard;
 pub mod hosts;
 pub mod membership;
 pub mod procinfo;
@@ -196,9 +197,15 @@ pub async fn run(opts: MasterOptions, shutdown: impl Future<Output = ()>) -> any
         Some(etcd) => Some(hosts::register(etcd, &placement.name, &addr).await?),
         None => None,
     };
+    // Supervisors of several hosts trust each other through the cluster
+    // secret (passed-on requests: see `hosts`).
+    let secret = shaddock::config::ClusterSecret::load(&config_dir, &opts.env)?;
     let peers = etcd
         .clone()
-        .map(|etcd| hosts::Peers::new(etcd, placement.name.clone()));
+        .map(|etcd| hosts::Peers::new(etcd, placement.name.clone(), secret.clone()));
+    let peer_key = etcd
+        .as_ref()
+        .map(|_| shaddock::cluster::auth::KeyCheck::new(&master.id, secret.clone()));
     let admin = admin::AdminService::new(
         supervisor.clone(),
         users,
@@ -206,7 +213,8 @@ pub async fn run(opts: MasterOptions, shutdown: impl Future<Output = ()>) -> any
         opts.env.clone(),
         config_dir.clone(),
     )
-    .with_peers(peers);
+    .with_peers(peers)
+    .with_cluster_key(peer_key);
     let members = membership::MembershipService::new(supervisor.clone(), token);
     let server_stop = tokio_util::sync::CancellationToken::new();
     let server_stop2 = server_stop.clone();

@@ -381,9 +381,16 @@ fn spawn(cfg: &SupervisorConfig, info: &ServerInfo, kind: Kind) -> Result<Child,
             cmd
         }
     };
+    // The membership credential goes only to the servers that open the
+    // membership stream: the game servers, not the web server.
+    match kind {
+        Kind::Game => cmd.env("SHADDOCK_MASTER_TOKEN", &cfg.token),
+        Kind::Web => cmd
+            .env_remove("SHADDOCK_MASTER_TOKEN")
+            .env_remove(shaddock::config::SECRET_VAR),
+    };
     cmd.current_dir(&cfg.work_dir)
         .env("SHADDOCK_MASTER", &cfg.master_addr)
-        .env("SHADDOCK_MASTER_TOKEN", &cfg.token)
         .env("SHADDOCK_SERVER_ID", &info.id)
         // The full entry: a server added at run time is not in servers.json.
         .env(
@@ -395,6 +402,8 @@ fn spawn(cfg: &SupervisorConfig, info: &ServerInfo, kind: Kind) -> Result<Child,
             shaddock::discovery::etcd::SUPERVISOR_VAR,
             &cfg.supervisor_name,
         )
+        // The operator's admin password is for the CLI, not for servers.
+        .env_remove("SHADDOCK_ADMIN_PASSWORD")
         // Nothing to read: a server never waits for a terminal.
         .stdin(Stdio::null())
         // Merged into the master's stream. When the master dies the pipes
