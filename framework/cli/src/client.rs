@@ -259,7 +259,7 @@ impl AdminClient {
     }
 
     pub async fn reload(&mut self) -> Result<proto::ReloadResponse, CliError> {
-        let req = self.request(proto::ReloadRequest {})?;
+        let req = self.request(proto::ReloadRequest { local_only: false })?;
         match self.inner.reload(req).await {
             Ok(r) => Ok(r.into_inner()),
             Err(s) => Err(self.map(s)),

@@ -16,7 +16,9 @@
 //! 4. host B comes back and rejoins: its connector gets users again;
 //! 5. etcd is killed: everyone keeps chatting with the last list; etcd
 //!    comes back: the servers re-register and follow changes again (a
-//!    stop of chat-server-2 moves its room, seen from the clients).
+//!    stop of chat-server-2 moves its room, seen from the clients);
+//! 6. a chat server is added to servers.json on host B and `reload` is
+//!    asked from host A: host B's supervisor starts it.
 //!
 //! The times (start → every router, host death → every router) are
 //! printed (`--nocapture`) and recorded in docs/deployment.md.
@@ -469,6 +471,39 @@ async fn two_hosts_through_etcd_survive_losing_a_host_and_etcd() {
         !members.contains(&on_b[1]),
         "no ghost of host B's first run: {members:?}"
     );
+
+    // 6. servers.json edited (a chat server added on host B), `reload`
+    // asked from host A: host B's supervisor starts it, host A's does not.
+    app.edit_servers_json(|dev| {
+        dev["chat"].as_array_mut().unwrap().push(json!(
+            {"id": "chat-server-3", "host": HOST_B, "port": free_port()}
+        ));
+    });
+    let out = app.cli(&["reload", "-H", HOST_A, "--timeout", "30"]);
+    assert_eq!(code(&out), 0, "reload through host A: {}", stderr(&out));
+    let s = server_in(&list_from(&app, HOST_A), "chat-server-3");
+    assert_eq!(
+        (&s["state"], &s["supervisor"]),
+        (&json!("running"), &json!(HOST_B)),
+        "{s}"
+    );
+    wait_registered(
+        &endpoint,
+        "chat-server-3 in etcd",
+        Duration::from_secs(10),
+        |ids| ids.iter().any(|id| id == "chat-server-3"),
+    )
+    .await;
+    eventually_async(
+        "room 2 to work with chat-server-3 in the cluster",
+        Duration::from_secs(10),
+        || {
+            let listeners = listeners.clone();
+            let sender = &users_a[a[0]].0;
+            async move { all_hear(sender, &listeners, &format!("grown {}", now_ms())).await }
+        },
+    )
+    .await;
 }
 
 /// The last lines of every server's log, for a failure report.

@@ -20,7 +20,7 @@ use tonic::{Request, Response, Status};
 
 use super::auth::{AdminUsers, ON_BEHALF_HEADER, PASSWORD_HEADER, TOKEN_HEADER, USER_HEADER};
 use super::guard::Guard;
-use super::hosts::{self, Action, Peers};
+use super::hosts::{self, Action, Peers, Placement};
 use super::proto;
 use super::supervisor::{ActionReport, Selection, Supervisor};
 use shaddock::cluster::auth::KeyCheck;
@@ -38,6 +38,8 @@ pub struct AdminService {
     peers: Option<Peers>,
     /// Accepts the cluster key of another host's supervisor.
     cluster_key: Option<KeyCheck>,
+    /// Which servers of servers.json are this supervisor's (`start --host`).
+    placement: Option<Placement>,
 }
 
 /// Who a request is from.
@@ -68,7 +70,14 @@ impl AdminService {
             started: Instant::now(),
             peers: None,
             cluster_key: None,
+            placement: None,
         }
+    }
+
+    /// Applies `reload` to the servers of this host only.
+    pub fn with_placement(mut self, placement: Placement) -> Self {
+        self.placement = Some(placement);
+        self
     }
 
     /// Lets another host's supervisor in with the cluster key (`local_only`
@@ -410,22 +419,53 @@ impl proto::admin_server::Admin for AdminService {
         request: Request<proto::ReloadRequest>,
     ) -> Result<Response<proto::ReloadResponse>, Status> {
         let caller = self.authenticate(&request).await?;
-        Self::local_only_for_peers(&caller, false)?;
-        tracing::info!(user = %caller.user, "admin reload");
+        let local_only = request.get_ref().local_only;
+        Self::local_only_for_peers(&caller, local_only)?;
+        super::supervisor::out_line(&format!("[master] reload asked by {}", caller.user));
         let report = match super::config::load_servers(&self.config_dir, &self.env) {
-            Ok(servers) => self.supervisor.reload(servers),
+            Ok(servers) => {
+                let mine = match &self.placement {
+                    Some(p) => p.servers_of_this_host(servers),
+                    None => servers,
+                };
+                self.supervisor.reload(mine)
+            }
             Err(e) => super::supervisor::ReloadReport {
                 errors: vec![format!("{e:#}; nothing was changed")],
                 ..Default::default()
             },
         };
-        Ok(Response::new(proto::ReloadResponse {
+        let mut resp = proto::ReloadResponse {
             started: report.started,
             stopped: report.stopped,
             restarted: report.restarted,
             kept: report.kept,
             errors: report.errors,
-        }))
+        };
+        // Every other host applies its own copy of servers.json.
+        if let Some(peers) = self.peers.as_ref().filter(|_| !local_only) {
+            match peers.cluster().await {
+                Ok(cluster) => {
+                    for peer in &cluster.supervisors {
+                        match peers.reload(peer, &caller.user).await {
+                            Ok(r) => {
+                                resp.started.extend(r.started);
+                                resp.stopped.extend(r.stopped);
+                                resp.restarted.extend(r.restarted);
+                                resp.kept.extend(r.kept);
+                                resp.errors.extend(r.errors);
+                            }
+                            Err(e) => resp.errors.push(format!(
+                                "the supervisor of host {} ({}): {e}",
+                                peer.name, peer.admin
+                            )),
+                        }
+                    }
+                }
+                Err(e) => resp.errors.push(format!("{e:#}")),
+            }
+        }
+        Ok(Response::new(resp))
     }
 
     async fn shutdown(

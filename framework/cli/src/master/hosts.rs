@@ -268,6 +268,26 @@ impl Peers {
             .map_err(|_| "timed out".to_string())?
     }
 
+    /// `Reload` of `peer`'s own servers, for `user`.
+    pub async fn reload(
+        &self,
+        peer: &SupervisorEntry,
+        user: &str,
+    ) -> Result<proto::ReloadResponse, String> {
+        let request = self.request(proto::ReloadRequest { local_only: true }, user)?;
+        let call = async {
+            let mut client = admin_client(peer).await?;
+            client
+                .reload(request)
+                .await
+                .map(|r| r.into_inner())
+                .map_err(|s| s.message().to_string())
+        };
+        tokio::time::timeout(PEER_TIMEOUT, call)
+            .await
+            .map_err(|_| "timed out".to_string())?
+    }
+
     /// `action` on `peer`'s servers of `request`, for `user`.
     pub async fn act(
         &self,

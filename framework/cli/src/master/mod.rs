@@ -184,6 +184,7 @@ pub async fn run(opts: MasterOptions, shutdown: impl Future<Output = ()>) -> any
         log_dir: log_dir.clone(),
         stop_timeout: opts.stop_timeout,
         supervisor_name: placement.name.clone(),
+        membership_in_etcd: etcd.is_some(),
     };
     let supervisor = Supervisor::new(cfg, servers);
     // Before the membership service answers: a server added at run time is
@@ -214,7 +215,8 @@ pub async fn run(opts: MasterOptions, shutdown: impl Future<Output = ()>) -> any
         config_dir.clone(),
     )
     .with_peers(peers)
-    .with_cluster_key(peer_key);
+    .with_cluster_key(peer_key)
+    .with_placement(placement.clone());
     let members = membership::MembershipService::new(supervisor.clone(), token);
     let server_stop = tokio_util::sync::CancellationToken::new();
     let server_stop2 = server_stop.clone();

@@ -87,6 +87,9 @@ pub struct SupervisorConfig {
     /// master.json host): given to servers as `SHADDOCK_SUPERVISOR` and
     /// shown by `list`.
     pub supervisor_name: String,
+    /// Membership is etcd's (master.json `etcd`): servers register and
+    /// leave by themselves.
+    pub membership_in_etcd: bool,
 }
 
 /// The web server the master starts next to the game servers.

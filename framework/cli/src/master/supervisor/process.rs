@@ -298,7 +298,12 @@ async fn leave_first(inner: &Inner, id: &str) {
             member
         })
         .unwrap_or(false);
-    if !left || inner.stopping_all.load(std::sync::atomic::Ordering::SeqCst) {
+    // With etcd the server leaves by itself (it revokes its lease, then
+    // serves the hand-off): the master's list is not the membership.
+    if !left
+        || inner.cfg.membership_in_etcd
+        || inner.stopping_all.load(std::sync::atomic::Ordering::SeqCst)
+    {
         return;
     }
     inner.publish();
