@@ -270,7 +270,7 @@ impl Setup {
     /// gone (see [`AppBuilder::on_member_lost`]).
     pub fn on_member_lost(
         mut self,
-        hook: impl Fn(Arc<crate::channel::Channel>, String) + Send + Sync + 'static,
+        hook: impl Fn(App, Arc<crate::channel::Channel>, String) + Send + Sync + 'static,
     ) -> Self {
         self.app = self.app.on_member_lost(hook);
         self

@@ -161,11 +161,12 @@ async function enterRoom(name, room, host, port) {
   }
   if (reply.error || reply.code === 500 || !Array.isArray(reply.users)) {
     client.disconnect();
-    showLoginError(
-      reply.error
-        ? `The name "${name}" is taken in this room. Please choose another name.`
-        : 'The chat server refused to let you in. Try again.',
-    );
+    // code 400 carries the server's own check of name and room (the same
+    // rules as validateField, in case this page and the server disagree).
+    let problem = 'The chat server refused to let you in. Try again.';
+    if (reply.error) problem = `The name "${name}" is taken in this room. Please choose another name.`;
+    else if (reply.code === 400 && reply.message) problem = String(reply.message);
+    showLoginError(problem);
     ui.name.focus();
     return;
   }

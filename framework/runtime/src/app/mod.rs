@@ -320,10 +320,13 @@ impl Frontend for App {
     }
 }
 
+/// What [`AppBuilder::on_member_lost`] runs: the app, the channel, the uid.
+type MemberLostHook = Arc<dyn Fn(App, Arc<Channel>, String) + Send + Sync>;
+
 /// Builds an [`App`]. Registration order does not matter.
 pub struct AppBuilder {
     sharded: Vec<String>,
-    lost: Option<crate::cluster::channel::MemberLost>,
+    lost: Option<MemberLostHook>,
     server: ServerInfo,
     options: ConnectorOptions,
     pipeline: Pipeline<App>,
@@ -436,13 +439,13 @@ impl AppBuilder {
         self
     }
 
-    /// Runs `hook(channel, uid)` when reconciliation finds a member whose
-    /// frontend no longer has it (a connector crashed or left): tell the
-    /// others (chat: push `onLeave`). It must not block; spawn for async
-    /// work.
+    /// Runs `hook(app, channel, uid)` when reconciliation finds a member
+    /// whose frontend no longer has it (a connector crashed or left): tell
+    /// the others (chat: push `onLeave`), destroy a channel left empty. It
+    /// must not block; spawn for async work.
     pub fn on_member_lost(
         mut self,
-        hook: impl Fn(Arc<Channel>, String) + Send + Sync + 'static,
+        hook: impl Fn(App, Arc<Channel>, String) + Send + Sync + 'static,
     ) -> Self {
         self.lost = Some(Arc::new(hook));
         self
@@ -469,9 +472,6 @@ impl AppBuilder {
         );
         let clustered = self.cluster.is_some();
         let cluster = self.cluster.unwrap_or_else(Cluster::standalone);
-        if let Some(hook) = self.lost {
-            cluster.channels().on_member_lost(hook);
-        }
         let keeper = (clustered && self.sharded.contains(&self.server.server_type)).then(|| {
             ShardKeeper::new(
                 self.server.clone(),
@@ -481,7 +481,7 @@ impl AppBuilder {
                 cluster.channels().clone(),
             )
         });
-        App {
+        let app = App {
             inner: Arc::new(AppInner {
                 server: self.server,
                 options: self.options,
@@ -496,6 +496,18 @@ impl AppBuilder {
                 sharded: self.sharded,
                 keeper,
             }),
+        };
+        if let Some(hook) = self.lost {
+            // Weak: the channel service lives inside the app; a strong
+            // reference would keep the app alive for ever.
+            let weak = Arc::downgrade(&app.inner);
+            app.channels()
+                .on_member_lost(Arc::new(move |channel: Arc<Channel>, uid: String| {
+                    if let Some(inner) = weak.upgrade() {
+                        hook(App { inner }, channel, uid);
+                    }
+                }));
         }
+        app
     }
 }
