@@ -351,6 +351,25 @@ impl AppBuilder {
         self
     }
 
+    /// Registers a typed handler that only servers may call: clients get
+    /// the unknown-route answer (see [`Pipeline::server_only`]).
+    pub fn server_handler<F, Fut, Req, Resp>(self, route: &str, f: F) -> Self
+    where
+        F: Fn(App, Session, Req) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Resp, HandlerError>> + Send + 'static,
+        Req: DeserializeOwned + Send + 'static,
+        Resp: Serialize + Send + 'static,
+    {
+        self.handler(route, f).server_only(route)
+    }
+
+    /// Marks an already registered (or yet to be registered) route
+    /// server-only (see [`Pipeline::server_only`]).
+    pub fn server_only(mut self, route: &str) -> Self {
+        self.pipeline.server_only(route);
+        self
+    }
+
     /// Registers an already erased handler.
     pub fn raw_handler(mut self, route: &str, handler: Arc<dyn Handler<App>>) -> Self {
         self.pipeline.raw_handler(route, handler);
@@ -461,7 +480,7 @@ impl AppBuilder {
             .set_forwarder(forwarder, self.options.forward_timeout);
         let dict = self.options.use_dict.then(|| {
             Arc::new(RouteDictionary::new(
-                self.pipeline.routes().cloned(),
+                self.pipeline.client_routes().cloned(),
                 self.options.extra_dict_routes.iter().cloned(),
             ))
         });
