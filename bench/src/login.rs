@@ -104,6 +104,7 @@ pub async fn login(
         .map_err(|e| anyhow::anyhow!("enter: {e}"))?;
     match resp {
         EnterResponse::Users { users } => Ok((Arc::new(client), users.len())),
+        EnterResponse::Invalid { message, .. } => anyhow::bail!("enter refused: {message}"),
         EnterResponse::Error { code, .. } => anyhow::bail!("enter refused with code {code}"),
     }
 }

@@ -46,6 +46,7 @@ async fn main() -> anyhow::Result<()> {
     };
     match client.request(shared::ROUTE_ENTER, &enter).await? {
         EnterResponse::Users { users } => println!("in {rid} on {host}:{port} with {users:?}"),
+        EnterResponse::Invalid { message, .. } => anyhow::bail!("{message}"),
         EnterResponse::Error { .. } => {
             anyhow::bail!("{name} is already in {rid}; pick another name")
         }

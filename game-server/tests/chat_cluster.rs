@@ -128,7 +128,7 @@ async fn rooms_live_on_the_chat_server_of_their_room_hash(topo: Topo) {
         .map(|rid| (rid.to_string(), chat_of_room(rid, n)))
         .collect();
     for i in 0..n {
-        rooms.push((room_on_chat("room-", i, n), i));
+        rooms.push((room_on_chat("room_", i, n), i));
     }
     let mut users = Vec::new();
     for (k, (rid, index)) in rooms.iter().enumerate() {
@@ -169,7 +169,7 @@ async fn a_room_spanning_connectors_delivers_every_message_once_to_every_member(
     let n = topo.connectors;
     let rid = "room1";
     let names: Vec<String> = (0..3)
-        .map(|i| name_on_connector(&format!("m{i}-"), i % n, n))
+        .map(|i| name_on_connector(&format!("m{i}_"), i % n, n))
         .collect();
     let mut members = Vec::new();
     for (i, name) in names.iter().enumerate() {
@@ -358,12 +358,12 @@ async fn a_request_whose_chat_server_is_down_gets_500_within_the_rpc_timeout(top
         .iter()
         .map(|s| s.id.clone())
         .collect();
-    let doomed_room = room_on_chat("doomed-", 0, n);
+    let doomed_room = room_on_chat("doomed_", 0, n);
     let (victim, _) = enter(&cluster, "victim", &doomed_room).await;
     let mut survivors = Vec::new();
     for i in 1..n {
         survivors.push(
-            enter(&cluster, &format!("s{i}"), &room_on_chat("alive-", i, n))
+            enter(&cluster, &format!("s{i}"), &room_on_chat("alive_", i, n))
                 .await
                 .0,
         );

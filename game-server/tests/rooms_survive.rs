@@ -26,7 +26,7 @@ const ROOMS: usize = 4;
 const PER_ROOM: usize = 3;
 
 fn room_name(i: usize) -> String {
-    format!("room-{i}")
+    format!("room_{i}")
 }
 
 /// Every user sends one message tagged `tag`; every member of each room

@@ -47,15 +47,26 @@ pub struct EnterRequest {
 }
 
 /// `connector.entryHandler.enter` response: `{"users":[..]}` on success,
-/// `{"code":500,"error":true}` when the name is taken in that room.
+/// `{"code":400,"message":".."}` when the name or room breaks the
+/// [`check_name`] rules, `{"code":500,"error":true}` when the name is taken
+/// in that room.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum EnterResponse {
     Users { users: Vec<String> },
+    Invalid { code: u16, message: String },
     Error { code: u16, error: bool },
 }
 
 impl EnterResponse {
+    /// The answer to a name or room that [`check_name`] refuses.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::Invalid {
+            code: 400,
+            message: message.into(),
+        }
+    }
+
     /// The duplicate-login answer chatofpomelo gives.
     pub fn duplicate() -> Self {
         Self::Error {
@@ -118,6 +129,36 @@ impl UserEvent {
     }
 }
 
+/// Longest user name or room id, in characters (the page's input limit).
+pub const NAME_MAX_CHARS: usize = 20;
+
+/// Checks a user name or room id against the rules the browser page applies
+/// (`web-server/public/js/chat.js`, `NAME_PATTERN`): 1 to
+/// [`NAME_MAX_CHARS`] characters, each an ASCII letter or digit, `_`, or a
+/// CJK ideograph U+4E00..=U+9FA5. The server checks again because any
+/// client can skip the page: a `*` would forge another user's uid
+/// (`name*rid`), and unbounded room ids would each cost the chat server a
+/// room. `Err` is a sentence for the user, starting with `label`.
+pub fn check_name(label: &str, value: &str) -> Result<(), String> {
+    let chars = value.chars().count();
+    if chars == 0 {
+        return Err(format!("{label} is required."));
+    }
+    if chars > NAME_MAX_CHARS {
+        return Err(format!(
+            "{label} must be at most {NAME_MAX_CHARS} characters."
+        ));
+    }
+    let allowed =
+        |c: char| c.is_ascii_alphanumeric() || c == '_' || ('\u{4e00}'..='\u{9fa5}').contains(&c);
+    if !value.chars().all(allowed) {
+        return Err(format!(
+            "{label} may only contain letters, digits, _ and Chinese characters."
+        ));
+    }
+    Ok(())
+}
+
 /// The uid chatofpomelo binds: `name*rid` (one name per room).
 pub fn uid(name: &str, rid: &str) -> String {
     format!("{name}*{rid}")
@@ -150,6 +191,44 @@ mod tests {
         assert_eq!(parsed, EnterResponse::duplicate());
         let parsed: SendResponse = serde_json::from_str("{}").unwrap();
         assert_eq!(parsed, SendResponse::Ok {});
+    }
+
+    #[test]
+    fn names_follow_the_page_rules() {
+        for ok in [
+            "bob",
+            "a",
+            "A_9",
+            "中文",
+            "x2345678901234567890",
+            "聊天室_1",
+        ] {
+            assert_eq!(check_name("Name", ok), Ok(()), "{ok:?}");
+        }
+        let refused = [
+            ("", "Name is required."),
+            (
+                "x23456789012345678901",
+                "Name must be at most 20 characters.",
+            ),
+            ("bob*room1", "Name may only contain"),
+            ("*", "Name may only contain"),
+            ("a b", "Name may only contain"),
+            ("é", "Name may only contain"),
+            ("a\u{0}", "Name may only contain"),
+            ("😀", "Name may only contain"),
+        ];
+        for (bad, why) in refused {
+            let err = check_name("Name", bad).unwrap_err();
+            assert!(err.starts_with(why), "{bad:?}: {err}");
+        }
+        // Twenty CJK characters are fine (the page counts characters too).
+        assert_eq!(check_name("Room", &"中".repeat(20)), Ok(()));
+        assert!(check_name("Room", &"中".repeat(21)).is_err());
+        let invalid = serde_json::to_string(&EnterResponse::invalid("Name is required.")).unwrap();
+        assert_eq!(invalid, r#"{"code":400,"message":"Name is required."}"#);
+        let parsed: EnterResponse = serde_json::from_str(&invalid).unwrap();
+        assert_eq!(parsed, EnterResponse::invalid("Name is required."));
     }
 
     #[test]

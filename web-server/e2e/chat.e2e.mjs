@@ -98,14 +98,14 @@ function nameOn(index, candidates, exclude = []) {
 // Page helpers (every wait has a timeout)
 // ---------------------------------------------------------------------------
 
-async function openPage(context, label, errors) {
+async function openPage(context, label, errors, url = WEB_URL) {
   const page = await context.newPage();
   page.setDefaultTimeout(STEP_TIMEOUT_MS);
   page.on('pageerror', (err) => errors.push(`${label}: page error: ${err.message}`));
   page.on('console', (msg) => {
     if (msg.type() === 'error') errors.push(`${label}: console error: ${msg.text()}`);
   });
-  await page.goto(WEB_URL, { timeout: STEP_TIMEOUT_MS });
+  await page.goto(url, { timeout: STEP_TIMEOUT_MS });
   await page.locator('body[data-ready="true"]').waitFor({ timeout: STEP_TIMEOUT_MS });
   return page;
 }
@@ -216,6 +216,19 @@ async function run(browser, errors) {
   const roomError = await pageA.getByTestId('login-error').textContent();
   check(/Room/.test(roomError), `room "bad-room" gave "${roomError}", expected a room error`);
   check(await pageA.getByTestId('login-screen').isVisible(), 'an invalid room left the login screen');
+
+  step('a ?gate= the web server does not list is refused');
+  const elsewhere = new URL(WEB_URL);
+  elsewhere.searchParams.set('gate', '127.0.0.1:1');
+  const pageX = await openPage(ctxC, 'unlisted gate', errors, elsewhere.href);
+  const gateText = await pageX.getByTestId('gate-address').textContent();
+  check(/127\.0\.0\.1:1 is not one of this site's gates/.test(gateText), `unlisted gate shows "${gateText}"`);
+  await login(pageX, userA, room);
+  await pageX.getByTestId('login-error').waitFor({ state: 'visible' });
+  const gateError = await pageX.getByTestId('login-error').textContent();
+  check(/not one of this site's gates/.test(gateError), `login through an unlisted gate gave "${gateError}"`);
+  check(await pageX.getByTestId('login-screen').isVisible(), 'an unlisted gate left the login screen');
+  await pageX.close();
 
   step(`${userA} logs in`);
   await loginAndEnter(pageA, userA, room);

@@ -1,27 +1,44 @@
-//! The HTTP routes: `/healthz` and every file under the public folder.
+//! The HTTP routes: `/healthz`, `/gates.json` and every file under the
+//! public folder, all with the security headers of [`crate::headers`].
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use axum::Router;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
 use axum::routing::get;
+use axum::{Json, Router};
 use tower_http::services::ServeDir;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 /// Builds the router. `ServeDir` resolves `/` to `index.html`, answers 404
 /// for missing files and rejects paths that would leave `public`
-/// (`..` segments, also percent-encoded ones).
-pub fn router(public: PathBuf) -> Router {
-    Router::new()
+/// (`..` segments, also percent-encoded ones). `gates` is what
+/// `/gates.json` lists (see [`crate::gates`]).
+pub fn router(public: PathBuf, gates: Vec<String>) -> Router {
+    let router = Router::new()
         .route("/healthz", get(healthz))
-        .fallback_service(ServeDir::new(public))
-        .layer(
-            // One INFO line per request (method, path, status, latency) in
-            // logs/web-server.log: enough to see what a browser fetched.
-            TraceLayer::new_for_http()
-                .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
-                .on_response(DefaultOnResponse::new().level(Level::INFO)),
-        )
+        .route("/gates.json", get(gates_json))
+        .with_state(Arc::new(gates))
+        .fallback_service(ServeDir::new(public));
+    crate::headers::apply(router).layer(
+        // One INFO line per request (method, path, status, latency) in
+        // logs/web-server.log: enough to see what a browser fetched.
+        TraceLayer::new_for_http()
+            .make_span_with(DefaultMakeSpan::new().level(Level::INFO))
+            .on_response(DefaultOnResponse::new().level(Level::INFO)),
+    )
+}
+
+/// `{"gates": ["host:port", ..]}`: the gates the page may connect to.
+/// Not cached, so a restarted web server's list is seen at once.
+async fn gates_json(State(gates): State<Arc<Vec<String>>>) -> impl IntoResponse {
+    (
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(serde_json::json!({ "gates": *gates })),
+    )
 }
 
 /// Liveness probe for the CLI and tests.

@@ -28,6 +28,24 @@ pub struct Args {
     #[arg(long)]
     pub public: Option<PathBuf>,
 
+    /// Environment whose gates (servers.json) the page may connect to; the
+    /// master sets SHADDOCK_ENV for the servers it starts.
+    #[arg(long, env = "SHADDOCK_ENV", default_value = "development")]
+    pub env: String,
+
+    /// Folder holding servers.json (relative to the working directory,
+    /// which is the app's folder under `shaddock start`).
+    #[arg(long, default_value = "config")]
+    pub config: PathBuf,
+
+    /// Server type of the gates in servers.json.
+    #[arg(long, default_value = "gate")]
+    pub gate_type: String,
+
+    /// One more gate the page may use, as HOST:PORT (repeatable).
+    #[arg(long = "gate", value_name = "HOST:PORT")]
+    pub gates: Vec<String>,
+
     /// Folder for `web-server.log` (created if missing).
     #[arg(long, default_value = "logs")]
     pub log_dir: PathBuf,

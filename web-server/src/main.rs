@@ -6,6 +6,8 @@
 
 mod app;
 mod cli;
+mod gates;
+mod headers;
 
 use std::net::SocketAddr;
 
@@ -31,19 +33,20 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(args: cli::Args) -> anyhow::Result<()> {
     let public = args.public_dir()?;
+    let gates = gates::load(&args.config, &args.env, &args.gate_type, &args.gates)?;
     let addr = SocketAddr::new(args.host, args.port);
     let listener = TcpListener::bind(addr).await.with_context(|| {
         format!("binding {addr}: is another web-server running? choose another --port")
     })?;
     let local = listener.local_addr()?;
-    tracing::info!(public = %public.display(), "web-server listening on http://{local}");
+    tracing::info!(public = %public.display(), gates = ?gates, "web-server listening on http://{local}");
     // Machine-readable line for the CLI and tests that pass --port 0. Not
     // `println!`: it panics when nobody reads stdout any more (the master
     // that piped it died).
     use std::io::Write;
     let _ = writeln!(std::io::stdout(), "listening on http://{local}");
 
-    axum::serve(listener, app::router(public))
+    axum::serve(listener, app::router(public, gates))
         // Ctrl-C or SIGTERM: in-flight requests finish, no new connection is
         // accepted.
         .with_graceful_shutdown(shaddock::launch::shutdown_signal())

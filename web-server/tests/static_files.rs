@@ -110,16 +110,36 @@ fn public_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("public")
 }
 
-#[test]
-fn serves_the_chat_page_and_client_module() {
-    let logs = scratch("logs");
+/// The binary serving the crate's public folder, logging to `logs`, with
+/// `extra` options.
+fn serve_public(logs: &Path, extra: &[&str]) -> Server {
     let public = public_dir();
-    let server = Server::start(&[
+    let mut args = vec![
         "--public",
         public.to_str().unwrap(),
         "--log-dir",
         logs.to_str().unwrap(),
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    Server::start(&args)
+}
+
+/// Runs the binary with `args` (on a free port, logging to `logs`), which
+/// must fail; returns its stderr.
+fn fails_with(logs: &Path, args: &[&str]) -> String {
+    let out = Command::new(BIN)
+        .args(["--port", "0", "--log-dir", logs.to_str().unwrap()])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "web-server {args:?} should fail");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn serves_the_chat_page_and_client_module() {
+    let logs = scratch("logs");
+    let server = serve_public(&logs, &[]);
 
     let (status, head, body) = server.get("/");
     assert_eq!(status, 200, "GET / ({})", server.base);
@@ -159,13 +179,7 @@ fn serves_the_chat_page_and_client_module() {
 #[test]
 fn missing_files_are_404() {
     let logs = scratch("logs");
-    let public = public_dir();
-    let server = Server::start(&[
-        "--public",
-        public.to_str().unwrap(),
-        "--log-dir",
-        logs.to_str().unwrap(),
-    ]);
+    let server = serve_public(&logs, &[]);
     for path in ["/nope.html", "/js/missing.js", "/css/", "/a/b/c"] {
         let (status, _, _) = server.get(path);
         assert_eq!(status, 404, "GET {path}");
@@ -210,13 +224,7 @@ fn path_traversal_is_refused() {
 fn bad_public_folder_is_a_clear_error() {
     let logs = scratch("logs");
     let missing = logs.join("does-not-exist");
-    let out = Command::new(BIN)
-        .args(["--port", "0", "--public", missing.to_str().unwrap()])
-        .args(["--log-dir", logs.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = fails_with(&logs, &["--public", missing.to_str().unwrap()]);
     assert!(
         stderr.contains("not a directory") && stderr.contains("--public"),
         "{stderr}"
@@ -236,6 +244,118 @@ fn busy_port_is_a_clear_error() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("binding 127.0.0.1:") && stderr.contains("--port"),
+        "{stderr}"
+    );
+}
+
+/// The headers every response carries (issue 12 item 6), lower-cased as
+/// `Server::get` returns the head.
+const SECURITY_HEADERS: [&str; 5] = [
+    "content-security-policy: default-src 'self'; script-src 'self'; style-src 'self'; \
+     img-src 'self' data:; connect-src 'self' ws: wss:; object-src 'none'; base-uri 'none'; \
+     form-action 'self'; frame-ancestors 'none'",
+    "x-content-type-options: nosniff",
+    "referrer-policy: no-referrer",
+    "x-frame-options: deny",
+    "cross-origin-opener-policy: same-origin",
+];
+
+#[test]
+fn every_response_carries_the_security_headers() {
+    let logs = scratch("logs");
+    let server = serve_public(&logs, &[]);
+    for (path, want) in [
+        ("/", 200),
+        ("/js/chat.js", 200),
+        ("/css/chat.css", 200),
+        ("/healthz", 200),
+        ("/gates.json", 200),
+        ("/nope.html", 404),
+        ("/../secret.txt", 404),
+    ] {
+        let (status, head, _) = server.get(path);
+        assert_eq!(status, want, "GET {path}");
+        for header in SECURITY_HEADERS {
+            assert!(
+                head.contains(header),
+                "GET {path} lacks `{header}`:\n{head}"
+            );
+        }
+    }
+    // The page itself must work under that policy: no inline script or
+    // style, nothing loaded from another origin.
+    let (_, _, html) = server.get("/");
+    assert!(
+        !html.contains("<script>") && !html.contains("style="),
+        "{html}"
+    );
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "{html}"
+    );
+}
+
+/// A config folder with a servers.json of env `test`: two gates, one
+/// connector.
+fn config_with_gates() -> PathBuf {
+    let dir = scratch("config");
+    std::fs::write(
+        dir.join("servers.json"),
+        r#"{"test": {
+            "gate": [
+                {"id": "gate-1", "host": "127.0.0.1", "clientPort": 4014, "frontend": true},
+                {"id": "gate-2", "host": "gate.example", "clientPort": 443, "frontend": true}
+            ],
+            "connector": [
+                {"id": "connector-1", "host": "127.0.0.1", "port": 4050, "clientPort": 4051, "frontend": true}
+            ]
+        }}"#,
+    )
+    .unwrap();
+    dir
+}
+
+#[test]
+fn gates_json_lists_the_configured_gates_only() {
+    let logs = scratch("logs");
+    let config = config_with_gates();
+    let server = serve_public(
+        &logs,
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--env",
+            "test",
+            "--gate",
+            "10.0.0.7:3014",
+        ],
+    );
+    let (status, head, body) = server.get("/gates.json");
+    assert_eq!(status, 200);
+    assert!(head.contains("content-type: application/json"), "{head}");
+    assert!(head.contains("cache-control: no-store"), "{head}");
+    let json: serde_json::Value = serde_json::from_str(&body).expect("JSON body");
+    assert_eq!(
+        json,
+        serde_json::json!({"gates": ["127.0.0.1:4014", "gate.example:443", "10.0.0.7:3014"]}),
+        "servers.json's gates (not its connector), then --gate"
+    );
+
+    // No servers.json: only --gate values (none here).
+    let empty = scratch("empty");
+    let bare = serve_public(&logs, &["--config", empty.to_str().unwrap()]);
+    let (_, _, body) = bare.get("/gates.json");
+    assert_eq!(body, r#"{"gates":[]}"#);
+}
+
+#[test]
+fn a_broken_servers_json_is_a_clear_error() {
+    let logs = scratch("logs");
+    let config = scratch("config");
+    std::fs::write(config.join("servers.json"), "{ not json").unwrap();
+    let stderr = fails_with(&logs, &["--config", config.to_str().unwrap()]);
+    assert!(
+        stderr.contains("servers.json") && stderr.contains("--config"),
         "{stderr}"
     );
 }

@@ -45,7 +45,7 @@ const RECOVERY_BOUND: Duration = Duration::from_secs(2);
 const DELIVERY_WAIT: Duration = Duration::from_secs(5);
 
 fn room(i: usize) -> String {
-    format!("room-{i}")
+    format!("room_{i}")
 }
 
 /// A logged-in user and what it heard.

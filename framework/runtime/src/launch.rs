@@ -251,6 +251,21 @@ impl Setup {
         self
     }
 
+    /// Registers a handler only servers may call; a client calling it gets
+    /// the same answer as for an unknown route (see
+    /// [`AppBuilder::server_handler`]).
+    pub fn server_handler<F, Fut, Req, Resp>(mut self, route: &str, f: F) -> Self
+    where
+        F: Fn(App, Session, Req) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Resp, HandlerError>> + Send + 'static,
+        Req: DeserializeOwned + Send + 'static,
+        Resp: Serialize + Send + 'static,
+    {
+        self = self.handler(route, f);
+        self.app = self.app.server_only(route);
+        self
+    }
+
     /// The router of `server_type` (Pomelo's `app.route`).
     pub fn route(mut self, server_type: &str, router: impl Router) -> Self {
         self.cluster = self.cluster.route(server_type, router);
@@ -291,7 +306,7 @@ impl Setup {
     /// gone (see [`AppBuilder::on_member_lost`]).
     pub fn on_member_lost(
         mut self,
-        hook: impl Fn(Arc<crate::channel::Channel>, String) + Send + Sync + 'static,
+        hook: impl Fn(App, Arc<crate::channel::Channel>, String) + Send + Sync + 'static,
     ) -> Self {
         self.app = self.app.on_member_lost(hook);
         self

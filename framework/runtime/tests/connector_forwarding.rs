@@ -177,13 +177,17 @@ fn all_handlers(b: shaddock::app::AppBuilder) -> shaddock::app::AppBuilder {
         )
 }
 
-#[tokio::test]
-async fn requests_for_other_types_are_forwarded_with_the_session() {
+/// A frontend (real connector) and an in-process `chat` backend, both
+/// with the handlers `handlers` registers, the frontend forwarding to the
+/// backend within 500 ms.
+async fn start_pair(
+    handlers: fn(shaddock::app::AppBuilder) -> shaddock::app::AppBuilder,
+) -> (TestServer, Arc<InProcess>, Arc<LocalOps>) {
     let backend_info = serde_json::from_value(json!({
         "id": "chat-test-1", "serverType": "chat", "host": "127.0.0.1"
     }))
     .unwrap();
-    let backend = all_handlers(App::builder(backend_info)).build();
+    let backend = handlers(App::builder(backend_info)).build();
     let ops = Arc::new(LocalOps(OnceLock::new()));
     let forwarder = Arc::new(InProcess {
         backend,
@@ -195,8 +199,14 @@ async fn requests_for_other_types_are_forwarded_with_the_session() {
         forward_timeout: Duration::from_millis(500),
         ..fast_options()
     };
-    let server = start_with(options, move |b| all_handlers(b).forwarder(fwd)).await;
+    let server = start_with(options, move |b| handlers(b).forwarder(fwd)).await;
     assert!(ops.0.set(server.app.sessions().clone()).is_ok());
+    (server, forwarder, ops)
+}
+
+#[tokio::test]
+async fn requests_for_other_types_are_forwarded_with_the_session() {
+    let (server, forwarder, _ops) = start_pair(all_handlers).await;
     let client = connect(&server.url).await;
 
     let r: Value = client
@@ -248,5 +258,86 @@ async fn requests_for_other_types_are_forwarded_with_the_session() {
         client.closed_within(Duration::from_secs(3)).await,
         Some(CloseReason::Kicked("kicked by chat".into()))
     );
+    server.shutdown().await;
+}
+
+/// How often `secret` ran (server-only handlers of the test below).
+static SECRET_RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+async fn secret(_app: App, _session: Session, _req: Value) -> Result<Value, HandlerError> {
+    SECRET_RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    Ok(json!({"secret": 42}))
+}
+
+fn with_server_only(b: shaddock::app::AppBuilder) -> shaddock::app::AppBuilder {
+    all_handlers(b)
+        .server_handler("connector.adminHandler.secret", secret)
+        .server_handler("chat.adminHandler.reset", secret)
+}
+
+/// Server-only routes (issue 12 item 8): through a real connector a client
+/// gets byte for byte the unknown-route answer, for a route of the
+/// frontend's own type and for one of another type (never forwarded); the
+/// handshake dictionary does not list them; a notify runs nothing. A server
+/// still calls them with `App::handle`.
+#[tokio::test]
+async fn server_only_routes_answer_clients_as_unknown_routes() {
+    let (server, forwarder, ops) = start_pair(with_server_only).await;
+    let backend = forwarder.backend.clone();
+    let client = connect(&server.url).await;
+
+    let dict = client.dictionary().expect("dictionary sent");
+    assert!(dict.code("connector.entryHandler.enter").is_some());
+    for route in ["connector.adminHandler.secret", "chat.adminHandler.reset"] {
+        assert_eq!(
+            dict.code(route),
+            None,
+            "{route} is in the client dictionary"
+        );
+    }
+
+    for (hidden, unknown) in [
+        (
+            "connector.adminHandler.secret",
+            "connector.adminHandler.nope",
+        ),
+        ("chat.adminHandler.reset", "chat.adminHandler.nope"),
+    ] {
+        let a = client.request_raw(hidden, "{}").await.unwrap();
+        let b = client.request_raw(unknown, "{}").await.unwrap();
+        assert_eq!(a, b, "{hidden} answers unlike the unknown {unknown}");
+        assert_eq!(&a[..], br#"{"code":500}"#);
+        client.notify_raw(hidden, "{}").await.unwrap();
+    }
+    // The unknown chat route went to the backend; the server-only one never did.
+    let forwarded: Vec<String> = forwarder
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, route, _)| route.clone())
+        .collect();
+    assert_eq!(forwarded, ["chat.adminHandler.nope"]);
+    // A request after the notifies (each message runs on its own task, so
+    // this only makes it likely that the notifies were handled by now).
+    let echo: Value = client
+        .request("connector.testHandler.echo", &json!({"x": 1}))
+        .await
+        .unwrap();
+    assert_eq!(echo, json!({"x": 1}));
+    assert_eq!(SECRET_RUNS.load(std::sync::atomic::Ordering::SeqCst), 0);
+
+    // Servers reach it.
+    for (app, route) in [
+        (&server.app, "connector.adminHandler.secret"),
+        (&backend, "chat.adminHandler.reset"),
+    ] {
+        let session = Session::remote(SessionSnapshot::default(), ops.clone());
+        let body = app
+            .handle(session, route, Bytes::from_static(b"{}"), true)
+            .await;
+        assert_eq!(body.as_deref(), Some(&br#"{"secret":42}"#[..]), "{route}");
+    }
+    assert_eq!(SECRET_RUNS.load(std::sync::atomic::Ordering::SeqCst), 2);
     server.shutdown().await;
 }

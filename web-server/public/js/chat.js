@@ -6,10 +6,11 @@
 //   → chat.chatHandler.send {rid, content, from, target}
 //   pushes: onChat {msg, from, target}, onAdd {user}, onLeave {user}
 //
-// The gate address defaults to this page's host name and port 3014; the
-// query string `?gate=HOST:PORT` overrides it (tests run clusters on free ports).
+// The gate comes from `?gate=HOST:PORT`, limited to the gates the web server
+// lists (see gate.js).
 
 import { PomeloClient } from './pomelo-client.js';
+import { fetchAllowedGates, gateAddress } from './gate.js';
 
 const NAME_PATTERN = /^[a-zA-Z0-9_\u4e00-\u9fa5]{1,20}$/;
 const GATE_ROUTE = 'gate.gateHandler.queryEntry';
@@ -48,21 +49,8 @@ let session = null;
 // Gate address and validation
 // ---------------------------------------------------------------------------
 
-/** Gate host and port from `?gate=HOST:PORT`, else page host name and 3014. */
-export function gateAddress(loc = window.location) {
-  const fallbackHost = loc.hostname || '127.0.0.1';
-  const param = new URLSearchParams(loc.search).get('gate');
-  if (!param) return { host: fallbackHost, port: 3014 };
-  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(param.trim());
-  if (!m) {
-    const port = Number(param);
-    if (Number.isInteger(port) && port > 0 && port < 65536) return { host: fallbackHost, port };
-    throw new Error(`bad ?gate= value "${param}" (expected HOST:PORT)`);
-  }
-  const port = Number(m[3]);
-  if (port < 1 || port > 65535) throw new Error(`bad gate port in "${param}"`);
-  return { host: m[1] || m[2] || fallbackHost, port };
-}
+/** Gates the web server allows (fetched once, when the page loads). */
+const allowedGates = fetchAllowedGates();
 
 /** Null if valid, otherwise a sentence explaining what is wrong. */
 export function validateField(label, value) {
@@ -118,7 +106,7 @@ async function onLogin(event) {
   try {
     let gate;
     try {
-      gate = gateAddress();
+      gate = gateAddress(window.location, await allowedGates);
     } catch (err) {
       showLoginError(err.message);
       return;
@@ -161,11 +149,12 @@ async function enterRoom(name, room, host, port) {
   }
   if (reply.error || reply.code === 500 || !Array.isArray(reply.users)) {
     client.disconnect();
-    showLoginError(
-      reply.error
-        ? `The name "${name}" is taken in this room. Please choose another name.`
-        : 'The chat server refused to let you in. Try again.',
-    );
+    // code 400 carries the server's own check of name and room (the same
+    // rules as validateField, in case this page and the server disagree).
+    let problem = 'The chat server refused to let you in. Try again.';
+    if (reply.error) problem = `The name "${name}" is taken in this room. Please choose another name.`;
+    else if (reply.code === 400 && reply.message) problem = String(reply.message);
+    showLoginError(problem);
     ui.name.focus();
     return;
   }
@@ -356,16 +345,18 @@ function onLeave() {
 // Wiring
 // ---------------------------------------------------------------------------
 
-function start() {
+async function start() {
+  // Wired first: a submit while /gates.json loads must not fall through to
+  // the browser's own form submission.
+  ui.loginForm.addEventListener('submit', onLogin);
+  ui.composer.addEventListener('submit', onSend);
+  ui.leave.addEventListener('click', onLeave);
   try {
-    const gate = gateAddress();
+    const gate = gateAddress(window.location, await allowedGates);
     ui.gateAddress.textContent = `${gate.host}:${gate.port}`;
   } catch (err) {
     ui.gateAddress.textContent = err.message;
   }
-  ui.loginForm.addEventListener('submit', onLogin);
-  ui.composer.addEventListener('submit', onSend);
-  ui.leave.addEventListener('click', onLeave);
   document.body.dataset.ready = 'true';
   ui.name.focus();
 }

@@ -340,10 +340,13 @@ impl Frontend for App {
     }
 }
 
+/// What [`AppBuilder::on_member_lost`] runs: the app, the channel, the uid.
+type MemberLostHook = Arc<dyn Fn(App, Arc<Channel>, String) + Send + Sync>;
+
 /// Builds an [`App`]. Registration order does not matter.
 pub struct AppBuilder {
     sharded: Vec<String>,
-    lost: Option<crate::cluster::channel::MemberLost>,
+    lost: Option<MemberLostHook>,
     server: ServerInfo,
     options: ConnectorOptions,
     pipeline: Pipeline<App>,
@@ -365,6 +368,25 @@ impl AppBuilder {
         Resp: Serialize + Send + 'static,
     {
         self.pipeline.handler(route, f);
+        self
+    }
+
+    /// Registers a typed handler that only servers may call: clients get
+    /// the unknown-route answer (see [`Pipeline::server_only`]).
+    pub fn server_handler<F, Fut, Req, Resp>(self, route: &str, f: F) -> Self
+    where
+        F: Fn(App, Session, Req) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Resp, HandlerError>> + Send + 'static,
+        Req: DeserializeOwned + Send + 'static,
+        Resp: Serialize + Send + 'static,
+    {
+        self.handler(route, f).server_only(route)
+    }
+
+    /// Marks an already registered (or yet to be registered) route
+    /// server-only (see [`Pipeline::server_only`]).
+    pub fn server_only(mut self, route: &str) -> Self {
+        self.pipeline.server_only(route);
         self
     }
 
@@ -456,13 +478,13 @@ impl AppBuilder {
         self
     }
 
-    /// Runs `hook(channel, uid)` when reconciliation finds a member whose
-    /// frontend no longer has it (a connector crashed or left): tell the
-    /// others (chat: push `onLeave`). It must not block; spawn for async
-    /// work.
+    /// Runs `hook(app, channel, uid)` when reconciliation finds a member
+    /// whose frontend no longer has it (a connector crashed or left): tell
+    /// the others (chat: push `onLeave`), destroy a channel left empty. It
+    /// must not block; spawn for async work.
     pub fn on_member_lost(
         mut self,
-        hook: impl Fn(Arc<Channel>, String) + Send + Sync + 'static,
+        hook: impl Fn(App, Arc<Channel>, String) + Send + Sync + 'static,
     ) -> Self {
         self.lost = Some(Arc::new(hook));
         self
@@ -478,7 +500,7 @@ impl AppBuilder {
             .set_forwarder(forwarder, self.options.forward_timeout);
         let dict = self.options.use_dict.then(|| {
             Arc::new(RouteDictionary::new(
-                self.pipeline.routes().cloned(),
+                self.pipeline.client_routes().cloned(),
                 self.options.extra_dict_routes.iter().cloned(),
             ))
         });
@@ -490,9 +512,6 @@ impl AppBuilder {
         .with_queue_bytes(self.options.queue_bytes);
         let clustered = self.cluster.is_some();
         let cluster = self.cluster.unwrap_or_else(Cluster::standalone);
-        if let Some(hook) = self.lost {
-            cluster.channels().on_member_lost(hook);
-        }
         let keeper = (clustered && self.sharded.contains(&self.server.server_type)).then(|| {
             ShardKeeper::new(
                 self.server.clone(),
@@ -502,7 +521,7 @@ impl AppBuilder {
                 cluster.channels().clone(),
             )
         });
-        App {
+        let app = App {
             inner: Arc::new(AppInner {
                 server: self.server,
                 options: self.options,
@@ -517,6 +536,18 @@ impl AppBuilder {
                 sharded: self.sharded,
                 keeper,
             }),
+        };
+        if let Some(hook) = self.lost {
+            // Weak: the channel service lives inside the app; a strong
+            // reference would keep the app alive for ever.
+            let weak = Arc::downgrade(&app.inner);
+            app.channels()
+                .on_member_lost(Arc::new(move |channel: Arc<Channel>, uid: String| {
+                    if let Some(inner) = weak.upgrade() {
+                        hook(App { inner }, channel, uid);
+                    }
+                }));
         }
+        app
     }
 }

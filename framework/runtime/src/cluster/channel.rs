@@ -303,9 +303,8 @@ impl ChannelService {
             if !self.owns(key) {
                 continue;
             }
-            let channel = self.create(key);
             for uid in uids {
-                channel.add(uid, frontend_id);
+                self.add_member(key, uid, frontend_id);
             }
         }
         lost
@@ -338,14 +337,16 @@ impl ChannelService {
     pub fn create(&self, name: &str) -> Arc<Channel> {
         self.channels()
             .entry(name.to_string())
-            .or_insert_with(|| {
-                Arc::new(Channel {
-                    name: name.to_string(),
-                    members: Mutex::new(Members::default()),
-                    push: self.push.clone(),
-                })
-            })
+            .or_insert_with(|| self.new_channel(name))
             .clone()
+    }
+
+    fn new_channel(&self, name: &str) -> Arc<Channel> {
+        Arc::new(Channel {
+            name: name.to_string(),
+            members: Mutex::new(Members::default()),
+            push: self.push.clone(),
+        })
     }
 
     /// Channel `name`; with `create`, made if absent (Pomelo's `getChannel`).
@@ -359,6 +360,40 @@ impl ChannelService {
     /// Removes channel `name`. Returns whether it existed.
     pub fn destroy(&self, name: &str) -> bool {
         self.channels().remove(name).is_some()
+    }
+
+    /// Adds `uid` (at `frontend_id`) to channel `name`, creating the channel
+    /// if needed, under the same lock [`destroy_if_empty`](Self::destroy_if_empty)
+    /// takes: a join racing the last member's leave either lands in the
+    /// channel that stays or in a fresh one, never in a destroyed one
+    /// (`get(.., true)` then `add` could). Returns the channel and whether
+    /// the uid was added (false: already a member, or no frontend).
+    pub fn add_member(&self, name: &str, uid: &str, frontend_id: &str) -> (Arc<Channel>, bool) {
+        let mut channels = self.channels();
+        let channel = channels
+            .entry(name.to_string())
+            .or_insert_with(|| self.new_channel(name))
+            .clone();
+        let added = channel.add(uid, frontend_id);
+        (channel, added)
+    }
+
+    /// Destroys channel `name` if it has no member left, so that a server
+    /// whose users come and go through ever new channel names (chat rooms)
+    /// does not keep an empty channel per name for ever. Returns whether it
+    /// was destroyed.
+    pub fn destroy_if_empty(&self, name: &str) -> bool {
+        let mut channels = self.channels();
+        if channels.get(name).is_some_and(|c| c.user_amount() == 0) {
+            channels.remove(name);
+            return true;
+        }
+        false
+    }
+
+    /// How many channels this server holds (empty ones included).
+    pub fn count(&self) -> usize {
+        self.channels().len()
     }
 
     /// Pushes to the given `(uid, frontend id)` receivers, one message per
@@ -455,6 +490,26 @@ mod tests {
         assert!(!channels.destroy("x"));
         assert!(channels.get("x", false).is_none());
         assert_eq!(channels.get("x", true).unwrap().user_amount(), 0);
+    }
+
+    #[test]
+    fn empty_channels_are_destroyed_and_counted() {
+        let channels = service();
+        let (a, added) = channels.add_member("x", "u", "f");
+        assert!(added);
+        assert!(!channels.add_member("x", "u", "f").1, "a member once");
+        channels.create("y");
+        assert_eq!(channels.count(), 2);
+        assert!(!channels.destroy_if_empty("x"), "x has a member");
+        assert!(channels.destroy_if_empty("y"));
+        assert!(!channels.destroy_if_empty("missing"));
+        assert!(a.leave("u", "f"));
+        assert!(channels.destroy_if_empty("x"));
+        assert_eq!(channels.count(), 0);
+        // A join after the destruction makes a fresh channel.
+        let (b, _) = channels.add_member("x", "v", "f");
+        assert!(!Arc::ptr_eq(&a, &b));
+        assert_eq!(channels.get("x", false).unwrap().members_list(), ["v"]);
     }
 
     #[tokio::test]

@@ -15,7 +15,7 @@
 //! The pipeline is generic over the context `C` handed to handlers and
 //! filters (the app), so this layer does not depend on the app that owns it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,6 +41,8 @@ pub struct Pipeline<C> {
     pending: HashMap<String, Filters<C>>,
     forwarder: Option<Arc<dyn Forwarder>>,
     forward_timeout: Duration,
+    /// Routes only servers may call (see [`server_only`](Self::server_only)).
+    server_only: HashSet<String>,
 }
 
 impl<C> Default for Pipeline<C> {
@@ -51,6 +53,7 @@ impl<C> Default for Pipeline<C> {
             pending: HashMap::new(),
             forwarder: None,
             forward_timeout: Duration::from_secs(10),
+            server_only: HashSet::new(),
         }
     }
 }
@@ -80,6 +83,32 @@ impl<C: Clone + Send + Sync + 'static> Pipeline<C> {
             entry.filters.before.extend(pending.before);
             entry.filters.after.extend(pending.after);
         }
+    }
+
+    /// Marks `route` server-only (Pitaya's server-only handlers): a client
+    /// calling it through [`dispatch`](Self::dispatch) gets exactly what an
+    /// unknown route gets (`{"code":500}`, or nothing for a notify), it is
+    /// left out of the route dictionary clients receive, and it is never
+    /// forwarded for a client. Servers still reach it: [`handle`](Self::handle)
+    /// (`App::handle`) on this server, or the forwarder from server code.
+    ///
+    /// The check runs on the frontend that received the client's message:
+    /// every server of an app registers every route, so each frontend knows.
+    pub fn server_only(&mut self, route: &str) {
+        self.server_only.insert(route.to_owned());
+    }
+
+    /// Whether `route` is server-only.
+    pub fn is_server_only(&self, route: &str) -> bool {
+        self.server_only.contains(route)
+    }
+
+    /// The routes a client may call: every handler route but the
+    /// server-only ones (what the route dictionary is built from).
+    pub fn client_routes(&self) -> impl Iterator<Item = &String> {
+        self.registry
+            .routes()
+            .filter(|r| !self.server_only.contains(r.as_str()))
     }
 
     /// A before-filter for every locally handled message.
@@ -206,6 +235,16 @@ impl<C: Clone + Send + Sync + 'static> Pipeline<C> {
             Ok(r) => r,
             Err(e) => return route_error(&session, route, e, is_request).await,
         };
+        if self.server_only.contains(route) {
+            // The unknown-route answer, so a client cannot tell the route
+            // exists; the log says what really happened.
+            warn!(
+                route,
+                sid = session.id(),
+                "a client called a server-only route; answering as for an unknown route"
+            );
+            return is_request.then(|| Bytes::from_static(CODE_500));
+        }
         if parsed.server_type == own_type {
             return self.handle(ctx, session, route, body, is_request).await;
         }

@@ -42,18 +42,21 @@ impl chat_remote_server::ChatRemote for ChatRemote {
                 self.app.server_id()
             )));
         }
-        let Some(channel) = self.app.channels().get(&rid, create) else {
+        if !create && self.app.channels().get(&rid, false).is_none() {
             return Ok(Response::new(AddReply { users: Vec::new() }));
-        };
+        }
+        // Joined in one step with the room's creation: a room is destroyed
+        // when its last member leaves, and a join racing that leave must not
+        // land in the destroyed room.
+        let (channel, _) = self.app.channels().add_member(&rid, &uid, &frontend_id);
         tracing::info!(server = %self.app.server_id(), rid = %rid, uid = %uid, "user joined room");
-        // Everyone but the newcomer (a rebuild may have listed it already).
+        // Everyone but the newcomer.
         if let Err(e) = channel
             .push_except(shared::PUSH_ADD, &UserEvent::added(name_of(&uid)), &uid)
             .await
         {
             tracing::warn!(rid = %rid, error = %e, "onAdd push failed");
         }
-        channel.add(&uid, &frontend_id);
         let users = channel
             .members_list()
             .iter()
@@ -72,27 +75,36 @@ impl chat_remote_server::ChatRemote for ChatRemote {
         if let Some(channel) = self.app.channels().get(&rid, false) {
             channel.leave(&uid, &frontend_id);
             tracing::info!(server = %self.app.server_id(), rid = %rid, uid = %uid, "user left room");
-            if let Err(e) = channel
-                .push(shared::PUSH_LEAVE, &UserEvent::left(name_of(&uid)))
-                .await
-            {
-                tracing::warn!(rid = %rid, error = %e, "onLeave push failed");
-            }
+            announce_leave(&self.app, &channel, &uid).await;
         }
         Ok(Response::new(KickReply {}))
     }
 }
 
+/// After `uid` left `channel` (a leave, a kick, a disconnect or a lost
+/// connector: all come here): the members left get `onLeave`, and a room
+/// nobody is in any more is destroyed, so that ever new room ids do not
+/// grow this server's memory for ever.
+async fn announce_leave(app: &App, channel: &Channel, uid: &str) {
+    let rid = channel.name();
+    if app.channels().destroy_if_empty(rid) {
+        let rooms = app.channels().count();
+        tracing::info!(server = %app.server_id(), rid = %rid, rooms, "room destroyed: its last member left");
+        return;
+    }
+    if let Err(e) = channel
+        .push(shared::PUSH_LEAVE, &UserEvent::left(name_of(uid)))
+        .await
+    {
+        tracing::warn!(rid = %rid, error = %e, "onLeave push failed");
+    }
+}
+
 /// A member whose connector no longer has it (the connector crashed or left
 /// the cluster): the room's others get `onLeave`, as if it had left.
-pub fn member_lost(channel: Arc<Channel>, uid: String) {
+pub fn member_lost(app: App, channel: Arc<Channel>, uid: String) {
     tokio::spawn(async move {
         tracing::info!(rid = %channel.name(), uid = %uid, "member lost with its connector");
-        if let Err(e) = channel
-            .push(shared::PUSH_LEAVE, &UserEvent::left(name_of(&uid)))
-            .await
-        {
-            tracing::warn!(rid = %channel.name(), error = %e, "onLeave push failed");
-        }
+        announce_leave(&app, &channel, &uid).await;
     });
 }

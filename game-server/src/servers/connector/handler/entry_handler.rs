@@ -10,13 +10,21 @@ use crate::proto::{AddRequest, KickRequest, rpc};
 
 /// `connector.entryHandler.enter {username, rid}` → `{users: [names in the room]}`.
 /// Binds uid `username*rid`, keeps `rid` in the session (the `chat` router
-/// reads it) and joins the room on its chat server. A name already in that
-/// room on this connector → `{code: 500, error: true}`.
+/// reads it) and joins the room on its chat server. A name or room that
+/// breaks [`shared::check_name`] → `{code: 400, message}` (before anything
+/// is bound or created); a name already in that room on this connector →
+/// `{code: 500, error: true}`.
 pub async fn enter(
     app: App,
     session: Session,
     msg: EnterRequest,
 ) -> Result<EnterResponse, HandlerError> {
+    if let Err(message) = shared::check_name("Name", &msg.username)
+        .and_then(|()| shared::check_name("Room", &msg.rid))
+    {
+        tracing::info!(sid = session.id(), %message, "enter refused");
+        return Ok(EnterResponse::invalid(message));
+    }
     let rid = msg.rid;
     let uid = shared::uid(&msg.username, &rid);
     if !app.sessions().by_uid(&uid).is_empty() || session.bind(&uid).await.is_err() {
