@@ -77,17 +77,30 @@ fn init_builds_starts_chats_adds_restarts_and_stops() {
     let users = std::fs::read_to_string(dir.join("config/adminUser.json")).unwrap();
     assert!(!users.contains(password));
     assert!(users.contains("$argon2id$"));
-    use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(dir.join("config/.admin-credentials"))
-        .unwrap()
-        .permissions()
-        .mode();
-    assert_eq!(mode & 0o777, 0o600);
-    assert!(
-        std::fs::read_to_string(dir.join(".gitignore"))
+    let private_and_ignored = |file: &str| {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.join(file))
             .unwrap()
-            .contains(".admin-credentials")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{file}");
+        let ignored = std::fs::read_to_string(dir.join(".gitignore")).unwrap();
+        assert!(
+            ignored.contains(&format!("/{file}")),
+            "{file} not git-ignored"
+        );
+    };
+    private_and_ignored("config/.admin-credentials");
+    // A development cluster secret, private and never committed.
+    let secret =
+        shaddock::config::ClusterSecret::load_with(&dir.join("config"), "development", None)
+            .unwrap()
+            .expect("init writes config/cluster.json");
+    assert!(
+        !printed.contains(secret.expose()),
+        "the secret is not printed"
     );
+    private_and_ignored("config/cluster.json");
     // A second init into the same folder is refused.
     let again = std::process::Command::new(shaddock())
         .arg("init")

@@ -82,8 +82,9 @@ async fn kicked(client: &Client) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_over_the_rate_get_429_then_sustained_abuse_is_kicked() {
     let opts = ConnectorOptions {
-        // The witnesses stay under it: 16 requests each in this test.
-        rate_limit: Some((20, 20)),
+        // A slow refill, so a loaded machine cannot refill the burst while
+        // the test sends; the witnesses stay under it (16 requests each).
+        rate_limit: Some((2, 20)),
         kick_after_refusals: 30,
         ..fast_options()
     };
@@ -104,7 +105,7 @@ async fn requests_over_the_rate_get_429_then_sustained_abuse_is_kicked() {
     let refused = answers.iter().filter(|a| a[..] == *REFUSED_RATE).count();
     assert!(
         (3..=5).contains(&refused),
-        "20 of 25 pass the burst (a token or two may refill meanwhile): {answers:?}"
+        "20 of 25 pass the burst (a token may refill meanwhile): {answers:?}"
     );
     assert_eq!(answers[0], Bytes::from_static(b"0"));
     witness.chat(5).await;
@@ -252,10 +253,10 @@ async fn an_idle_client_is_kicked_on_a_frontend_without_heartbeats() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(
-        idle.closed_within(Duration::ZERO).await,
+        idle.closed_within(WAIT).await,
         Some(CloseReason::Kicked("idle timeout".into()))
     );
-    assert!(busy.is_open());
+    assert!(busy.is_open(), "{:?}", busy.close_reason());
     server.shutdown().await;
 }
 
