@@ -36,6 +36,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_util::either::Either;
 
 use shaddock_protocol::encode_data_frame;
 use shaddock_protocol::handshake::{CODE_OK, HandshakeResponse};
@@ -64,6 +65,10 @@ pub struct ClientOptions {
     pub send_heartbeats: bool,
     /// Largest message accepted from the server.
     pub max_message_size: usize,
+    /// TLS for `wss://` URLs: which certificates to trust. `None`: the
+    /// public web's roots (webpki-roots). See [`tls_trusting`] for a
+    /// private CA or a self-signed test certificate.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Default for ClientOptions {
@@ -76,6 +81,7 @@ impl Default for ClientOptions {
             push_capacity: 1024,
             send_heartbeats: true,
             max_message_size: 16 << 20,
+            tls: None,
         }
     }
 }
@@ -395,7 +401,50 @@ impl Drop for PendingGuard<'_> {
     }
 }
 
-pub(crate) type Ws = tokio_tungstenite::WebSocketStream<TcpStream>;
+/// Plain TCP (`ws://`) or TLS over it (`wss://`).
+pub(crate) type Stream = Either<TcpStream, tokio_rustls::client::TlsStream<TcpStream>>;
+pub(crate) type Ws = tokio_tungstenite::WebSocketStream<Stream>;
+
+/// A TLS setup that trusts the PEM certificates in `pem` (a private CA, or
+/// the server's own self-signed certificate) for `wss://` URLs.
+pub fn tls_trusting(pem: &[u8]) -> Result<Arc<rustls::ClientConfig>, ClientError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let bad = |reason: String| ClientError::Connect {
+        url: String::new(),
+        reason,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pem) {
+        let cert = cert.map_err(|e| bad(format!("not a PEM certificate: {e}")))?;
+        roots
+            .add(cert)
+            .map_err(|e| bad(format!("unusable certificate: {e}")))?;
+    }
+    Ok(Arc::new(client_config(roots)))
+}
+
+fn client_config(roots: rustls::RootCertStore) -> rustls::ClientConfig {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("ring supports the default TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth()
+}
+
+/// The public web's roots, for `wss://` without [`ClientOptions::tls`].
+fn default_tls() -> Arc<rustls::ClientConfig> {
+    static CONFIG: std::sync::OnceLock<Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let roots = rustls::RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+            };
+            Arc::new(client_config(roots))
+        })
+        .clone()
+}
 
 /// TCP connect, WebSocket upgrade, HANDSHAKE and ACK.
 async fn open(url: &str, options: &ClientOptions) -> Result<(Ws, HandshakeResponse), ClientError> {
@@ -412,11 +461,27 @@ async fn open(url: &str, options: &ClientOptions) -> Result<(Ws, HandshakeRespon
         .ok_or_else(|| connect_err("URL has no host".into()))?
         .trim_matches(|c| c == '[' || c == ']')
         .to_owned();
-    let port = request.uri().port_u16().unwrap_or(80);
+    let secure = request.uri().scheme_str() == Some("wss");
+    let port = request
+        .uri()
+        .port_u16()
+        .unwrap_or(if secure { 443 } else { 80 });
     let tcp = TcpStream::connect((host.as_str(), port))
         .await
         .map_err(|e| connect_err(e.to_string()))?;
     let _ = tcp.set_nodelay(true);
+    let tcp: Stream = if secure {
+        let config = options.tls.clone().unwrap_or_else(default_tls);
+        let name = rustls::pki_types::ServerName::try_from(host.clone())
+            .map_err(|e| connect_err(format!("bad TLS server name {host}: {e}")))?;
+        let tls = tokio_rustls::TlsConnector::from(config)
+            .connect(name, tcp)
+            .await
+            .map_err(|e| connect_err(format!("TLS handshake failed: {e}")))?;
+        Either::Right(tls)
+    } else {
+        Either::Left(tcp)
+    };
     let config = WebSocketConfig::default()
         .read_buffer_size(4096)
         .write_buffer_size(4096)

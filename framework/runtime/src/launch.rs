@@ -187,6 +187,8 @@ pub struct Setup {
     types: BTreeSet<String>,
     discovery: Option<Arc<dyn Discovery>>,
     etcd: Option<EtcdConfig>,
+    /// Where the config files are (TLS files are relative to it).
+    config_dir: PathBuf,
     secret: Option<ClusterSecret>,
     limits: ConnectorLimits,
 }
@@ -200,6 +202,7 @@ impl Setup {
     ) -> Self {
         Setup {
             etcd,
+            config_dir: PathBuf::from("config"),
             secret: None,
             limits: ConnectorLimits::default(),
             app: App::builder(server.clone()),
@@ -361,7 +364,9 @@ impl Setup {
             .find(|(t, _)| *t == self.server.server_type)
             .map(|(_, o)| o.clone())
             .unwrap_or_default()
-            .with_limits(&self.limits);
+            .with_limits(&self.limits)
+            .with_transport(&self.limits, &self.config_dir)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         options.extra_dict_routes.extend(extra_dict_routes);
         let cluster = (self.cluster.secret(self.secret))
             .options(self.cluster_options)
@@ -413,6 +418,7 @@ pub fn prepare(args: &LaunchArgs) -> anyhow::Result<(Setup, Vec<String>)> {
     let mut setup = Setup::new(server, topology, args.extra.clone(), etcd);
     setup.secret = secret;
     setup.limits = limits;
+    setup.config_dir = args.config_dir.clone();
     Ok((setup, dict))
 }
 

@@ -9,6 +9,10 @@
 //!                 "gate": {"idle-timeout-ms": 5000}}}
 //! ```
 //!
+//! Transport fields (`docs/security.md`): `tls-cert` / `tls-key` (PEM
+//! files, relative to the config folder) turn on `wss://`;
+//! `allowed-origins`, `trusted-proxies`, `proxy-protocol`.
+//!
 //! Every field is optional; `0` turns a limit off where off makes sense
 //! (`requests-per-second`, `idle-timeout-ms`, `max-connections`,
 //! `max-connections-per-address`). An unknown field is an error naming it,
@@ -38,6 +42,16 @@ pub struct ConnectorLimits {
     pub idle_timeout_ms: Option<u64>,
     pub max_connections: Option<usize>,
     pub max_connections_per_address: Option<usize>,
+    /// PEM certificate chain for `wss://` (relative to the config folder).
+    pub tls_cert: Option<String>,
+    /// PEM private key for `wss://` (relative to the config folder).
+    pub tls_key: Option<String>,
+    /// Browser origins allowed to open a WebSocket.
+    pub allowed_origins: Option<Vec<String>>,
+    /// Load balancers believed about the client's address.
+    pub trusted_proxies: Option<Vec<String>>,
+    /// Trusted proxies send a PROXY protocol header first.
+    pub proxy_protocol: Option<bool>,
 }
 
 impl ConnectorLimits {

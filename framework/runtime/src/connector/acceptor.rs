@@ -61,7 +61,26 @@ impl<F: Frontend> Acceptor<F> {
         let span = info_span!("acceptor", server = %app.server_id());
         async move {
             let addr = listener.local_addr().ok();
-            info!(?addr, "accepting clients");
+            let tls = app.connector_options().tls.clone();
+            info!(?addr, tls = tls.is_some(), "accepting clients");
+            // A renewed certificate is served without a restart.
+            let watcher = tls.map(|tls| {
+                tokio::spawn(
+                    async move {
+                        loop {
+                            tokio::time::sleep(super::tls::CHECK_EVERY).await;
+                            match tls.reload_if_changed() {
+                                Ok(true) => info!(cert = %tls.files().cert.display(),
+                                                  "TLS certificate reloaded; new handshakes use it"),
+                                Ok(false) => {}
+                                Err(e) => warn!("TLS certificate files changed but cannot be \
+                                                 used ({e}); still serving the previous one"),
+                            }
+                        }
+                    }
+                    .in_current_span(),
+                )
+            });
             let connections = Tracker::default();
             let max = app
                 .server()
@@ -95,7 +114,14 @@ impl<F: Frontend> Acceptor<F> {
                     drop(tcp);
                     continue;
                 }
-                let Some(address) = addresses.enter(peer.ip(), per_address) else {
+                // A trusted proxy's clients are counted by their real
+                // address once the agent knows it.
+                let trusted = app.connector_options().trusted_proxies.trusts(peer.ip());
+                let address = if trusted {
+                    None
+                } else if let Some(guard) = addresses.enter(peer.ip(), per_address) {
+                    Some(guard)
+                } else {
                     if let Some(refused) = refusals.event() {
                         warn!(%peer, max = per_address, refused,
                               "max-connections-per-address reached; connection refused \
@@ -108,9 +134,18 @@ impl<F: Frontend> Acceptor<F> {
                     debug!(error = %e, "TCP_NODELAY failed");
                 }
                 let guard = connections.enter();
-                tokio::spawn(agent::serve(app.clone(), tcp, peer, (guard, address)));
+                tokio::spawn(agent::serve(
+                    app.clone(),
+                    tcp,
+                    peer,
+                    (guard, address),
+                    addresses.clone(),
+                ));
             }
             drop(listener);
+            if let Some(w) = watcher {
+                w.abort();
+            }
             let grace = app.connector_options().shutdown_grace;
             info!(
                 connections = connections.count(),

@@ -24,7 +24,7 @@
 //! abuse of the rate limit, idleness — is preceded by a KICK saying why
 //! (best effort, within [`KICK_WRITE`]: the client may not be reading).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::task::Poll;
@@ -35,10 +35,16 @@ use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep_until, timeout};
 use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::server::{
+    ErrorResponse, Request as UpgradeRequest, Response as UpgradeResponse,
+};
+use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
+use tokio_util::either::Either;
 use tracing::{Instrument, debug, error, info_span, trace, warn};
 
-use super::budget::{AddressGuard, InFlight, KICK_RATE, RequestBudget, Verdict};
+use super::budget::{AddressCounts, AddressGuard, InFlight, KICK_RATE, RequestBudget, Verdict};
+use super::proxy::{self, ProxyHeader};
 use super::{ConnectorOptions, Frontend, TrackerGuard};
 use crate::protocol::handshake::{self, CODE_FAIL, HandshakeReply};
 use crate::protocol::{CODE_500, encode_data_frame};
@@ -48,7 +54,9 @@ use crate::protocol::{
 use crate::session::live::{CloseRequest, STATE_INITED, STATE_WAIT_ACK, STATE_WORKING};
 use crate::session::{LiveSession, Session};
 
-type Ws = WebSocketStream<TcpStream>;
+/// Plain TCP, or TLS over it (`wss://`).
+type ClientStream = Either<TcpStream, tokio_rustls::server::TlsStream<TcpStream>>;
+type Ws = WebSocketStream<ClientStream>;
 
 /// How long a KICK before an unrequested close may take to write: a client
 /// that is not reading must not hold the connection open for long.
@@ -73,57 +81,154 @@ impl Exit {
 }
 
 /// Serves one accepted TCP connection until it closes.
+///
+/// `address` is the per-address count of the peer, taken on accept —
+/// except for a trusted proxy, whose clients are counted here by their
+/// real address once the PROXY header or `X-Forwarded-For` gave it.
 pub(crate) async fn serve<F: Frontend>(
     app: F,
     tcp: TcpStream,
     peer: SocketAddr,
-    conn: (TrackerGuard, AddressGuard),
+    conn: (TrackerGuard, Option<AddressGuard>),
+    addresses: AddressCounts,
 ) {
     let live = app.sessions().create();
-    let span = info_span!("conn", server = %app.server_id(), sid = live.sid(), %peer);
+    let span = info_span!(
+        "conn",
+        server = %app.server_id(),
+        sid = live.sid(),
+        %peer,
+        client = tracing::field::Empty
+    );
     async move {
         let opts = app.connector_options();
         let deadline = Instant::now() + opts.handshake_timeout;
-        // Boxed: the upgrade future is big and only lives for the handshake.
-        let upgrade = Box::pin(tokio_tungstenite::accept_async_with_config(
-            tcp,
-            Some(opts.ws_config()),
-        ));
-        let reason = match tokio::time::timeout_at(deadline, upgrade).await {
-            Ok(Ok(ws)) => {
-                debug!("websocket open");
-                let now = Instant::now();
-                let mut agent = Agent {
-                    app: app.clone(),
-                    live: live.clone(),
-                    ws,
-                    state: STATE_INITED,
-                    handshake_deadline: deadline,
-                    heartbeat_deadline: None,
-                    idle_deadline: None,
-                    last_inbound: now,
-                    budget: RequestBudget::new(
-                        opts.rate_limit,
-                        opts.max_inflight,
-                        opts.kick_after_refusals,
-                        now,
-                    ),
-                };
-                let Exit(reason) = agent.run().await;
-                // Best effort: the peer may already be gone.
-                let _ = Box::pin(timeout(Duration::from_millis(200), agent.ws.close(None))).await;
-                reason
+        let (tracker, mut address) = conn;
+        let trusted = opts.trusted_proxies.trusts(peer.ip());
+        let reason = match open(opts, tcp, trusted, deadline).await {
+            Ok((ws, client)) => {
+                let mut ws = ws;
+                let mut refused = None;
+                if trusted {
+                    let ip = client.unwrap_or(peer.ip());
+                    tracing::Span::current().record("client", tracing::field::display(ip));
+                    match addresses.enter(ip, opts.max_connections_per_address) {
+                        Some(guard) => address = Some(guard),
+                        None => {
+                            warn!(client = %ip, max = ?opts.max_connections_per_address,
+                                  "max-connections-per-address reached (client behind a proxy); closing");
+                            refused = Some("max-connections-per-address reached".to_owned());
+                        }
+                    }
+                }
+                match refused {
+                    Some(reason) => {
+                        let _ = Box::pin(timeout(Duration::from_millis(200), ws.close(None))).await;
+                        reason
+                    }
+                    None => {
+                        debug!("websocket open");
+                        let now = Instant::now();
+                        let mut agent = Agent {
+                            app: app.clone(),
+                            live: live.clone(),
+                            ws,
+                            state: STATE_INITED,
+                            handshake_deadline: deadline,
+                            heartbeat_deadline: None,
+                            idle_deadline: None,
+                            last_inbound: now,
+                            budget: RequestBudget::new(
+                                opts.rate_limit,
+                                opts.max_inflight,
+                                opts.kick_after_refusals,
+                                now,
+                            ),
+                        };
+                        let Exit(reason) = agent.run().await;
+                        // Best effort: the peer may already be gone.
+                        let _ = Box::pin(timeout(Duration::from_millis(200), agent.ws.close(None)))
+                            .await;
+                        reason
+                    }
+                }
             }
-            Ok(Err(e)) => format!("websocket upgrade failed: {e}"),
-            Err(_) => "websocket upgrade timed out".to_owned(),
+            Err(reason) => reason,
         };
         app.sessions().remove(live.sid());
         debug!(%reason, "connection closed");
         live.finish(&reason);
-        drop(conn);
+        drop((tracker, address));
     }
     .instrument(span)
     .await
+}
+
+/// The way in, up to an open WebSocket: the PROXY header (from a trusted
+/// proxy, when on), TLS (when configured), the upgrade with its Origin
+/// check and `X-Forwarded-For`. Returns the client address the proxy gave,
+/// if any. Everything within the handshake deadline.
+async fn open(
+    opts: &ConnectorOptions,
+    mut tcp: TcpStream,
+    trusted: bool,
+    deadline: Instant,
+) -> Result<(Ws, Option<IpAddr>), String> {
+    let mut client = None;
+    if trusted && opts.proxy_protocol {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match proxy::read_header(&mut tcp, left).await? {
+            ProxyHeader::Client(addr) => client = Some(addr.ip()),
+            ProxyHeader::Local => {}
+        }
+    }
+    let stream = match &opts.tls {
+        Some(tls) => {
+            let tls_stream = tokio::time::timeout_at(deadline, tls.accept(tcp))
+                .await
+                .map_err(|_| "TLS handshake timed out".to_owned())?
+                .map_err(|e| format!("TLS handshake failed: {e}"))?;
+            Either::Right(tls_stream)
+        }
+        None => Either::Left(tcp),
+    };
+    let forwarded: std::sync::Mutex<Option<IpAddr>> = std::sync::Mutex::new(None);
+    // The error type is tungstenite's (an HTTP response), not ours to shrink.
+    #[allow(clippy::result_large_err)]
+    let check = |req: &UpgradeRequest, resp: UpgradeResponse| {
+        let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+        if let (Some(allowed), Some(origin)) = (&opts.allowed_origins, header("origin"))
+            && !allowed.iter().any(|a| a.eq_ignore_ascii_case(origin))
+        {
+            warn!(
+                origin,
+                "WebSocket upgrade from an origin not in allowed-origins; refused (403)"
+            );
+            let mut refusal = ErrorResponse::new(Some(format!(
+                "origin {origin} is not allowed to connect here"
+            )));
+            *refusal.status_mut() = StatusCode::FORBIDDEN;
+            return Err(refusal);
+        }
+        if trusted && let Some(xff) = header("x-forwarded-for") {
+            *forwarded.lock().unwrap_or_else(|p| p.into_inner()) =
+                opts.trusted_proxies.client_from_forwarded_for(xff);
+        }
+        Ok(resp)
+    };
+    // Boxed: the upgrade future is big and only lives for the handshake.
+    let upgrade = Box::pin(tokio_tungstenite::accept_hdr_async_with_config(
+        stream,
+        check,
+        Some(opts.ws_config()),
+    ));
+    let ws = match tokio::time::timeout_at(deadline, upgrade).await {
+        Ok(Ok(ws)) => ws,
+        Ok(Err(e)) => return Err(format!("websocket upgrade failed: {e}")),
+        Err(_) => return Err("websocket upgrade timed out".to_owned()),
+    };
+    let forwarded = *forwarded.lock().unwrap_or_else(|p| p.into_inner());
+    Ok((ws, client.or(forwarded)))
 }
 
 struct Agent<F: Frontend> {

@@ -6,6 +6,14 @@
 //!   state machine, heartbeats (§4.4), the outbound queue and kicks.
 //! * [`budget`] — per-client budgets: requests per second and in flight,
 //!   connections per address (see `docs/security.md` for each outcome).
+//! * [`proxy`] — the real client address behind a load balancer (PROXY
+//!   protocol, `X-Forwarded-For`), believed from trusted proxies only.
+//! * [`tls`] — `wss://`: rustls with the certificate reloaded when its
+//!   files change.
+//!
+//! One connection's way in: accept (connection caps) → PROXY header (from
+//! a trusted proxy) → TLS → WebSocket upgrade (Origin allow-list,
+//! `X-Forwarded-For`) → the agent's state machine.
 //!
 //! [`ConnectorOptions`] holds every knob; the defaults match chatofpomelo's
 //! connector except where noted.
@@ -18,6 +26,8 @@
 pub mod acceptor;
 mod agent;
 pub mod budget;
+pub mod proxy;
+pub mod tls;
 
 pub use crate::session::{Tracker, TrackerGuard};
 
@@ -135,6 +145,18 @@ pub struct ConnectorOptions {
     /// On shutdown: how long in-flight requests may run, then how long kicked
     /// clients get to go away.
     pub shutdown_grace: Duration,
+    /// TLS on the client port (`wss://`); `None`: plain `ws://`.
+    pub tls: Option<tls::Tls>,
+    /// Browser origins allowed to open a WebSocket (`Origin` header, e.g.
+    /// `https://play.example.com`); others get HTTP 403. A client that sends
+    /// no `Origin` (native clients, the Rust client) is let in: the check is
+    /// against other web pages using a player's browser. `None`: any origin.
+    pub allowed_origins: Option<Vec<String>>,
+    /// Load balancers whose PROXY header and `X-Forwarded-For` give the
+    /// client's address (see [`proxy`]).
+    pub trusted_proxies: proxy::TrustedProxies,
+    /// Trusted proxies send a PROXY protocol header (v1 or v2) first.
+    pub proxy_protocol: bool,
 }
 
 impl Default for ConnectorOptions {
@@ -159,11 +181,60 @@ impl Default for ConnectorOptions {
             ws_read_buffer: 512,
             ws_write_buffer: 8 * 1024,
             shutdown_grace: Duration::from_secs(5),
+            tls: None,
+            allowed_origins: None,
+            trusted_proxies: proxy::TrustedProxies::default(),
+            proxy_protocol: false,
         }
     }
 }
 
 impl ConnectorOptions {
+    /// These options with the transport fields of `connector.json`: TLS
+    /// (files relative to `config_dir`, loaded now: a bad file fails the
+    /// start with the reason), allowed origins, trusted proxies.
+    pub fn with_transport(
+        mut self,
+        limits: &ConnectorLimits,
+        config_dir: &std::path::Path,
+    ) -> Result<Self, String> {
+        match (&limits.tls_cert, &limits.tls_key) {
+            (Some(cert), Some(key)) => {
+                let files = tls::TlsFiles {
+                    cert: config_dir.join(cert),
+                    key: config_dir.join(key),
+                };
+                self.tls = Some(tls::Tls::load(files)?);
+            }
+            (None, None) => {}
+            _ => {
+                return Err(
+                    "connector.json: `tls-cert` and `tls-key` go together (PEM files, relative to \
+                     the config folder)"
+                        .into(),
+                );
+            }
+        }
+        if let Some(origins) = &limits.allowed_origins {
+            self.allowed_origins = Some(origins.clone());
+        }
+        if let Some(proxies) = &limits.trusted_proxies {
+            self.trusted_proxies = proxy::TrustedProxies::parse(proxies)
+                .map_err(|e| format!("connector.json `trusted-proxies`: {e}"))?;
+        }
+        if let Some(on) = limits.proxy_protocol {
+            self.proxy_protocol = on;
+        }
+        if self.proxy_protocol && self.trusted_proxies.is_empty() {
+            return Err(
+                "connector.json: `proxy-protocol` needs `trusted-proxies` (the load \
+                        balancers' addresses): a PROXY header is believed from them only"
+                    .into(),
+            );
+        }
+        Ok(self)
+    }
+
     /// These options with the fields `limits` sets (from
     /// `config/connector.json`); `0` turns an optional limit off.
     pub fn with_limits(mut self, limits: &ConnectorLimits) -> Self {
