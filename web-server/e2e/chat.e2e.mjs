@@ -10,6 +10,10 @@
 //   E2E_TIMEOUT_MS  overall watchdog (default 120000)
 //   CHROMIUM        browser executable (default /usr/bin/chromium)
 //   E2E_ARTIFACTS   screenshot folder (default web-server/e2e/artifacts)
+//   E2E_TLS_CERT    optional PEM certificate the frontends serve wss:// with:
+//                   Chromium trusts exactly it (its SPKI hash), and the run
+//                   checks that the page's sockets are wss://
+//   E2E_ONLY_CHAT   when set, stop after the public and private messages
 //   E2E_SERVER_LOSS_CMD  optional shell command that takes the chat servers
 //                   down (e.g. kills the connectors); when set, the test runs
 //                   it at the end and checks that the page returns to the
@@ -24,7 +28,8 @@
 // Exit code 0 = passed; anything else prints "E2E FAILED: <step>: <why>".
 
 import { execSync } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { createHash, X509Certificate } from 'node:crypto';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
@@ -37,7 +42,17 @@ const STEP_TIMEOUT_MS = 10000;
 const EXECUTABLE = process.env.CHROMIUM || '/usr/bin/chromium';
 const ARTIFACTS = process.env.E2E_ARTIFACTS || join(HERE, 'artifacts');
 const SERVER_LOSS_CMD = process.env.E2E_SERVER_LOSS_CMD || '';
+const TLS_CERT = process.env.E2E_TLS_CERT || '';
+const ONLY_CHAT = Boolean(process.env.E2E_ONLY_CHAT);
+
+/** Chromium's flag that trusts one certificate by its public key's SHA-256. */
+function trustFlag(pemPath) {
+  const spki = new X509Certificate(readFileSync(pemPath)).publicKey.export({ type: 'spki', format: 'der' });
+  return `--ignore-certificate-errors-spki-list=${createHash('sha256').update(spki).digest('base64')}`;
+}
+
 const CHROMIUM_ARGS = [
+  ...(TLS_CERT ? [trustFlag(TLS_CERT)] : []),
   '--headless',
   '--no-sandbox',
   '--disable-gpu',
@@ -203,6 +218,20 @@ async function run(browser, errors) {
   const ctxA = await browser.newContext(desktop);
   const ctxB = await browser.newContext(phone);
   const ctxC = await browser.newContext(desktop);
+  if (TLS_CERT) {
+    // Records every socket URL the page opens (a subclass keeps the
+    // constructor's constants), so the run can check they are wss://.
+    await ctxA.addInitScript(() => {
+      const Native = window.WebSocket;
+      window.__socketUrls = [];
+      window.WebSocket = class extends Native {
+        constructor(url, protocols) {
+          super(url, protocols);
+          window.__socketUrls.push(String(url));
+        }
+      };
+    });
+  }
 
   step('open the page');
   const pageA = await openPage(ctxA, userA, errors);
@@ -285,6 +314,19 @@ async function run(browser, errors) {
   await waitForMessage(pageC, barrier, userC);
   await waitForMessage(pageA, barrier, userA);
   check((await messageCount(pageC, privateText)) === 0, `${userC} saw the private message meant for ${userA}`);
+
+  if (TLS_CERT) {
+    step('the page talks to the gate and the connectors over wss://');
+    const urls = await pageA.evaluate(() => window.__socketUrls);
+    check(urls.length >= 2, `expected the gate's and a connector's sockets, saw: ${urls.join(', ')}`);
+    check(urls.every((u) => u.startsWith('wss://')), `a socket was not wss://: ${urls.join(', ')}`);
+    await screenshot(pageA, 'chat-wss.png');
+  }
+  if (ONLY_CHAT) {
+    check(errors.length === 0, `browser errors:\n  ${errors.join('\n  ')}`);
+    await Promise.all([ctxA.close(), ctxB.close(), ctxC.close()]);
+    return;
+  }
 
   step('screenshots of the chat (desktop and phone width)');
   await screenshot(pageA, 'chat-desktop.png');

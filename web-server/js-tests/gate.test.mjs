@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { fetchAllowedGates, formatGate, gateAddress, parseGate } from '../public/js/gate.js';
+import { fetchAllowedGates, fetchGates, formatGate, gateAddress, parseGate } from '../public/js/gate.js';
 
 const at = (search, hostname = 'chat.example') => ({ search, hostname });
 const ALLOWED = ['127.0.0.1:3014', 'gate.example:443', '[::1]:3014'];
@@ -54,4 +54,13 @@ test('the allowed list comes from gates.json, empty when it cannot be read', asy
   } finally {
     console.warn = warn;
   }
+});
+
+test('gates.json says whether the frontends serve wss://', async () => {
+  const secure = async () => ({ ok: true, json: async () => ({ gates: ['a:1'], secure: true }) });
+  assert.deepEqual(await fetchGates(secure), { gates: ['a:1'], secure: true });
+  const plain = async () => ({ ok: true, json: async () => ({ gates: ['a:1'] }) });
+  assert.deepEqual(await fetchGates(plain), { gates: ['a:1'], secure: false });
+  const odd = async () => ({ ok: true, json: async () => ({ gates: [], secure: 'yes' }) });
+  assert.equal((await fetchGates(odd)).secure, false, 'only a JSON true turns wss:// on');
 });

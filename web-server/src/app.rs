@@ -17,11 +17,14 @@ use tracing::Level;
 /// for missing files and rejects paths that would leave `public`
 /// (`..` segments, also percent-encoded ones). `gates` is what
 /// `/gates.json` lists (see [`crate::gates`]).
-pub fn router(public: PathBuf, gates: Vec<String>) -> Router {
+pub fn router(public: PathBuf, gates: Vec<String>, secure: bool) -> Router {
     let router = Router::new()
         .route("/healthz", get(healthz))
         .route("/gates.json", get(gates_json))
-        .with_state(Arc::new(gates))
+        .with_state(Arc::new(Gates {
+            list: gates,
+            secure,
+        }))
         .fallback_service(ServeDir::new(public));
     crate::headers::apply(router).layer(
         // One INFO line per request (method, path, status, latency) in
@@ -32,12 +35,20 @@ pub fn router(public: PathBuf, gates: Vec<String>) -> Router {
     )
 }
 
-/// `{"gates": ["host:port", ..]}`: the gates the page may connect to.
-/// Not cached, so a restarted web server's list is seen at once.
-async fn gates_json(State(gates): State<Arc<Vec<String>>>) -> impl IntoResponse {
+/// What `/gates.json` says.
+struct Gates {
+    list: Vec<String>,
+    /// The frontends serve `wss://` (see [`crate::gates::secure`]).
+    secure: bool,
+}
+
+/// `{"gates": ["host:port", ..], "secure": bool}`: the gates the page may
+/// connect to, and whether over `wss://`. Not cached, so a restarted web
+/// server's list is seen at once.
+async fn gates_json(State(gates): State<Arc<Gates>>) -> impl IntoResponse {
     (
         [(header::CACHE_CONTROL, "no-store")],
-        Json(serde_json::json!({ "gates": *gates })),
+        Json(serde_json::json!({ "gates": gates.list, "secure": gates.secure })),
     )
 }
 

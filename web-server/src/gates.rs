@@ -52,6 +52,16 @@ pub fn load(
     Ok(gates)
 }
 
+/// Whether the gates serve `wss://`: their type has a TLS certificate in
+/// `<config>/connector.json` for `env`. The page then uses `wss://` for the
+/// gate and for the connector the gate names (every frontend of a
+/// deployment is expected to serve TLS, or none).
+pub fn secure(config_dir: &Path, env: &str, gate_type: &str) -> anyhow::Result<bool> {
+    let limits = shaddock::config::ConnectorLimits::load(config_dir, env, gate_type)
+        .with_context(|| format!("reading {}/connector.json", config_dir.display()))?;
+    Ok(limits.tls_cert.is_some())
+}
+
 fn host_port(host: &str, port: u16) -> String {
     if host.contains(':') && !host.starts_with('[') {
         format!("[{host}]:{port}")

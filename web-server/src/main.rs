@@ -34,6 +34,7 @@ fn main() -> anyhow::Result<()> {
 async fn run(args: cli::Args) -> anyhow::Result<()> {
     let public = args.public_dir()?;
     let gates = gates::load(&args.config, &args.env, &args.gate_type, &args.gates)?;
+    let secure = gates::secure(&args.config, &args.env, &args.gate_type)?;
     let addr = SocketAddr::new(args.host, args.port);
     let listener = TcpListener::bind(addr).await.with_context(|| {
         format!("binding {addr}: is another web-server running? choose another --port")
@@ -46,7 +47,7 @@ async fn run(args: cli::Args) -> anyhow::Result<()> {
     use std::io::Write;
     let _ = writeln!(std::io::stdout(), "listening on http://{local}");
 
-    axum::serve(listener, app::router(public, gates))
+    axum::serve(listener, app::router(public, gates, secure))
         // Ctrl-C or SIGTERM: in-flight requests finish, no new connection is
         // accepted.
         .with_graceful_shutdown(shaddock::launch::shutdown_signal())

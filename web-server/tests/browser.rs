@@ -159,6 +159,8 @@ struct ChatCluster {
     web_url: String,
     /// Shell command that takes the servers down (the e2e's last step).
     server_loss_cmd: String,
+    /// The certificate the frontends serve `wss://` with, if TLS is on.
+    tls_cert: Option<PathBuf>,
     _master: Proc,
     _app_dir: tempfile::TempDir,
 }
@@ -167,7 +169,7 @@ struct ChatCluster {
 /// `shaddock start` runs, minus the build) over a scratch app folder whose
 /// servers.json (gate, 2 connectors, 2 chat servers) and master.json use
 /// free ports. The master starts every server and the web server.
-fn start_chat_cluster() -> ChatCluster {
+fn start_chat_cluster(tls: bool) -> ChatCluster {
     let app_dir = tempfile::tempdir().expect("temp dir");
     let servers = Topo::new(2, 2).servers();
     write_servers_json(app_dir.path(), &servers);
@@ -191,6 +193,24 @@ fn start_chat_cluster() -> ChatCluster {
         ),
     )
     .unwrap();
+
+    // TLS: a certificate for 127.0.0.1 served by the gate and the
+    // connectors (config/connector.json), which the web server then tells
+    // the page to reach over wss://.
+    let tls_cert = tls.then(|| {
+        let dir = app_dir.path().join("config/tls");
+        std::fs::create_dir_all(&dir).unwrap();
+        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+        std::fs::write(dir.join("key.pem"), cert.key_pair.serialize_pem()).unwrap();
+        std::fs::write(dir.join("cert.pem"), cert.cert.pem()).unwrap();
+        let files = r#"{"tls-cert": "tls/cert.pem", "tls-key": "tls/key.pem"}"#;
+        std::fs::write(
+            app_dir.path().join("config/connector.json"),
+            format!(r#"{{"development": {{"gate": {files}, "connector": {files}}}}}"#),
+        )
+        .unwrap();
+        dir.join("cert.pem")
+    });
 
     // The admin API needs a user; like `shaddock init`, make one with a
     // random password (only its hash is stored).
@@ -241,27 +261,31 @@ fn start_chat_cluster() -> ChatCluster {
         connectors: connector_ports.len(),
         web_url: format!("http://127.0.0.1:{web_port}/"),
         server_loss_cmd: format!("kill -TERM {}", master.pid()),
+        tls_cert,
         _master: master,
         _app_dir: app_dir,
     }
 }
 
-#[test]
-fn chat_works_in_a_real_browser() {
-    if !browser_prerequisites() {
-        return;
-    }
-    let cluster = start_chat_cluster();
+/// Runs the e2e script against `cluster` with extra environment.
+fn run_e2e(cluster: &ChatCluster, extra: &[(&str, &str)]) {
     let url = format!("{}?gate={}", cluster.web_url, cluster.gate);
-
     let script = manifest_dir().join("e2e/chat.e2e.mjs");
-    let mut child = Command::new("node")
+    let mut command = Command::new("node");
+    command
         .arg(&script)
         .env("WEB_URL", &url)
         .env("E2E_CONNECTORS", cluster.connectors.to_string())
         .env("E2E_SERVER_LOSS_CMD", &cluster.server_loss_cmd)
         .current_dir(workspace_dir())
-        .stdin(Stdio::null())
+        .stdin(Stdio::null());
+    if let Some(cert) = &cluster.tls_cert {
+        command.env("E2E_TLS_CERT", cert);
+    }
+    for (k, v) in extra {
+        command.env(k, v);
+    }
+    let mut child = command
         .spawn()
         .expect("starting node web-server/e2e/chat.e2e.mjs");
     let status = exit_within(&mut child, E2E_TIMEOUT).unwrap_or_else(|| {
@@ -274,4 +298,24 @@ fn chat_works_in_a_real_browser() {
         "browser e2e failed ({status}) against {url}: see `E2E FAILED: ...` above and the \
          screenshots in web-server/e2e/artifacts/"
     );
+}
+
+#[test]
+fn chat_works_in_a_real_browser() {
+    if !browser_prerequisites() {
+        return;
+    }
+    run_e2e(&start_chat_cluster(false), &[]);
+}
+
+/// The same chat over `wss://`: the gate and the connectors serve TLS with
+/// a test certificate Chromium is told to trust (by its key's hash, not by
+/// turning certificate checks off), the web server tells the page to use
+/// `wss://`, and the run checks every socket the page opened was `wss://`.
+#[test]
+fn chat_works_over_wss_in_a_real_browser() {
+    if !browser_prerequisites() {
+        return;
+    }
+    run_e2e(&start_chat_cluster(true), &[("E2E_ONLY_CHAT", "1")]);
 }

@@ -337,15 +337,30 @@ fn gates_json_lists_the_configured_gates_only() {
     let json: serde_json::Value = serde_json::from_str(&body).expect("JSON body");
     assert_eq!(
         json,
-        serde_json::json!({"gates": ["127.0.0.1:4014", "gate.example:443", "10.0.0.7:3014"]}),
+        serde_json::json!({"gates": ["127.0.0.1:4014", "gate.example:443", "10.0.0.7:3014"],
+                           "secure": false}),
         "servers.json's gates (not its connector), then --gate"
     );
+    // A TLS certificate for the gate type in connector.json: the page is
+    // told to use wss://.
+    std::fs::write(
+        config.join("connector.json"),
+        r#"{"test": {"gate": {"tls-cert": "tls/cert.pem", "tls-key": "tls/key.pem"}}}"#,
+    )
+    .unwrap();
+    let tls = serve_public(
+        &logs,
+        &["--config", config.to_str().unwrap(), "--env", "test"],
+    );
+    let (_, _, body) = tls.get("/gates.json");
+    let json: serde_json::Value = serde_json::from_str(&body).expect("JSON body");
+    assert_eq!(json["secure"], true, "{body}");
 
     // No servers.json: only --gate values (none here).
     let empty = scratch("empty");
     let bare = serve_public(&logs, &["--config", empty.to_str().unwrap()]);
     let (_, _, body) = bare.get("/gates.json");
-    assert_eq!(body, r#"{"gates":[]}"#);
+    assert_eq!(body, r#"{"gates":[],"secure":false}"#);
 }
 
 #[test]

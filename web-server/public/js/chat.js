@@ -10,7 +10,7 @@
 // lists (see gate.js).
 
 import { PomeloClient } from './pomelo-client.js';
-import { fetchAllowedGates, gateAddress } from './gate.js';
+import { fetchGates, gateAddress } from './gate.js';
 
 const NAME_PATTERN = /^[a-zA-Z0-9_\u4e00-\u9fa5]{1,20}$/;
 const GATE_ROUTE = 'gate.gateHandler.queryEntry';
@@ -50,7 +50,11 @@ let session = null;
 // ---------------------------------------------------------------------------
 
 /** Gates the web server allows (fetched once, when the page loads). */
-const allowedGates = fetchAllowedGates();
+const gateList = fetchGates();
+const allowedGates = gateList.then((g) => g.gates);
+// wss:// when the web server says the frontends serve TLS (or the page
+// itself came over https: a browser refuses ws:// from an https page).
+const secureSockets = gateList.then((g) => g.secure || window.location.protocol === 'https:');
 
 /** Null if valid, otherwise a sentence explaining what is wrong. */
 export function validateField(label, value) {
@@ -84,7 +88,7 @@ function setBusy(busy) {
 async function queryEntry(gate, name) {
   const client = new PomeloClient();
   try {
-    await client.init({ host: gate.host, port: gate.port });
+    await client.init({ host: gate.host, port: gate.port, secure: await secureSockets });
     return await client.request(GATE_ROUTE, { uid: name });
   } finally {
     client.disconnect();
@@ -132,7 +136,7 @@ async function onLogin(event) {
 async function enterRoom(name, room, host, port) {
   const client = new PomeloClient();
   try {
-    await client.init({ host, port });
+    await client.init({ host, port, secure: await secureSockets });
   } catch (err) {
     console.warn(err);
     showLoginError(`Cannot connect to the chat server at ${host}:${port}.`);

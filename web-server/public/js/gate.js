@@ -44,15 +44,24 @@ export function gateAddress(loc, allowed) {
   return gate;
 }
 
-/** The allowed gates from the web server's /gates.json (empty on failure). */
-export async function fetchAllowedGates(fetchFn = fetch) {
+/**
+ * The web server's /gates.json: the allowed gates, and whether the
+ * frontends serve `wss://` (`secure`). Empty and not secure on failure.
+ */
+export async function fetchGates(fetchFn = fetch) {
   try {
     const res = await fetchFn('gates.json', { cache: 'no-store' });
-    if (!res.ok) return [];
+    if (!res.ok) return { gates: [], secure: false };
     const body = await res.json();
-    return Array.isArray(body.gates) ? body.gates.filter((g) => typeof g === 'string') : [];
+    const gates = Array.isArray(body.gates) ? body.gates.filter((g) => typeof g === 'string') : [];
+    return { gates, secure: body.secure === true };
   } catch (err) {
     console.warn('gates.json:', err);
-    return [];
+    return { gates: [], secure: false };
   }
+}
+
+/** The allowed gates from the web server's /gates.json (empty on failure). */
+export async function fetchAllowedGates(fetchFn = fetch) {
+  return (await fetchGates(fetchFn)).gates;
 }
