@@ -20,6 +20,27 @@ pub enum Scenario {
     Chat(ChatArgs),
     /// C connections that handshake and only heartbeat: memory per connection.
     Idle(IdleArgs),
+    /// A witness pair chatting alone, then under a flood of clients far over
+    /// their request budgets: refusals per second and the witness's p99.
+    Flood(FloodArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FloodArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Flooding clients (each logs in again after a kick).
+    #[arg(long, default_value_t = 8)]
+    pub flooders: usize,
+    /// Requests each flooder keeps in flight at once.
+    #[arg(long, default_value_t = 200)]
+    pub burst: usize,
+    /// Witness messages per second.
+    #[arg(long, default_value_t = 20.0)]
+    pub witness_rate: f64,
+    /// Seconds of each phase (alone, flooded).
+    #[arg(long, default_value_t = 10.0)]
+    pub seconds: f64,
 }
 
 /// Options every scenario shares.

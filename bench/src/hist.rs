@@ -58,7 +58,6 @@ impl Histogram {
         self.max.fetch_max(us, Ordering::Relaxed);
     }
 
-    #[cfg(test)]
     pub fn count(&self) -> u64 {
         self.count.load(Ordering::Relaxed)
     }

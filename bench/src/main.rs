@@ -8,6 +8,7 @@
 
 mod args;
 mod chat;
+mod flood;
 mod hist;
 mod idle;
 mod limits;
@@ -50,7 +51,16 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Scenario::Flood(a) = &cli.scenario {
+        let report = flood::run(a).await?;
+        if let Some(path) = &a.common.json_out {
+            std::fs::write(path, report.to_string() + "\n")
+                .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+        }
+        return Ok(());
+    }
     let (common, clients) = match &cli.scenario {
+        Scenario::Flood(_) => unreachable!("handled above"),
         Scenario::Chat(a) => (&a.common, a.clients),
         Scenario::Idle(a) => (&a.common, a.clients),
     };
@@ -62,6 +72,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let procs = find_procs(common)?;
     let report = match &cli.scenario {
+        Scenario::Flood(_) => unreachable!("handled above"),
         Scenario::Chat(a) => chat::run(a, &procs, notes).await,
         Scenario::Idle(a) => idle::run(a, &procs, notes).await,
     };
