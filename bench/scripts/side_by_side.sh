@@ -16,7 +16,8 @@
 # Knobs (environment): RUNS (3), CLIENTS (1000), ROOMS (20), RATE (1),
 # DURATION (10 s), RAMP_DURATION (6 s), RAMP_RATES (0.25,0.5,...), IDLE_CLIENTS
 # (10000), IDLE_HOLD (60 s), SYSTEMS ("ours pomelo pomelo-nodelay"),
-# SCENARIOS ("idle chat ramp"), OUT (target/bench/<time>), WORK (/tmp/shaddock-bench).
+# SCENARIOS ("idle chat ramp"), OUT (target/bench/<time>), WORK (/tmp/shaddock-bench),
+# BUDGETS (on; off lifts our per-client request budgets, for their cost).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -86,8 +87,14 @@ EOF
     "$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')" > "$OURS/config/cluster.json")
   # Every robot connects from 127.0.0.1: lift the per-address and total
   # connection caps (docs/security.md); the per-client budgets stay.
-  printf '{"production": {"%s": {"max-connections": 0, "max-connections-per-address": 0}, "%s": {"max-connections": 0, "max-connections-per-address": 0}}}\n' \
-    gate connector > "$OURS/config/connector.json"
+  # BUDGETS=off also turns the per-client request budgets off, to measure
+  # what they cost on the hot path (docs/reliability.md).
+  local extra=""
+  if [ "${BUDGETS:-on}" = off ]; then
+    extra=', "requests-per-second": 0, "max-inflight": 1000000, "max-queued-bytes": 1073741824'
+  fi
+  printf '{"production": {"%s": {"max-connections": 0, "max-connections-per-address": 0%s}, "%s": {"max-connections": 0, "max-connections-per-address": 0%s}}}\n' \
+    gate "$extra" connector "$extra" > "$OURS/config/connector.json"
 }
 ours_start() {
   ours_stop
