@@ -190,6 +190,7 @@ pub struct Setup {
     /// Where the config files are (TLS files are relative to it).
     config_dir: PathBuf,
     secret: Option<ClusterSecret>,
+    cluster_tls: Option<crate::cluster::tls::ClusterTls>,
     limits: ConnectorLimits,
 }
 
@@ -204,6 +205,7 @@ impl Setup {
             etcd,
             config_dir: PathBuf::from("config"),
             secret: None,
+            cluster_tls: None,
             limits: ConnectorLimits::default(),
             app: App::builder(server.clone()),
             cluster: ClusterBuilder::new(topology.servers.clone()),
@@ -368,7 +370,7 @@ impl Setup {
             .with_transport(&self.limits, &self.config_dir)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         options.extra_dict_routes.extend(extra_dict_routes);
-        let cluster = (self.cluster.secret(self.secret))
+        let cluster = (self.cluster.secret(self.secret).tls(self.cluster_tls))
             .options(self.cluster_options)
             .build();
         let master = MasterDiscovery::from_env(&self.server.id);
@@ -418,6 +420,12 @@ pub fn prepare(args: &LaunchArgs) -> anyhow::Result<(Setup, Vec<String>)> {
     let mut setup = Setup::new(server, topology, args.extra.clone(), etcd);
     setup.secret = secret;
     setup.limits = limits;
+    setup.cluster_tls = match crate::config::ClusterTlsFiles::load(&args.config_dir, &env)? {
+        Some(files) => Some(
+            crate::cluster::tls::ClusterTls::load(&files).map_err(|e| anyhow::anyhow!("{e}"))?,
+        ),
+        None => None,
+    };
     setup.config_dir = args.config_dir.clone();
     Ok((setup, dict))
 }

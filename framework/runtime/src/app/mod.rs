@@ -173,17 +173,19 @@ impl App {
             self.node(),
             self.remote_routes(),
             self.inner.cluster.secret().cloned(),
+            self.inner.cluster.tls().map(|t| t.server.clone()),
         )
         .await
     }
 
     /// Starts this server's RPC endpoint on an already bound listener.
     pub fn serve_rpc(&self, listener: TcpListener) -> std::io::Result<RpcServer> {
-        RpcServer::serve_with_secret(
+        RpcServer::serve_secured(
             listener,
             self.node(),
             self.remote_routes(),
             self.inner.cluster.secret().cloned(),
+            self.inner.cluster.tls().map(|t| t.server.clone()),
         )
     }
 

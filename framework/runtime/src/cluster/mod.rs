@@ -40,6 +40,7 @@ pub mod server;
 pub mod service;
 pub mod session_remote;
 pub mod shard;
+pub mod tls;
 
 pub use auth::{ClusterChannel, ClusterKey, KeyCheck};
 pub use channel::{Channel, ChannelService};

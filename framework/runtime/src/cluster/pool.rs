@@ -32,6 +32,8 @@ pub struct Pool {
     servers: Servers,
     connect_timeout: Duration,
     key: ClusterKey,
+    /// Mutual TLS to every peer (`https://`), when the cluster has it.
+    tls: Option<tonic::transport::ClientTlsConfig>,
     channels: Mutex<HashMap<String, (String, ClusterChannel)>>,
 }
 
@@ -45,6 +47,7 @@ impl Pool {
             servers,
             connect_timeout,
             key: ClusterKey::default(),
+            tls: None,
             channels: Mutex::new(HashMap::new()),
         }
     }
@@ -56,6 +59,13 @@ impl Pool {
         self
     }
 
+    /// Dials every peer over TLS with `tls` (see
+    /// [`cluster::tls`](super::tls)).
+    pub fn with_tls(mut self, tls: Option<tonic::transport::ClientTlsConfig>) -> Self {
+        self.tls = tls;
+        self
+    }
+
     /// The server list this pool dials from.
     pub fn servers(&self) -> &Servers {
         &self.servers
@@ -64,7 +74,10 @@ impl Pool {
     /// The channel to `server_id`. Never waits: the connection is made by
     /// the first call that uses it.
     pub fn channel(&self, server_id: &str) -> Result<ClusterChannel, ClusterError> {
-        let uri = self.servers.rpc_uri(server_id)?;
+        let mut uri = self.servers.rpc_uri(server_id)?;
+        if self.tls.is_some() {
+            uri = uri.replacen("http://", "https://", 1);
+        }
         let mut channels = self.channels.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((known_uri, channel)) = channels.get(server_id)
             && *known_uri == uri
@@ -76,6 +89,17 @@ impl Pool {
                 server: server_id.to_string(),
                 reason: format!("bad address {uri}: {e}"),
             })?;
+        let endpoint = match &self.tls {
+            Some(tls) => {
+                endpoint
+                    .tls_config(tls.clone())
+                    .map_err(|e| ClusterError::Unreachable {
+                        server: server_id.to_string(),
+                        reason: format!("cluster TLS: {e}"),
+                    })?
+            }
+            None => endpoint,
+        };
         let channel = endpoint
             .connect_timeout(self.connect_timeout)
             .tcp_nodelay(true)

@@ -56,6 +56,7 @@ pub struct ClusterBuilder {
     routers: Routers,
     options: ClusterOptions,
     secret: Option<ClusterSecret>,
+    tls: Option<super::tls::ClusterTls>,
 }
 
 impl ClusterBuilder {
@@ -98,11 +99,19 @@ impl ClusterBuilder {
         self
     }
 
+    /// Mutual TLS on the cluster ports (see [`tls`](super::tls)): this
+    /// server's calls use it, and its RPC endpoint requires it.
+    pub fn tls(mut self, tls: Option<super::tls::ClusterTls>) -> Self {
+        self.tls = tls;
+        self
+    }
+
     pub fn build(self) -> Arc<Cluster> {
         let o = self.options;
         let pool = Arc::new(
             Pool::with_connect_timeout(self.servers.clone(), o.connect_timeout)
-                .with_key(ClusterKey::new(self.secret.as_ref())),
+                .with_key(ClusterKey::new(self.secret.as_ref()))
+                .with_tls(self.tls.as_ref().map(|t| t.client.clone())),
         );
         let routers = Arc::new(self.routers);
         let push = Arc::new(PushClient::with_options(
@@ -128,6 +137,7 @@ impl ClusterBuilder {
             routers,
             pool,
             secret: self.secret,
+            tls: self.tls,
         })
     }
 }
@@ -143,6 +153,7 @@ pub struct Cluster {
     rpc: Rpc,
     session_ops: Arc<ClusterSessionOps>,
     secret: Option<ClusterSecret>,
+    tls: Option<super::tls::ClusterTls>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -196,6 +207,11 @@ impl Cluster {
     /// The secret this server's RPC endpoint requires (`None`: open).
     pub fn secret(&self) -> Option<&ClusterSecret> {
         self.secret.as_ref()
+    }
+
+    /// The TLS this server's RPC endpoint requires (`None`: plain).
+    pub fn tls(&self) -> Option<&super::tls::ClusterTls> {
+        self.tls.as_ref()
     }
 
     /// Session operations on the owning frontend (backend sessions use it).

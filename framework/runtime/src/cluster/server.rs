@@ -23,6 +23,7 @@ use tonic::codegen::http::{Request, Response};
 use tonic::server::NamedService;
 use tonic::service::{InterceptorLayer, Routes};
 use tonic::transport::Server;
+use tonic::transport::ServerTlsConfig;
 use tonic::transport::server::TcpIncoming;
 
 use super::auth::KeyCheck;
@@ -75,6 +76,7 @@ impl RpcServer {
         node: Arc<dyn LocalNode>,
         routes: Routes,
         secret: Option<ClusterSecret>,
+        tls: Option<ServerTlsConfig>,
     ) -> std::io::Result<Self> {
         let port = info.port.ok_or_else(|| {
             std::io::Error::new(
@@ -97,7 +99,7 @@ impl RpcServer {
                     ),
                 )
             })?;
-        Self::serve_with_secret(listener, node, routes, secret)
+        Self::serve_secured(listener, node, routes, secret, tls)
     }
 
     /// Serves on an already bound listener (tests bind port 0), without
@@ -107,17 +109,25 @@ impl RpcServer {
         node: Arc<dyn LocalNode>,
         routes: Routes,
     ) -> std::io::Result<Self> {
-        Self::serve_with_secret(listener, node, routes, None)
+        Self::serve_secured(listener, node, routes, None, None)
     }
 
     /// Serves on an already bound listener; with a `secret`, only calls
-    /// that carry it.
-    pub fn serve_with_secret(
+    /// that carry it; with `tls`, only over mutual TLS (see
+    /// [`tls`](super::tls)).
+    pub fn serve_secured(
         listener: TcpListener,
         node: Arc<dyn LocalNode>,
         routes: Routes,
         secret: Option<ClusterSecret>,
+        tls: Option<ServerTlsConfig>,
     ) -> std::io::Result<Self> {
+        let mut builder = Server::builder();
+        if let Some(tls) = tls {
+            builder = builder
+                .tls_config(tls)
+                .map_err(|e| std::io::Error::other(format!("cluster TLS: {e}")))?;
+        }
         let addr = listener.local_addr()?;
         let server_id = node.server_id().to_string();
         let check = KeyCheck::new(&server_id, secret);
@@ -127,7 +137,7 @@ impl RpcServer {
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             tracing::info!(server = %server_id, %addr, "RPC server listening");
-            let result = Server::builder()
+            let result = builder
                 .http2_keepalive_interval(Some(Duration::from_secs(10)))
                 .http2_keepalive_timeout(Some(Duration::from_secs(5)))
                 .initial_stream_window_size(Some(super::pool::WINDOW))

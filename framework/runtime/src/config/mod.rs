@@ -53,6 +53,7 @@
 //! its server types — [`Topology::validate_types`].
 
 mod cluster_secret;
+mod cluster_tls;
 mod connector;
 mod dictionary;
 mod error;
@@ -65,6 +66,7 @@ mod topology;
 pub use cluster_secret::{
     CLUSTER_FILE, ClusterSecret, MIN_SECRET_LEN, SECRET_VAR, missing_secret_error,
 };
+pub use cluster_tls::ClusterTlsFiles;
 pub use connector::{CONNECTOR_FILE, ConnectorLimits};
 pub use dictionary::{DICTIONARY_FILE, load_dictionary};
 pub use error::ConfigError;
