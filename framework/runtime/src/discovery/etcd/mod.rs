@@ -358,3 +358,80 @@ async fn follow(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::discovery::Servers;
+
+    fn info(id: &str, ty: &str) -> ServerInfo {
+        ServerInfo {
+            id: id.into(),
+            server_type: ty.into(),
+            host: "10.0.0.2".into(),
+            port: Some(4000),
+            ..Default::default()
+        }
+    }
+
+    fn reg(id: &str, ty: &str, generation: u64) -> Vec<u8> {
+        serde_json::to_vec(&Registration {
+            server: info(id, ty),
+            generation,
+            supervisor: Some("10.0.0.2".into()),
+            pid: 7,
+        })
+        .unwrap()
+    }
+
+    /// Whatever order etcd's events come in, every server lists the others
+    /// in servers.json order (then added ones by id), and always itself.
+    #[test]
+    fn the_list_is_in_servers_json_order_and_holds_this_server() {
+        let config = vec![
+            info("gate-1", "gate"),
+            info("conn-1", "connector"),
+            info("conn-2", "connector"),
+        ];
+        let ctx = DiscoveryContext::new(info("conn-2", "connector"), Servers::new(config));
+        let mut view = View::new(&ctx);
+        let p = "/app/servers/";
+        view.put(p, "/app/servers/zz-added", &reg("zz-added", "chat", 1));
+        view.put(p, "/app/servers/conn-1", &reg("conn-1", "connector", 1));
+        view.put(p, "/app/servers/gate-1", &reg("gate-1", "gate", 1));
+        view.put(p, "/app/servers/aa-added", &reg("aa-added", "chat", 1));
+        let ids: Vec<String> = view.list().into_iter().map(|s| s.id).collect();
+        assert_eq!(ids, ["gate-1", "conn-1", "conn-2", "aa-added", "zz-added"]);
+        view.delete(p, "/app/servers/conn-1");
+        let ids: Vec<String> = view.list().into_iter().map(|s| s.id).collect();
+        assert_eq!(ids, ["gate-1", "conn-2", "aa-added", "zz-added"]);
+    }
+
+    /// An entry under another id's key, or not JSON, is ignored; a restart
+    /// (new generation) replaces the entry.
+    #[test]
+    fn odd_entries_are_ignored_and_restarts_replace() {
+        let ctx = DiscoveryContext::new(info("me", "chat"), Servers::new(vec![]));
+        let mut view = View::new(&ctx);
+        let p = "/app/servers/";
+        view.put(p, "/app/servers/a", &reg("b", "chat", 1));
+        view.put(p, "/app/servers/c", b"not json");
+        assert!(view.members.is_empty());
+        view.put(p, "/app/servers/a", &reg("a", "chat", 1));
+        view.put(p, "/app/servers/a", &reg("a", "chat", 2));
+        assert_eq!(view.members["a"].generation, 2);
+        let publish = Servers::new(vec![]);
+        let ctx2 = DiscoveryContext {
+            servers: publish.clone(),
+            ..ctx
+        };
+        view.publish(&ctx2);
+        let ids: Vec<String> = publish
+            .snapshot()
+            .all()
+            .iter()
+            .map(|s| s.id.clone())
+            .collect();
+        assert_eq!(ids, ["a", "me"]);
+    }
+}
