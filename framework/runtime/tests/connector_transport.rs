@@ -11,7 +11,6 @@ use frontend_common::*;
 use futures_util::{SinkExt, StreamExt};
 use shaddock::connector::ConnectorOptions;
 use shaddock::connector::proxy::TrustedProxies;
-use shaddock::connector::tls::{Tls, TlsFiles};
 use shaddock::protocol::{PackageType, decode_packages, encode_package};
 use shaddock_client::{Client, ClientOptions};
 use tokio::io::AsyncWriteExt;
