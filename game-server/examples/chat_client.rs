@@ -4,6 +4,7 @@
 //! ```text
 //! cargo run -p game-server --example chat_client -- [gate-url] [name] [room] [message]
 //! # defaults: ws://127.0.0.1:3014 bob room1 "hello from Rust"
+//! # raw TCP (as Pomelo's native clients), gate and connector: tcp://127.0.0.1:3014
 //! ```
 //!
 //! Lines typed on stdin are sent to the room (`@name text` whispers);
@@ -38,7 +39,10 @@ async fn main() -> anyhow::Result<()> {
     };
 
     // 2. Enter the room on that connector.
-    let url = format!("ws://{host}:{port}");
+    // The connector over the gate's transport: `tcp://` (raw TCP, as
+    // Pomelo's native clients) or `ws://`.
+    let scheme = gate_url.split("://").next().unwrap_or("ws");
+    let url = format!("{scheme}://{host}:{port}");
     let client = Arc::new(Client::connect(&url, ClientOptions::default()).await?);
     let enter = EnterRequest {
         username: name.clone(),

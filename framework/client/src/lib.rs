@@ -1,6 +1,6 @@
 //! A Rust Pomelo client: for tests, bots and the load robot.
 //!
-//! One task per connection owns the WebSocket; the [`Client`] handle
+//! One task per connection owns the connection (WebSocket or raw TCP); the [`Client`] handle
 //! encodes messages itself (with the server's route dictionary) and hands
 //! finished frames to that task over a bounded channel, so a request costs
 //! one encode, one channel send and one oneshot. The task follows the
@@ -33,13 +33,13 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::either::Either;
 
 use shaddock_protocol::encode_data_frame;
 use shaddock_protocol::handshake::{CODE_OK, HandshakeResponse};
+use shaddock_protocol::transport::PackageTransport;
 use shaddock_protocol::{
     EncodeError, HANDSHAKE_ACK, Message, PackageType, RouteDictionary, decode_packages,
     encode_package,
@@ -185,8 +185,10 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects to `url` (`ws://host:port[/path]`), performs the handshake
-    /// and the ACK, and starts the connection task.
+    /// Connects to `url` — `ws://host:port[/path]`, `wss://…`, or raw TCP
+    /// `tcp://host:port`, `tcp+tls://host:port` (the transport of Pomelo's
+    /// native clients; same API) — performs the handshake and the ACK, and
+    /// starts the connection task.
     pub async fn connect(url: &str, options: ClientOptions) -> Result<Self, ClientError> {
         let (ws, handshake) = tokio::time::timeout(options.connect_timeout, open(url, &options))
             .await
@@ -401,9 +403,10 @@ impl Drop for PendingGuard<'_> {
     }
 }
 
-/// Plain TCP (`ws://`) or TLS over it (`wss://`).
+/// Plain TCP (`ws://`, `tcp://`) or TLS over it (`wss://`, `tcp+tls://`).
 pub(crate) type Stream = Either<TcpStream, tokio_rustls::client::TlsStream<TcpStream>>;
-pub(crate) type Ws = tokio_tungstenite::WebSocketStream<Stream>;
+/// The connection: packages over a WebSocket or raw TCP.
+pub(crate) type Conn = PackageTransport<Stream>;
 
 /// A TLS setup that trusts the PEM certificates in `pem` (a private CA, or
 /// the server's own self-signed certificate) for `wss://` URLs.
@@ -446,19 +449,68 @@ fn default_tls() -> Arc<rustls::ClientConfig> {
         .clone()
 }
 
-/// TCP connect, WebSocket upgrade, HANDSHAKE and ACK.
-async fn open(url: &str, options: &ClientOptions) -> Result<(Ws, HandshakeResponse), ClientError> {
-    let connect_err = |reason: String| ClientError::Connect {
-        url: url.to_owned(),
-        reason,
+/// The URL's transport, host and port: `ws://`, `wss://` (WebSocket),
+/// `tcp://`, `tcp+tls://` (raw TCP, Pomelo's native clients' transport).
+fn raw_tcp_target(url: &str) -> Option<Result<(bool, String, u16), String>> {
+    let (secure, rest) = if let Some(rest) = url.strip_prefix("tcp://") {
+        (false, rest)
+    } else {
+        (true, url.strip_prefix("tcp+tls://")?)
     };
-    let request = url
-        .into_client_request()
-        .map_err(|e| connect_err(e.to_string()))?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    let parsed = authority
+        .rsplit_once(':')
+        .and_then(|(host, port)| Some((host, port.parse::<u16>().ok()?)))
+        .filter(|(host, _)| !host.is_empty())
+        .map(|(host, port)| {
+            let host = host.trim_matches(|c| c == '[' || c == ']').to_owned();
+            (secure, host, port)
+        })
+        .ok_or_else(|| format!("expected tcp://host:port or tcp+tls://host:port, got {url}"));
+    Some(parsed)
+}
+
+/// TCP connect, then TLS when `secure`.
+async fn connect_stream(
+    host: &str,
+    port: u16,
+    secure: bool,
+    options: &ClientOptions,
+) -> Result<Stream, String> {
+    let tcp = TcpStream::connect((host, port))
+        .await
+        .map_err(|e| e.to_string())?;
+    let _ = tcp.set_nodelay(true);
+    if !secure {
+        return Ok(Either::Left(tcp));
+    }
+    let config = options.tls.clone().unwrap_or_else(default_tls);
+    let name = rustls::pki_types::ServerName::try_from(host.to_owned())
+        .map_err(|e| format!("bad TLS server name {host}: {e}"))?;
+    let tls = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| format!("TLS handshake failed: {e}"))?;
+    Ok(Either::Right(tls))
+}
+
+/// Connects over the URL's transport: raw TCP (`tcp://`, `tcp+tls://`) or
+/// TCP connect and WebSocket upgrade (`ws://`, `wss://`).
+async fn connect_transport(url: &str, options: &ClientOptions) -> Result<Conn, String> {
+    if let Some(target) = raw_tcp_target(url) {
+        let (secure, host, port) = target?;
+        let stream = connect_stream(&host, port, secure, options).await?;
+        return Ok(PackageTransport::tcp(
+            stream,
+            options.max_message_size,
+            4096,
+        ));
+    }
+    let request = url.into_client_request().map_err(|e| e.to_string())?;
     let host = request
         .uri()
         .host()
-        .ok_or_else(|| connect_err("URL has no host".into()))?
+        .ok_or_else(|| "URL has no host".to_owned())?
         .trim_matches(|c| c == '[' || c == ']')
         .to_owned();
     let secure = request.uri().scheme_str() == Some("wss");
@@ -466,30 +518,28 @@ async fn open(url: &str, options: &ClientOptions) -> Result<(Ws, HandshakeRespon
         .uri()
         .port_u16()
         .unwrap_or(if secure { 443 } else { 80 });
-    let tcp = TcpStream::connect((host.as_str(), port))
-        .await
-        .map_err(|e| connect_err(e.to_string()))?;
-    let _ = tcp.set_nodelay(true);
-    let tcp: Stream = if secure {
-        let config = options.tls.clone().unwrap_or_else(default_tls);
-        let name = rustls::pki_types::ServerName::try_from(host.clone())
-            .map_err(|e| connect_err(format!("bad TLS server name {host}: {e}")))?;
-        let tls = tokio_rustls::TlsConnector::from(config)
-            .connect(name, tcp)
-            .await
-            .map_err(|e| connect_err(format!("TLS handshake failed: {e}")))?;
-        Either::Right(tls)
-    } else {
-        Either::Left(tcp)
-    };
+    let stream = connect_stream(&host, port, secure, options).await?;
     let config = WebSocketConfig::default()
         .read_buffer_size(4096)
         .write_buffer_size(4096)
         .max_message_size(Some(options.max_message_size))
         .max_frame_size(Some(options.max_message_size));
-    let (mut ws, _) = tokio_tungstenite::client_async_with_config(request, tcp, Some(config))
+    let (ws, _) = tokio_tungstenite::client_async_with_config(request, stream, Some(config))
         .await
-        .map_err(|e| connect_err(e.to_string()))?;
+        .map_err(|e| e.to_string())?;
+    Ok(PackageTransport::WebSocket(ws))
+}
+
+/// Connects, then HANDSHAKE and ACK.
+async fn open(
+    url: &str,
+    options: &ClientOptions,
+) -> Result<(Conn, HandshakeResponse), ClientError> {
+    let connect_err = |reason: String| ClientError::Connect {
+        url: url.to_owned(),
+        reason,
+    };
+    let mut conn = connect_transport(url, options).await.map_err(connect_err)?;
 
     let mut sys = Map::new();
     sys.insert("type".into(), Value::from("shaddock-rust"));
@@ -505,18 +555,14 @@ async fn open(url: &str, options: &ClientOptions) -> Result<(Ws, HandshakeRespon
     }
     let body = serde_json::to_vec(&Value::Object(root))?;
     let frame = encode_package(PackageType::Handshake, &body)?;
-    ws.send(WsMessage::Binary(frame))
+    conn.send(frame)
         .await
         .map_err(|e| connect_err(e.to_string()))?;
 
     let reply = loop {
-        let data = match ws.next().await {
-            Some(Ok(WsMessage::Binary(d))) => d,
-            Some(Ok(WsMessage::Text(t))) => Bytes::from(t),
-            Some(Ok(WsMessage::Close(_))) | None => {
-                return Err(connect_err("closed during the handshake".into()));
-            }
-            Some(Ok(_)) => continue,
+        let data = match conn.next().await {
+            None => return Err(connect_err("closed during the handshake".into())),
+            Some(Ok(d)) => d,
             Some(Err(e)) => return Err(connect_err(e.to_string())),
         };
         let packages = decode_packages(data).map_err(|e| connect_err(e.to_string()))?;
@@ -530,8 +576,8 @@ async fn open(url: &str, options: &ClientOptions) -> Result<(Ws, HandshakeRespon
     if reply.code != CODE_OK {
         return Err(ClientError::Handshake(reply.code));
     }
-    ws.send(WsMessage::Binary(Bytes::from_static(&HANDSHAKE_ACK)))
+    conn.send(Bytes::from_static(&HANDSHAKE_ACK))
         .await
         .map_err(|e| connect_err(e.to_string()))?;
-    Ok((ws, reply))
+    Ok((conn, reply))
 }

@@ -3,22 +3,20 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::{CloseReason, Command, Conn, Push, PushRoute, Shared, lock};
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
+use shaddock_protocol::handshake::parse_kick;
+use shaddock_protocol::{HEARTBEAT, MessageType, PackageType, decode_message, decode_packages};
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::time::{Instant, sleep_until};
-use tokio_tungstenite::tungstenite::Message as WsMessage;
-
-use super::{CloseReason, Command, Push, PushRoute, Shared, Ws, lock};
-use shaddock_protocol::handshake::parse_kick;
-use shaddock_protocol::{HEARTBEAT, MessageType, PackageType, decode_message, decode_packages};
 
 /// Slack on the heartbeat deadline, as in the browser client.
 const SLACK: Duration = Duration::from_millis(100);
 
 pub(super) async fn run(
-    mut ws: Ws,
+    mut ws: Conn,
     shared: Arc<Shared>,
     mut commands: mpsc::Receiver<Command>,
     heartbeat: Option<Duration>,
@@ -54,7 +52,7 @@ pub(super) async fn run(
                 let mut close = false;
                 let result = async {
                     loop {
-                        ws.feed(WsMessage::Binary(frame)).await?;
+                        ws.feed(frame).await?;
                         match commands.try_recv() {
                             Ok(Command::Frame(f)) => frame = f,
                             Ok(Command::Close) => { close = true; break; }
@@ -78,7 +76,7 @@ pub(super) async fn run(
                 }
                 if next_beat.is_some_and(|t| t <= now) {
                     next_beat = None;
-                    if let Err(e) = ws.send(WsMessage::Binary(Bytes::from_static(&HEARTBEAT))).await {
+                    if let Err(e) = ws.send(Bytes::from_static(&HEARTBEAT)).await {
                         break CloseReason::Error(format!("write failed: {e}"));
                     }
                     if let Some(interval) = heartbeat {
@@ -88,15 +86,13 @@ pub(super) async fn run(
             }
             frame = ws.next() => {
                 let data = match frame {
-                    Some(Ok(WsMessage::Binary(d))) => d,
-                    Some(Ok(WsMessage::Text(t))) => Bytes::from(t),
-                    Some(Ok(WsMessage::Close(_))) | None => {
+                    Some(Ok(d)) => d,
+                    None => {
                         break match kicked.take() {
                             Some(r) => CloseReason::Kicked(r),
                             None => CloseReason::ServerClosed,
                         };
                     }
-                    Some(Ok(_)) => continue,
                     Some(Err(e)) => {
                         break match kicked.take() {
                             Some(r) => CloseReason::Kicked(r),
@@ -133,7 +129,7 @@ pub(super) async fn run(
             }
         }
     };
-    let _ = tokio::time::timeout(Duration::from_millis(500), ws.close(None)).await;
+    let _ = tokio::time::timeout(Duration::from_millis(500), ws.close()).await;
     lock(&shared.pending).clear();
     shared.closed.send_replace(Some(reason));
 }

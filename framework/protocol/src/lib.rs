@@ -11,12 +11,19 @@
 //! [`handshake`] builds and parses the JSON bodies of HANDSHAKE and KICK
 //! packages. Nothing in here touches a socket, so every function can be
 //! property-tested and fuzzed; no input makes any of them panic.
+//!
+//! The one exception is opt-in: with the `io` feature, `transport` carries
+//! packages over a WebSocket or a raw TCP stream (§1) behind one
+//! `Stream` + `Sink` of package bytes, so the server's agent and the Rust
+//! client share it. Its framing is the pure [`split_package`].
 
 pub mod dictionary;
 pub mod handshake;
 pub mod hash;
 pub mod message;
 pub mod package;
+#[cfg(feature = "io")]
+pub mod transport;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -24,7 +31,7 @@ pub use dictionary::RouteDictionary;
 pub use message::{Message, MessageType, decode_message, encode_message, encode_message_into};
 pub use package::{
     HANDSHAKE_ACK, HEARTBEAT, MAX_BODY_LEN, Package, PackageType, decode_packages, encode_package,
-    encode_package_into,
+    encode_package_into, split_package,
 };
 
 /// Body of Pomelo's generic error response (§5.5): what a client gets for
@@ -55,6 +62,8 @@ pub enum DecodeError {
     NoDictionary(u16),
     #[error("compressed route code {0} is not in the route dictionary")]
     UnknownRouteCode(u16),
+    #[error("package of {declared} bytes is over the limit of {limit} bytes")]
+    PackageTooLarge { declared: usize, limit: usize },
     #[error("handshake body is not a JSON object with a `sys` field")]
     BadHandshake,
 }

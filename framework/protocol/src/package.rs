@@ -97,3 +97,33 @@ pub fn decode_packages(frame: Bytes) -> Result<Vec<Package>, DecodeError> {
     }
     Ok(out)
 }
+
+/// Raw TCP framing (§1): takes the next whole package (header and body,
+/// ready for [`decode_packages`] or to be written as is) off the front of a
+/// stream's read buffer, without copying.
+///
+/// `Ok(None)`: not a whole package yet, read more (a truncated header or
+/// body). A body longer than `max_body` is refused as soon as its header
+/// arrives, so a client cannot make the server buffer 16 MiB by announcing
+/// it; so is an unknown type byte (Pomelo closes the socket there too).
+pub fn split_package(buf: &mut BytesMut, max_body: usize) -> Result<Option<Bytes>, DecodeError> {
+    let Some(&kind) = buf.first() else {
+        return Ok(None);
+    };
+    PackageType::try_from(kind)?;
+    if buf.len() < 4 {
+        return Ok(None);
+    }
+    let declared = u32::from_be_bytes([0, buf[1], buf[2], buf[3]]) as usize;
+    if declared > max_body {
+        return Err(DecodeError::PackageTooLarge {
+            declared,
+            limit: max_body,
+        });
+    }
+    if buf.len() < 4 + declared {
+        buf.reserve(4 + declared - buf.len());
+        return Ok(None);
+    }
+    Ok(Some(buf.split_to(4 + declared).freeze()))
+}

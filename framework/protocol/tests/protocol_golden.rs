@@ -5,6 +5,8 @@
 //! breaks wire compatibility fails here. Each vector is checked both ways:
 //! `decode(golden) == value` and `encode(value) == golden`.
 
+mod common;
+
 use bytes::{Bytes, BytesMut};
 use serde_json::json;
 use shaddock_protocol::handshake::{
@@ -18,31 +20,6 @@ use shaddock_protocol::{
     RouteDictionary, decode_message, decode_packages, encode_message, encode_message_into,
     encode_package, encode_package_into,
 };
-
-/// Parses a `.hex` fixture: `#` starts a comment, `|` and whitespace separate.
-fn hex(text: &str) -> Bytes {
-    let digits: String = text
-        .lines()
-        .map(|l| l.split('#').next().unwrap_or(""))
-        .flat_map(|l| l.chars())
-        .filter(|c| c.is_ascii_hexdigit())
-        .collect();
-    assert!(
-        digits.len().is_multiple_of(2),
-        "odd number of hex digits in fixture"
-    );
-    let bytes: Vec<u8> = (0..digits.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&digits[i..i + 2], 16).expect("hex digit"))
-        .collect();
-    Bytes::from(bytes)
-}
-
-macro_rules! fixture {
-    ($name:literal) => {
-        hex(include_str!(concat!("fixtures/", $name, ".hex")))
-    };
-}
 
 /// The chatofpomelo dictionary (§7.2): three handler routes, no extras.
 fn chat_dict() -> RouteDictionary {

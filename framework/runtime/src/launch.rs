@@ -323,6 +323,17 @@ impl Setup {
         self
     }
 
+    /// Pomelo's `checkClient(type, version)` for every frontend of the app
+    /// (see [`AppBuilder::check_client`]): `false` → handshake code 501 and
+    /// the connection closes.
+    pub fn check_client(
+        mut self,
+        check: impl Fn(Option<&str>, Option<&str>) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.app = self.app.check_client(check);
+        self
+    }
+
     /// Anything else on the [`AppBuilder`] (filters, …).
     pub fn configure_app(mut self, f: impl FnOnce(AppBuilder) -> AppBuilder) -> Self {
         self.app = f(self.app);

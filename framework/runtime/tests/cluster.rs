@@ -11,7 +11,7 @@ use shaddock::cluster::{ClusterError, ClusterOptions, RemoteSessionOps, SessionS
 use shaddock_client::{CloseReason, Push};
 use shaddock_testkit::eventually_async;
 use support::cluster_harness::echo::{SayRequest, echo_client::EchoClient};
-use support::cluster_harness::{CHATS, CONNECTORS, TestCluster, chat_for_room};
+use support::cluster_harness::{CHATS, CONNECTORS, NOTES, TestCluster, chat_for_room};
 
 const QUIET: Duration = Duration::from_millis(300);
 const WAIT: Duration = Duration::from_secs(5);
@@ -431,4 +431,88 @@ async fn user_remote_by_key_by_id_and_timeout() {
         rpc.channel_by_key("nope", "k"),
         Err(ClusterError::NoServerOfType(_))
     ));
+}
+
+/// A client's notify to a backend route is a notify on the backend too: the
+/// backend runs it as one, and sends nothing back over the cluster stream
+/// (no response built, routed to the frontend and dropped there, §5.4).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarded_notify_is_a_notify_on_the_backend_and_nothing_comes_back() {
+    use shaddock::cluster::proto::{self, cluster_client::ClusterClient};
+    let mut cluster = TestCluster::start().await;
+    let room = "room1";
+    let backend = chat_for_room(room);
+    let (client, _) = cluster.enter(0, "a", room).await;
+    let runs = |server: &str| {
+        NOTES
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(s, _)| s == server)
+            .map(|(_, is_request)| *is_request)
+            .collect::<Vec<bool>>()
+    };
+    let before = runs(backend).len();
+    client
+        .notify("chat.room.note", &json!({"n": 1}))
+        .await
+        .unwrap();
+    eventually_async("the notify to run on its backend", WAIT, || async {
+        match runs(backend).len() - before {
+            0 => Err("not yet".to_string()),
+            _ => Ok(()),
+        }
+    })
+    .await;
+    assert_eq!(
+        runs(backend)[before..],
+        [false],
+        "the backend ran the client's notify as a request"
+    );
+    assert_no_push(&client).await;
+
+    // The backend's side of the stream: a notify gets no answer at all;
+    // the request sent after it gets the only one.
+    let port = cluster.chat(backend).rpc_port;
+    let mut rpc = ClusterClient::connect(format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("connect to the chat server's RPC port");
+    let session = proto::SessionSnapshot {
+        sid: 1,
+        frontend_id: CONNECTORS[0].into(),
+        uid: Some("a".into()),
+        settings_json: Default::default(),
+    };
+    let message = |id: u64, route: &str, is_request: bool| proto::ForwardRequest {
+        id,
+        route: route.into(),
+        body: bytes::Bytes::from_static(b"{}"),
+        session: Some(session.clone()),
+        is_request,
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(message(0, "chat.room.note", false)).await.unwrap();
+    let mut answers = rpc
+        .forward(shaddock::tonic::codegen::tokio_stream::wrappers::ReceiverStream::new(rx))
+        .await
+        .expect("open the Forward stream")
+        .into_inner();
+    let ran = before + 2;
+    eventually_async("the raw notify to run", WAIT, || async {
+        match runs(backend).len() >= ran {
+            true => Ok(()),
+            false => Err("not yet".to_string()),
+        }
+    })
+    .await;
+    tx.send(message(7, "chat.room.whoami", true)).await.unwrap();
+    let first = tokio::time::timeout(WAIT, answers.message())
+        .await
+        .expect("an answer in time")
+        .expect("the stream works")
+        .expect("an answer");
+    assert_eq!(first.id, 7, "the backend answered the notify: {first:?}");
+    assert!(first.has_body);
+    let more = tokio::time::timeout(QUIET, answers.message()).await;
+    assert!(more.is_err(), "a second answer came: {more:?}");
 }

@@ -126,6 +126,17 @@ impl Forwarder for InProcess {
                 .unwrap_or_default())
         })
     }
+
+    fn notify(
+        &self,
+        server_type: &str,
+        route: &str,
+        session: SessionSnapshot,
+        body: Bytes,
+    ) -> BoxFuture<'_, Result<(), ClusterError>> {
+        let forwarded = self.forward(server_type, route, session, body);
+        Box::pin(async move { forwarded.await.map(drop) })
+    }
 }
 
 async fn send(_app: App, session: Session, req: Value) -> Result<Value, HandlerError> {

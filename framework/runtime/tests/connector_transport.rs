@@ -5,85 +5,30 @@
 
 mod frontend_common;
 
-use std::path::Path;
 use std::time::Duration;
 
 use frontend_common::*;
 use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
 use shaddock::connector::ConnectorOptions;
 use shaddock::connector::proxy::TrustedProxies;
-use shaddock::connector::tls::{Tls, TlsFiles};
 use shaddock::protocol::{PackageType, decode_packages, encode_package};
-use shaddock_client::{Client, ClientOptions, tls_trusting};
+use shaddock_client::{Client, ClientOptions};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-/// A self-signed certificate for 127.0.0.1 written to `dir`; returns its PEM.
-fn write_cert(dir: &Path) -> String {
-    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
-    let pem = cert.cert.pem();
-    // The key first, the certificate last: the reload happens when both
-    // changed and the pair matches.
-    std::fs::write(dir.join("key.pem"), cert.key_pair.serialize_pem()).unwrap();
-    std::fs::write(dir.join("cert.pem"), &pem).unwrap();
-    pem
-}
-
-fn tls_client(pem: &str) -> ClientOptions {
-    ClientOptions {
-        tls: Some(tls_trusting(pem.as_bytes()).unwrap()),
-        ..ClientOptions::default()
-    }
-}
-
-async fn enter(c: &Client, uid: &str) {
-    let r: Value = c
-        .request("connector.entryHandler.enter", &json!({"uid": uid}))
-        .await
-        .unwrap();
-    assert_eq!(r["code"], 200, "{r}");
-}
-
-/// `a` asks the server to push `msg` to `b`, which receives it.
-async fn push(a: &Client, b: &Client, to: &str, msg: u64) {
-    let r: Value = a
-        .request(
-            "connector.testHandler.push",
-            &json!({"route": "onChat", "uids": [to], "msg": msg}),
-        )
-        .await
-        .unwrap();
-    assert_eq!(r["failed"], json!([]), "{r}");
-    let p = b.next_push_timeout(Duration::from_secs(5)).await.unwrap();
-    assert_eq!(p.json::<u64>().unwrap(), msg);
-}
-
 #[tokio::test]
 async fn wss_clients_chat_and_a_renewed_certificate_is_served_without_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let first = write_cert(dir.path());
-    let tls = Tls::load(TlsFiles {
-        cert: dir.path().join("cert.pem"),
-        key: dir.path().join("key.pem"),
-    })
-    .unwrap();
-    let server = start_with(
-        ConnectorOptions {
-            tls: Some(tls),
-            ..fast_options()
-        },
-        test_app,
-    )
-    .await;
+    let server = start_with(tls_options(dir.path()), test_app).await;
     let url = format!("wss://127.0.0.1:{}/", server.port);
     let a = Client::connect(&url, tls_client(&first)).await.unwrap();
     let b = Client::connect(&url, tls_client(&first)).await.unwrap();
-    enter(&a, "a").await;
-    enter(&b, "b").await;
-    push(&a, &b, "b", 1).await;
+    enter_as(&a, "a").await;
+    enter_as(&b, "b").await;
+    push_between(&a, &b, "b", 1).await;
 
     // Not TLS, or not trusting this certificate: no connection.
     let plain = format!("ws://127.0.0.1:{}/", server.port);
@@ -111,7 +56,7 @@ async fn wss_clients_chat_and_a_renewed_certificate_is_served_without_a_restart(
         Client::connect(&url, tls_client(&first)).await.is_err(),
         "the old one is gone"
     );
-    push(&a, &b, "b", 2).await;
+    push_between(&a, &b, "b", 2).await;
 }
 
 /// A Pomelo session over a raw WebSocket: TCP, `prelude` bytes first (a

@@ -32,7 +32,17 @@ pub async fn connect(url: &str) -> Client {
 
 /// `gate.gateHandler.queryEntry`, then disconnect from the gate.
 pub async fn query_entry(cluster: &ProcCluster, uid: &str) -> QueryEntryResponse {
-    let gate = connect(&cluster.gate_url()).await;
+    query_entry_over(cluster, "ws", uid).await
+}
+
+/// [`query_entry`] over `scheme` (`ws`, or `tcp`: raw TCP on the same port).
+pub async fn query_entry_over(
+    cluster: &ProcCluster,
+    scheme: &str,
+    uid: &str,
+) -> QueryEntryResponse {
+    let gate_port = cluster.of_type("gate")[0].client_port.unwrap();
+    let gate = connect(&format!("{scheme}://127.0.0.1:{gate_port}")).await;
     let resp = gate
         .request(
             shared::ROUTE_QUERY_ENTRY,
@@ -55,10 +65,20 @@ pub struct User {
 
 /// Asks the gate, connects to the chosen connector and sends `enter`.
 pub async fn login(cluster: &ProcCluster, name: &str, rid: &str) -> (User, EnterResponse) {
-    let entry = query_entry(cluster, name).await;
+    login_over(cluster, "ws", name, rid).await
+}
+
+/// [`login`] with every connection over `scheme` (`ws` or `tcp`).
+pub async fn login_over(
+    cluster: &ProcCluster,
+    scheme: &str,
+    name: &str,
+    rid: &str,
+) -> (User, EnterResponse) {
+    let entry = query_entry_over(cluster, scheme, name).await;
     assert_eq!(entry.code, 200, "gate refused {name}: {entry:?}");
     let (host, port) = (entry.host.unwrap(), entry.port.unwrap());
-    let client = connect(&format!("ws://{host}:{port}")).await;
+    let client = connect(&format!("{scheme}://{host}:{port}")).await;
     let resp = client
         .request(
             shared::ROUTE_ENTER,

@@ -37,7 +37,7 @@ use crate::channel::{Channel, ChannelService};
 use crate::cluster::shard::{ShardKeeper, announce_restart};
 use crate::cluster::{Cluster, Forwarder, RemoteService, Rpc, RpcServer};
 use crate::config::ServerInfo;
-use crate::connector::{Acceptor, ConnectorOptions, Frontend, Tracker};
+use crate::connector::{Acceptor, CheckClient, ConnectorOptions, Frontend, Tracker};
 use crate::discovery::{Discovery, DiscoveryContext, StaticDiscovery};
 use crate::handler::{self, AfterFilter, BeforeFilter, Handler, HandlerError, Pipeline};
 use crate::protocol::RouteDictionary;
@@ -102,6 +102,7 @@ impl App {
             discovery: None,
             sharded: Vec::new(),
             lost: None,
+            check_client: None,
         }
     }
 
@@ -356,9 +357,22 @@ pub struct AppBuilder {
     cluster: Option<Arc<Cluster>>,
     remotes: Remotes,
     discovery: Option<Arc<dyn Discovery>>,
+    check_client: Option<CheckClient>,
 }
 
 impl AppBuilder {
+    /// Pomelo's `checkClient(type, version)`: every client handshake's
+    /// `sys.type` and `sys.version` go through `check`; `false` answers
+    /// `{"code":501}` and closes the connection (clients report an old
+    /// client). Kept over whatever [`connector`](Self::connector) sets.
+    pub fn check_client(
+        mut self,
+        check: impl Fn(Option<&str>, Option<&str>) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.check_client = Some(CheckClient::new(check));
+        self
+    }
+
     /// Registers a typed handler for `route` (`serverType.handler.method`).
     /// Register the handlers of every server type: the route dictionary is
     /// built from all of them.
@@ -494,6 +508,9 @@ impl AppBuilder {
 
     pub fn build(mut self) -> App {
         self.pipeline.check();
+        if let Some(check) = self.check_client.take() {
+            self.options.check_client = Some(check);
+        }
         let forwarder = self.forwarder.or_else(|| {
             let c = self.cluster.as_ref()?;
             Some(c.forwarder().clone() as Arc<dyn Forwarder>)

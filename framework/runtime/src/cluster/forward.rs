@@ -129,6 +129,11 @@ impl ClusterForwarder {
             session: Some(session.into()),
             is_request,
         };
+        if !is_request {
+            // The backend answers no notify (see `cluster::service`).
+            self.mux.send(server_id, req, self.timeout).await?;
+            return Ok(None);
+        }
         let resp = self.mux.call(server_id, req, self.timeout).await?;
         if !resp.error.is_empty() {
             return Err(ClusterError::Remote {
@@ -174,6 +179,23 @@ impl Forwarder for ClusterForwarder {
                 .instrument(span)
                 .await
                 .map(Option::unwrap_or_default)
+        })
+    }
+
+    /// Sent without waiting for the backend: it answers no notify.
+    fn notify(
+        &self,
+        server_type: &str,
+        route: &str,
+        session: SessionSnapshot,
+        body: Bytes,
+    ) -> BoxFuture<'_, Result<(), ClusterError>> {
+        let picked = self.pick(server_type, route, &session);
+        let route = route.to_string();
+        Box::pin(async move {
+            self.forward_to(&picked?, &route, &session, body, false)
+                .await
+                .map(drop)
         })
     }
 }

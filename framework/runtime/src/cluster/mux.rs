@@ -169,6 +169,30 @@ impl<Req: Tagged, Resp: Tagged> Mux<Req, Resp> {
         }
     }
 
+    /// Sends `req` to `server` without waiting for an answer (a forwarded
+    /// notify: the peer sends none). Tagged 0, an id no call uses. Waits at
+    /// most `timeout` for room in the stream's queue.
+    pub(crate) async fn send(
+        &self,
+        server: &str,
+        mut req: Req,
+        timeout: Duration,
+    ) -> Result<(), ClusterError> {
+        let stream = self.stream(server)?;
+        req.set_id(0);
+        match tokio::time::timeout(timeout, stream.tx.send(req)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(ClusterError::Unreachable {
+                server: server.to_string(),
+                reason: format!("{} stream closed", self.kind),
+            }),
+            Err(_) => Err(ClusterError::Timeout {
+                server: server.to_string(),
+                millis: timeout.as_millis() as u64,
+            }),
+        }
+    }
+
     /// The live stream to `server`, opening a new one if there is none or
     /// the last one failed.
     fn stream(&self, server: &str) -> Result<Arc<Stream<Req, Resp>>, ClusterError> {

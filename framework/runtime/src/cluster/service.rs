@@ -162,8 +162,10 @@ impl Cluster for ClusterService {
                 };
                 let (node, tx) = (node.clone(), tx.clone());
                 tokio::spawn(async move {
-                    let answer = run_forwarded(node, msg).await;
-                    let _ = tx.send(Ok(answer)).await;
+                    // A notify is answered with nothing at all (§5.4).
+                    if let Some(answer) = run_forwarded(node, msg).await {
+                        let _ = tx.send(Ok(answer)).await;
+                    }
                     drop(permit);
                 });
             }
@@ -285,8 +287,24 @@ fn decode_op(req: proto::SessionOpRequest) -> Result<SessionOp, Status> {
 }
 
 /// Runs one forwarded message; a panicking handler becomes an error answer
-/// (→ `{"code":500}` for the client) instead of a silent drop.
+/// (→ `{"code":500}` for the client) instead of a silent drop. A notify
+/// gets no answer (`None`); its failures are only logged here.
 async fn run_forwarded(
+    node: Arc<dyn LocalNode>,
+    msg: proto::ForwardRequest,
+) -> Option<proto::ForwardResponse> {
+    let is_request = msg.is_request;
+    let answer = run_forwarded_message(node, msg).await;
+    if is_request {
+        return Some(answer);
+    }
+    if !answer.error.is_empty() {
+        tracing::warn!(error = %answer.error, "forwarded notify failed");
+    }
+    None
+}
+
+async fn run_forwarded_message(
     node: Arc<dyn LocalNode>,
     msg: proto::ForwardRequest,
 ) -> proto::ForwardResponse {

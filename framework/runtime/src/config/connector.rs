@@ -11,7 +11,9 @@
 //!
 //! Transport fields (`docs/security.md`): `tls-cert` / `tls-key` (PEM
 //! files, relative to the config folder) turn on `wss://`;
-//! `allowed-origins`, `trusted-proxies`, `proxy-protocol`.
+//! `allowed-origins`, `trusted-proxies`, `proxy-protocol`, `transports`
+//! (`["ws", "tcp"]`: WebSocket and raw TCP on the client port, the default;
+//! list one to refuse the other).
 //!
 //! Every field is optional; `0` turns a limit off where off makes sense
 //! (`requests-per-second`, `idle-timeout-ms`, `max-connections`,
@@ -52,6 +54,8 @@ pub struct ConnectorLimits {
     pub trusted_proxies: Option<Vec<String>>,
     /// Trusted proxies send a PROXY protocol header first.
     pub proxy_protocol: Option<bool>,
+    /// Transports served on the client port: `["ws", "tcp"]` (default both).
+    pub transports: Option<Vec<String>>,
 }
 
 impl ConnectorLimits {

@@ -1,7 +1,10 @@
 //! One client connection: the §2.3 state machine in a single task.
 //!
-//! The task owns the WebSocket and `select!`s over three things: the next
-//! inbound frame, the session's outbound queue, and the one deadline that
+//! The task owns the connection — a WebSocket or raw TCP on the same port
+//! ([`sniff`](super::sniff)), both behind one `Stream` + `Sink` of package
+//! bytes, so everything below is the same for both — and `select!`s over
+//! three things: the next inbound frame (a WebSocket message, or one
+//! package off raw TCP), the session's outbound queue, and the one deadline that
 //! matters in the current state (handshake deadline before WORKING, the
 //! heartbeat timeout after). Requests run in their own tasks so a slow
 //! handler never stalls reading or heartbeats; their responses come back
@@ -34,19 +37,19 @@ use bytes::Bytes;
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep_until, timeout};
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::server::{
     ErrorResponse, Request as UpgradeRequest, Response as UpgradeResponse,
 };
 use tokio_tungstenite::tungstenite::http::StatusCode;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message as WsMessage};
 use tokio_util::either::Either;
 use tracing::{Instrument, debug, error, info_span, trace, warn};
 
 use super::budget::{AddressCounts, AddressGuard, InFlight, KICK_RATE, RequestBudget, Verdict};
 use super::proxy::{self, ProxyHeader};
+use super::sniff::{Kind, Rewind, sniff};
 use super::{ConnectorOptions, Frontend, TrackerGuard};
-use crate::protocol::handshake::{self, CODE_FAIL, HandshakeReply};
+use crate::protocol::handshake::{self, CODE_FAIL, CODE_OLD_CLIENT, HandshakeReply};
+use crate::protocol::transport::{PackageTransport, TransportError};
 use crate::protocol::{CODE_500, encode_data_frame};
 use crate::protocol::{
     HEARTBEAT, Message, MessageType, PackageType, decode_message, decode_packages, encode_package,
@@ -54,9 +57,11 @@ use crate::protocol::{
 use crate::session::live::{CloseRequest, STATE_INITED, STATE_WAIT_ACK, STATE_WORKING};
 use crate::session::{LiveSession, Session};
 
-/// Plain TCP, or TLS over it (`wss://`).
-type ClientStream = Either<TcpStream, tokio_rustls::server::TlsStream<TcpStream>>;
-type Ws = WebSocketStream<ClientStream>;
+/// Plain TCP, or TLS over it (`wss://`, `tcp+tls`), with the sniffed
+/// first bytes given back.
+type ClientStream = Rewind<Either<TcpStream, tokio_rustls::server::TlsStream<TcpStream>>>;
+/// The client's packages, over a WebSocket or raw TCP.
+type Transport = PackageTransport<ClientStream>;
 
 /// How long a KICK before an unrequested close may take to write: a client
 /// that is not reading must not hold the connection open for long.
@@ -106,8 +111,8 @@ pub(crate) async fn serve<F: Frontend>(
         let (tracker, mut address) = conn;
         let trusted = opts.trusted_proxies.trusts(peer.ip());
         let reason = match open(opts, tcp, trusted, deadline).await {
-            Ok((ws, client)) => {
-                let mut ws = ws;
+            Ok((conn, client)) => {
+                let mut conn = conn;
                 let mut refused = None;
                 if trusted {
                     let ip = client.unwrap_or(peer.ip());
@@ -123,16 +128,16 @@ pub(crate) async fn serve<F: Frontend>(
                 }
                 match refused {
                     Some(reason) => {
-                        let _ = Box::pin(timeout(Duration::from_millis(200), ws.close(None))).await;
+                        let _ = Box::pin(timeout(Duration::from_millis(200), conn.close())).await;
                         reason
                     }
                     None => {
-                        debug!("websocket open");
+                        debug!(transport = conn.name(), "connection open");
                         let now = Instant::now();
                         let mut agent = Agent {
                             app: app.clone(),
                             live: live.clone(),
-                            ws,
+                            conn,
                             state: STATE_INITED,
                             handshake_deadline: deadline,
                             heartbeat_deadline: None,
@@ -147,7 +152,7 @@ pub(crate) async fn serve<F: Frontend>(
                         };
                         let Exit(reason) = agent.run().await;
                         // Best effort: the peer may already be gone.
-                        let _ = Box::pin(timeout(Duration::from_millis(200), agent.ws.close(None)))
+                        let _ = Box::pin(timeout(Duration::from_millis(200), agent.conn.close()))
                             .await;
                         reason
                     }
@@ -164,16 +169,19 @@ pub(crate) async fn serve<F: Frontend>(
     .await
 }
 
-/// The way in, up to an open WebSocket: the PROXY header (from a trusted
-/// proxy, when on), TLS (when configured), the upgrade with its Origin
-/// check and `X-Forwarded-For`. Returns the client address the proxy gave,
-/// if any. Everything within the handshake deadline.
+/// The way in, up to an open connection: the PROXY header (from a trusted
+/// proxy, when on), TLS (when configured), then the first bytes tell the
+/// transport ([`sniff`]): raw TCP is ready at once; a WebSocket goes
+/// through the upgrade with its Origin check and `X-Forwarded-For`. A
+/// transport the frontend does not serve (`transports`) is closed, logged.
+/// Returns the client address the proxy gave, if any. Everything within
+/// the handshake deadline.
 async fn open(
     opts: &ConnectorOptions,
     mut tcp: TcpStream,
     trusted: bool,
     deadline: Instant,
-) -> Result<(Ws, Option<IpAddr>), String> {
+) -> Result<(Transport, Option<IpAddr>), String> {
     let mut client = None;
     if trusted && opts.proxy_protocol {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -192,6 +200,21 @@ async fn open(
         }
         None => Either::Left(tcp),
     };
+    let (kind, stream) = sniff(stream, deadline).await?;
+    if !opts.transports.allows(kind) {
+        let (name, served) = (opts.transports.name(kind), opts.transports.names());
+        warn!(
+            transport = name,
+            served = ?served,
+            "a client of a transport this frontend does not serve (connector.json \
+             `transports`); closing"
+        );
+        return Err(format!("transport {name} not served here"));
+    }
+    if kind == Kind::Tcp {
+        let conn = PackageTransport::tcp(stream, opts.max_message_size, opts.ws_read_buffer);
+        return Ok((conn, client));
+    }
     let forwarded: std::sync::Mutex<Option<IpAddr>> = std::sync::Mutex::new(None);
     // The error type is tungstenite's (an HTTP response), not ours to shrink.
     #[allow(clippy::result_large_err)]
@@ -228,13 +251,13 @@ async fn open(
         Err(_) => return Err("websocket upgrade timed out".to_owned()),
     };
     let forwarded = *forwarded.lock().unwrap_or_else(|p| p.into_inner());
-    Ok((ws, client.or(forwarded)))
+    Ok((PackageTransport::WebSocket(ws), client.or(forwarded)))
 }
 
 struct Agent<F: Frontend> {
     app: F,
     live: Arc<LiveSession>,
-    ws: Ws,
+    conn: Transport,
     state: u8,
     handshake_deadline: Instant,
     heartbeat_deadline: Option<Instant>,
@@ -321,23 +344,21 @@ impl<F: Frontend> Agent<F> {
                         self.idle_deadline = Some(due);
                     }
                 }
-                frame = self.ws.next() => {
+                // A WebSocket message, or one package off raw TCP.
+                frame = self.conn.next() => {
                     self.last_inbound = Instant::now();
                     let data = match frame {
                         None => return Exit::new("client closed"),
-                        Some(Err(WsError::Capacity(e))) => {
+                        Some(Err(TransportError::TooLarge(e))) => {
                             warn!(error = %e, limit = self.opts().max_message_size,
                                   "client frame over the size limit; kicking");
                             let reason = format!("{TOO_LARGE} (limit {} bytes)", self.opts().max_message_size);
                             return Box::pin(self.kick(&reason)).await;
                         }
-                        Some(Err(e)) => return Exit::new(format!("websocket error: {e}")),
-                        Some(Ok(WsMessage::Binary(data))) => data,
-                        // Node's `ws` hands a text frame's bytes to the same
-                        // package decoder; so do we (§1).
-                        Some(Ok(WsMessage::Text(text))) => Bytes::from(text),
-                        Some(Ok(WsMessage::Close(_))) => return Exit::new("client closed"),
-                        Some(Ok(_)) => continue, // ping/pong: tungstenite answers pings
+                        Some(Err(e)) => {
+                            return Exit::new(format!("{} error: {e}", self.conn.name()));
+                        }
+                        Some(Ok(data)) => data,
                     };
                     if let Err(exit) = Box::pin(self.on_frame(data)).await {
                         return exit;
@@ -355,12 +376,12 @@ impl<F: Frontend> Agent<F> {
         }
         let limit = self.opts().write_timeout;
         let live = &self.live;
-        let ws = &mut self.ws;
+        let conn = &mut self.conn;
         let write = async {
             for frame in batch.drain(..) {
-                ws.feed(WsMessage::Binary(frame)).await?;
+                conn.feed(frame).await?;
             }
-            ws.flush().await
+            conn.flush().await
         };
         tokio::pin!(write);
         // Fast path: a client that keeps reading leaves room in its socket
@@ -408,14 +429,14 @@ impl<F: Frontend> Agent<F> {
         if self.state == STATE_WORKING
             && let Ok(kick) = encode_package(PackageType::Kick, &handshake::kick_body(reason))
         {
-            let _ = timeout(KICK_WRITE, self.ws.send(WsMessage::Binary(kick))).await;
+            let _ = timeout(KICK_WRITE, self.conn.send(kick)).await;
         }
         Exit::new(format!("kick: {reason}"))
     }
 
     async fn write_one(&mut self, frame: Bytes) -> Result<(), Exit> {
         let limit = self.opts().write_timeout;
-        match timeout(limit, self.ws.send(WsMessage::Binary(frame))).await {
+        match timeout(limit, self.conn.send(frame)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(Exit::new(format!("write failed: {e}"))),
             Err(_) => Err(Exit::new("write timeout")),
@@ -457,16 +478,25 @@ impl<F: Frontend> Agent<F> {
             Ok(r) => r,
             Err(e) => {
                 debug!(error = %e, "bad handshake; answering 500 and closing");
-                if let Ok(reply) = encode_package(
-                    PackageType::Handshake,
-                    &handshake::handshake_error(CODE_FAIL),
-                ) {
-                    let _ = self.write_one(reply).await;
-                }
-                return Err(Exit::new("bad handshake"));
+                return Err(self.refuse_handshake(CODE_FAIL, "bad handshake").await);
             }
         };
         let opts = self.opts();
+        // Pomelo's `checkClient(type, version)`: false → 501, then close.
+        if let Some(check) = &opts.check_client
+            && !check.allows(
+                request.sys.client_type.as_deref(),
+                request.sys.version.as_deref(),
+            )
+        {
+            debug!(client = ?request.sys.client_type, version = ?request.sys.version,
+                   "checkClient refused the client; answering 501 and closing");
+            let exit = self.refuse_handshake(CODE_OLD_CLIENT, "client refused by checkClient");
+            return Err(exit.await);
+        }
+        if let Some(user) = request.user {
+            self.live.set_handshake_user(user);
+        }
         let reply = HandshakeReply {
             heartbeat_secs: opts.heartbeat_secs(),
             dict: self.app.dictionary().map(|d| d.as_ref()),
@@ -480,6 +510,15 @@ impl<F: Frontend> Agent<F> {
         self.live.set_state(STATE_WAIT_ACK);
         debug!(client = ?request.sys.client_type, "handshake answered");
         Ok(())
+    }
+
+    /// §4.2: the error reply `{"code":<code>}`, then the close.
+    async fn refuse_handshake(&mut self, code: u16, reason: &str) -> Exit {
+        if let Ok(reply) = encode_package(PackageType::Handshake, &handshake::handshake_error(code))
+        {
+            let _ = self.write_one(reply).await;
+        }
+        Exit::new(reason)
     }
 
     /// §4.4: answer at once and re-arm the timeout. Only HEARTBEAT (and the

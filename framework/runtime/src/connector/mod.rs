@@ -11,9 +11,13 @@
 //! * [`tls`] — `wss://`: rustls with the certificate reloaded when its
 //!   files change.
 //!
+//! * `sniff` — WebSocket and raw TCP on the same port (Pomelo's hybrid
+//!   connector): the first byte tells them apart.
+//!
 //! One connection's way in: accept (connection caps) → PROXY header (from
-//! a trusted proxy) → TLS → WebSocket upgrade (Origin allow-list,
-//! `X-Forwarded-For`) → the agent's state machine.
+//! a trusted proxy) → TLS → first byte: raw TCP (packages framed by their
+//! header), or the WebSocket upgrade (Origin allow-list, `X-Forwarded-For`)
+//! → the agent's state machine, the same for both transports.
 //!
 //! [`ConnectorOptions`] holds every knob; the defaults match chatofpomelo's
 //! connector except where noted.
@@ -27,6 +31,7 @@ pub mod acceptor;
 mod agent;
 pub mod budget;
 pub mod proxy;
+mod sniff;
 pub mod tls;
 
 pub use crate::session::{Tracker, TrackerGuard};
@@ -93,8 +98,8 @@ pub struct ConnectorOptions {
     /// Extra dictionary routes appended after the handler routes (Pomelo's
     /// `config/dictionary.json`), e.g. push routes.
     pub extra_dict_routes: Vec<String>,
-    /// Largest inbound WebSocket message / frame; bigger ones close the
-    /// connection. Client messages are small; this bounds memory per client.
+    /// Largest inbound WebSocket message / frame, or raw TCP package body;
+    /// bigger ones close the connection (KICK first). Client messages are small; this bounds memory per client.
     pub max_message_size: usize,
     /// Outbound queue bound per connection, in frames. A client that falls
     /// this far behind is KICKed (`"outbound queue overflow …"`) and closed
@@ -157,6 +162,104 @@ pub struct ConnectorOptions {
     pub trusted_proxies: proxy::TrustedProxies,
     /// Trusted proxies send a PROXY protocol header (v1 or v2) first.
     pub proxy_protocol: bool,
+    /// Which transports the client port serves (default both: WebSocket and
+    /// raw TCP, told apart by the first byte). A connection of another one
+    /// is closed with a log line.
+    pub transports: Transports,
+    /// Pomelo's `checkClient(type, version)`: called with the handshake's
+    /// `sys.type` and `sys.version`; `false` answers `{"code":501}` and
+    /// closes the connection. `None`: every client is let in.
+    pub check_client: Option<CheckClient>,
+}
+
+/// The transports a frontend serves on its client port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transports {
+    /// WebSocket (`ws://`, `wss://` with TLS).
+    pub ws: bool,
+    /// Raw TCP (Pomelo's native clients; TLS under it when configured).
+    pub tcp: bool,
+}
+
+impl Default for Transports {
+    fn default() -> Self {
+        Transports {
+            ws: true,
+            tcp: true,
+        }
+    }
+}
+
+impl Transports {
+    /// From `connector.json`'s `"transports": ["ws", "tcp"]`.
+    pub fn parse(names: &[String]) -> Result<Self, String> {
+        let mut t = Transports {
+            ws: false,
+            tcp: false,
+        };
+        for name in names {
+            match name.as_str() {
+                "ws" => t.ws = true,
+                "tcp" => t.tcp = true,
+                other => {
+                    return Err(format!(
+                        "unknown transport `{other}` (expected \"ws\" and/or \"tcp\")"
+                    ));
+                }
+            }
+        }
+        if !(t.ws || t.tcp) {
+            return Err("no transport: list \"ws\", \"tcp\" or both".into());
+        }
+        Ok(t)
+    }
+
+    pub(crate) fn allows(&self, kind: sniff::Kind) -> bool {
+        match kind {
+            sniff::Kind::WebSocket => self.ws,
+            sniff::Kind::Tcp => self.tcp,
+        }
+    }
+
+    pub(crate) fn name(&self, kind: sniff::Kind) -> &'static str {
+        match kind {
+            sniff::Kind::WebSocket => "ws",
+            sniff::Kind::Tcp => "tcp",
+        }
+    }
+
+    /// The served transports' names.
+    pub fn names(&self) -> Vec<&'static str> {
+        [(self.ws, "ws"), (self.tcp, "tcp")]
+            .into_iter()
+            .filter_map(|(on, name)| on.then_some(name))
+            .collect()
+    }
+}
+
+/// The `checkClient` hook (see [`ConnectorOptions::check_client`]).
+#[derive(Clone)]
+pub struct CheckClient(Arc<ClientCheck>);
+
+/// `(client_type, version) -> allowed`.
+type ClientCheck = dyn Fn(Option<&str>, Option<&str>) -> bool + Send + Sync;
+
+impl CheckClient {
+    /// `check(client_type, version)`: `true` lets the client in.
+    pub fn new(check: impl Fn(Option<&str>, Option<&str>) -> bool + Send + Sync + 'static) -> Self {
+        CheckClient(Arc::new(check))
+    }
+
+    /// Whether a client of `client_type` and `version` may connect.
+    pub fn allows(&self, client_type: Option<&str>, version: Option<&str>) -> bool {
+        (self.0)(client_type, version)
+    }
+}
+
+impl std::fmt::Debug for CheckClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CheckClient(..)")
+    }
 }
 
 impl Default for ConnectorOptions {
@@ -185,6 +288,8 @@ impl Default for ConnectorOptions {
             allowed_origins: None,
             trusted_proxies: proxy::TrustedProxies::default(),
             proxy_protocol: false,
+            transports: Transports::default(),
+            check_client: None,
         }
     }
 }
@@ -224,6 +329,10 @@ impl ConnectorOptions {
         }
         if let Some(on) = limits.proxy_protocol {
             self.proxy_protocol = on;
+        }
+        if let Some(names) = &limits.transports {
+            self.transports = Transports::parse(names)
+                .map_err(|e| format!("connector.json `transports`: {e}"))?;
         }
         if self.proxy_protocol && self.trusted_proxies.is_empty() {
             return Err(

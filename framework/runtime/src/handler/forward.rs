@@ -11,9 +11,9 @@ use crate::session::SessionSnapshot;
 /// Frontend → backend request forwarding (implemented by the cluster
 /// transport; the connector only sees this trait).
 pub trait Forwarder: Send + Sync + 'static {
-    /// Runs `route` on a server of `server_type` chosen by that type's router
-    /// and returns the response body (JSON, §5.5 error mapping already
-    /// applied by the backend). For a notify the returned body is ignored.
+    /// Runs the request `route` on a server of `server_type` chosen by that
+    /// type's router and returns the response body (JSON, §5.5 error
+    /// mapping already applied by the backend).
     fn forward(
         &self,
         server_type: &str,
@@ -21,4 +21,15 @@ pub trait Forwarder: Send + Sync + 'static {
         session: SessionSnapshot,
         body: Bytes,
     ) -> BoxFuture<'_, Result<Bytes, ClusterError>>;
+
+    /// Runs the notify `route` there: a notify on the backend too (§5.4),
+    /// so no response is built, sent back or dropped. Resolves once the
+    /// notify is on its way (an error: it could not be sent).
+    fn notify(
+        &self,
+        server_type: &str,
+        route: &str,
+        session: SessionSnapshot,
+        body: Bytes,
+    ) -> BoxFuture<'_, Result<(), ClusterError>>;
 }

@@ -257,6 +257,16 @@ impl<C: Clone + Send + Sync + 'static> Pipeline<C> {
             return is_request.then(|| Bytes::from_static(CODE_500));
         };
         let limit = self.forward_timeout;
+        if !is_request {
+            // A notify stays one on the backend: nothing to wait for.
+            let call = forwarder.notify(parsed.server_type, route, session.snapshot(), body);
+            match tokio::time::timeout(limit, call).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => warn!(route, error = %e, "forwarding a notify failed; dropped"),
+                Err(_) => warn!(route, ?limit, "forwarding a notify timed out; dropped"),
+            }
+            return None;
+        }
         let call = forwarder.forward(parsed.server_type, route, session.snapshot(), body);
         let response = match tokio::time::timeout(limit, call).await {
             // Empty: the backend has no response to send (§5.5 drops).

@@ -290,6 +290,15 @@ impl Session {
         }
     }
 
+    /// The `user` object the client sent in its handshake (§4.1; Pomelo
+    /// hands it to the app's handshake hook). Frontend only: it does not
+    /// travel with forwarded requests, so on a backend this is `None`
+    /// (copy what a backend needs into a setting with `set` +
+    /// `push_settings`).
+    pub fn handshake_user(&self) -> Option<Value> {
+        self.live().and_then(|live| live.handshake_user())
+    }
+
     /// The live connection, on a frontend.
     pub fn live(&self) -> Option<&Arc<LiveSession>> {
         match &self.inner.backing {

@@ -68,6 +68,9 @@ struct Data {
     uid: Option<String>,
     settings: Map<String, Value>,
     listeners: Vec<ClosedListener>,
+    /// The handshake's `user` object (boxed: most clients send none, and
+    /// every connection pays for this field).
+    handshake_user: Option<Box<Value>>,
 }
 
 /// One client connection on this frontend.
@@ -146,6 +149,15 @@ impl LiveSession {
         } else {
             false
         }
+    }
+
+    /// The `user` object of the client's handshake (§4.1), if it sent one.
+    pub fn handshake_user(&self) -> Option<Value> {
+        lock(&self.data).handshake_user.as_deref().cloned()
+    }
+
+    pub(crate) fn set_handshake_user(&self, user: Value) {
+        lock(&self.data).handshake_user = Some(Box::new(user));
     }
 
     /// A copy of the settings map.

@@ -2,6 +2,7 @@
 //! free loopback port with a small set of test handlers.
 #![allow(dead_code)]
 
+use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -12,7 +13,7 @@ use shaddock::config::ServerInfo;
 use shaddock::connector::{Acceptor, ConnectorOptions};
 use shaddock::handler::HandlerError;
 use shaddock::session::Session;
-use shaddock_client::{Client, ClientOptions};
+use shaddock_client::{Client, ClientOptions, tls_trusting};
 pub use shaddock_testkit::eventually_async;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -208,4 +209,58 @@ pub async fn sessions_closed(server: &TestServer) {
         }
     })
     .await;
+}
+
+/// A self-signed certificate for 127.0.0.1 written to `dir`; returns its PEM.
+pub fn write_cert(dir: &Path) -> String {
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let pem = cert.cert.pem();
+    // The key first, the certificate last: the reload happens when both
+    // changed and the pair matches.
+    std::fs::write(dir.join("key.pem"), cert.key_pair.serialize_pem()).unwrap();
+    std::fs::write(dir.join("cert.pem"), &pem).unwrap();
+    pem
+}
+
+pub fn tls_client(pem: &str) -> ClientOptions {
+    ClientOptions {
+        tls: Some(tls_trusting(pem.as_bytes()).unwrap()),
+        ..ClientOptions::default()
+    }
+}
+
+pub async fn enter_as(c: &Client, uid: &str) {
+    let r: Value = c
+        .request("connector.entryHandler.enter", &json!({"uid": uid}))
+        .await
+        .unwrap();
+    assert_eq!(r["code"], 200, "{r}");
+}
+
+/// `a` asks the server to push `msg` to `b`, which receives it.
+pub async fn push_between(a: &Client, b: &Client, to: &str, msg: u64) {
+    let r: Value = a
+        .request(
+            "connector.testHandler.push",
+            &json!({"route": "onChat", "uids": [to], "msg": msg}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r["failed"], json!([]), "{r}");
+    let p = b.next_push_timeout(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(p.json::<u64>().unwrap(), msg);
+}
+
+/// [`fast_options`] serving TLS with the certificate and key
+/// [`write_cert`] wrote to `dir`.
+pub fn tls_options(dir: &Path) -> ConnectorOptions {
+    let tls = shaddock::connector::tls::Tls::load(shaddock::connector::tls::TlsFiles {
+        cert: dir.join("cert.pem"),
+        key: dir.join("key.pem"),
+    })
+    .unwrap();
+    ConnectorOptions {
+        tls: Some(tls),
+        ..fast_options()
+    }
 }

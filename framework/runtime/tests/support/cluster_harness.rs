@@ -279,6 +279,26 @@ fn register(b: shaddock::app::AppBuilder) -> shaddock::app::AppBuilder {
         .handler("chat.room.broadcast", broadcast)
         .handler("chat.room.panic", panic_handler)
         .handler("chat.room.burst", burst)
+        .handler("chat.room.note", note)
+        .before_route(
+            "chat.room.note",
+            |ctx: shaddock::app::FilterContext| async move {
+                NOTES
+                    .lock()
+                    .unwrap()
+                    .push((ctx.app.server_id().to_string(), ctx.is_request));
+                Ok(())
+            },
+        )
+}
+
+/// Every run of `chat.room.note` on a backend: (server, whether it ran as
+/// a request). A client's notify must arrive as a notify.
+pub static NOTES: std::sync::Mutex<Vec<(String, bool)>> = std::sync::Mutex::new(Vec::new());
+
+/// A handler for notifies (it still returns a body: a notify discards it).
+async fn note(_app: App, _session: Session, req: Value) -> Result<Value, HandlerError> {
+    Ok(json!({"discarded": req}))
 }
 
 async fn enter(app: App, session: Session, req: Value) -> Result<Value, HandlerError> {
