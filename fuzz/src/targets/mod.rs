@@ -10,6 +10,7 @@ pub mod handshake;
 pub mod message;
 pub mod package;
 pub mod servers_json;
+pub mod tcp_framing;
 pub mod websocket;
 
 /// One fuzz target.
@@ -33,6 +34,7 @@ pub trait Target {
 pub fn all() -> Vec<Box<dyn Target>> {
     vec![
         Box::new(package::Packages),
+        Box::new(tcp_framing::TcpFraming),
         Box::new(message::Messages::new()),
         Box::new(handshake::Handshakes::new()),
         Box::new(websocket::WebSocketFraming::new()),
