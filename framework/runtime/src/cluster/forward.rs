@@ -129,7 +129,12 @@ impl ClusterForwarder {
             session: Some(session.into()),
             is_request,
         };
-        let resp = self.mux.call(server_id, req, self.timeout).await?;
+        let started = std::time::Instant::now();
+        let resp = self.mux.call(server_id, req, self.timeout).await;
+        crate::telemetry::m()
+            .calls("forward", server_id)
+            .record(started, resp.as_ref().is_ok_and(|r| r.error.is_empty()));
+        let resp = resp?;
         if !resp.error.is_empty() {
             return Err(ClusterError::Remote {
                 server: server_id.to_string(),
