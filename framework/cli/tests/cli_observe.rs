@@ -233,6 +233,8 @@ fn metrics_count_a_scripted_chat_and_health_restarts_a_frozen_server() {
     }
     // For docs/observability.md: what a scrape looks like.
     eprintln!("---- chat-server-1 /metrics ----\n{chat1}");
+    let connector = scrape(ports["connector-server-2"]);
+    eprintln!("---- connector-server-2 /metrics ----\n{connector}");
 
     // A frozen frontend: alive, listening, answering nothing.
     let victim = "connector-server-1";

@@ -127,7 +127,7 @@ pub struct Metrics {
     pub refused_inflight: Counter,
     /// Sharded channels reconciled after a membership change (hand-offs).
     pub handoffs: Counter,
-    /// Channels this server took over in those reconciles.
+    /// Channels this server held after each of those reconciles (summed).
     pub handoff_channels: Counter,
     cpu: Gauge,
     rss: Gauge,
@@ -174,8 +174,9 @@ impl Metrics {
         }
     }
 
-    /// The figures of calls of kind `remote` (`forward`, `push`, a typed
-    /// remote's method path) to server `peer`: registered on first use.
+    /// The figures of calls of kind `remote` (`forward`, `push`,
+    /// `broadcast`, `remote` for a typed remote) to server `peer`:
+    /// registered on first use (a read lock and a map lookup per call).
     pub fn calls(&self, remote: &'static str, peer: &str) -> Arc<CallMetrics> {
         let known = self.calls.read().unwrap_or_else(|e| e.into_inner());
         if let Some(m) = known.get(remote).and_then(|p| p.get(peer)) {
@@ -230,12 +231,14 @@ impl CallMetrics {
 /// handler registry's entry: no lookup per request).
 #[derive(Default)]
 pub struct RouteMetrics {
+    /// A frontend's figures of client requests.
     inner: OnceLock<RouteHandles>,
+    /// The figure of the server that runs the handler.
+    handled: OnceLock<Histogram>,
 }
 
 struct RouteHandles {
     requests: Counter,
-    handled: Histogram,
     request_seconds: Histogram,
     codes: [(u16, Counter); 4],
     code_other: Counter,
@@ -249,6 +252,7 @@ impl RouteMetrics {
     pub const fn new() -> Self {
         RouteMetrics {
             inner: OnceLock::new(),
+            handled: OnceLock::new(),
         }
     }
 
@@ -260,7 +264,6 @@ impl RouteMetrics {
             };
             RouteHandles {
                 requests: counter!("shaddock_requests_total", "route" => route.clone()),
-                handled: histogram!("shaddock_handler_seconds", "route" => route.clone()),
                 request_seconds: histogram!("shaddock_request_seconds", "route" => route.clone()),
                 codes: CODES.map(|c| (c, code(&c.to_string()))),
                 code_other: code("other"),
@@ -288,7 +291,10 @@ impl RouteMetrics {
 
     /// This server ran the route's handler (filters included) in `elapsed`.
     pub fn handled(&self, route: &str, elapsed: Duration) {
-        self.get(route).handled.record(elapsed.as_secs_f64());
+        let handled = self
+            .handled
+            .get_or_init(|| histogram!("shaddock_handler_seconds", "route" => route.to_string()));
+        handled.record(elapsed.as_secs_f64());
     }
 }
 
@@ -338,7 +344,7 @@ fn describe() {
     );
     describe_counter!(
         "shaddock_cluster_calls_total",
-        "calls to other servers, by kind (forward, push, remote method) and peer"
+        "calls to other servers, by kind (forward, push, broadcast, remote) and peer"
     );
     describe_counter!(
         "shaddock_cluster_call_errors_total",
@@ -382,7 +388,7 @@ fn describe() {
     );
     describe_counter!(
         "shaddock_handoff_channels_total",
-        "channels taken over in those reconciles"
+        "channels this server held after each of those reconciles (summed)"
     );
     describe_gauge!(
         "process_cpu_seconds_total",
