@@ -133,7 +133,9 @@ pub fn render(resp: &proto::ListResponse) -> String {
         ));
     }
     for s in &resp.servers {
-        if !s.last_error.is_empty() && matches!(s.state.as_str(), "failed" | "restarting") {
+        if !s.last_error.is_empty()
+            && matches!(s.state.as_str(), "failed" | "restarting" | "unhealthy")
+        {
             out.push_str(&format!("{}: {}\n", s.id, s.last_error));
         }
     }

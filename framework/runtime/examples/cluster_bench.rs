@@ -92,6 +92,7 @@ async fn main() {
         client_host: None,
         bind_host: None,
         client_bind_host: None,
+        metrics_port: None,
     }]);
     let pool = Arc::new(Pool::new(servers));
     let fwd = Arc::new(ClusterForwarder::new(

@@ -489,7 +489,14 @@ fn serve(args: LaunchArgs, setup: impl FnOnce(Setup) -> Setup) -> anyhow::Result
             missing_secret_error(&args.config_dir, base.env())
         );
     }
+    crate::telemetry::install(&base.server.id, &base.server.server_type)
+        .map_err(|e| anyhow::anyhow!(e))?;
     runtime.block_on(async move {
+        if let Some(port) = base.server.metrics_port {
+            let host = (base.server.bind_host.as_ref()).unwrap_or(&base.server.host);
+            let addr = crate::telemetry::serve(&format!("{host}:{port}")).await?;
+            tracing::info!(server = %base.server.id, %addr, "metrics and health on http://{addr}/metrics");
+        }
         let app = setup(base).build(dict)?;
         let server = app.server().clone();
         tracing::info!(

@@ -10,7 +10,7 @@
 //! | layer | module | what it holds |
 //! |---|---|---|
 //! | wire | [`protocol`] | the Pomelo codec (crate `shaddock-protocol`): packages, messages, handshake, route dictionary, the dispatch [`hash`]. Pure: bytes in, values out |
-//! | base | [`config`], [`error`], [`logging`] | `servers.json` and friends, the cluster error type, log files |
+//! | base | [`config`], [`error`], [`logging`], [`telemetry`] | `servers.json` and friends, the cluster error type, log files, metrics and health (`/metrics`, `/healthz`, `/readyz`) |
 //! | membership | [`discovery`] | the live server list ([`discovery::Servers`]) and the [`discovery::Discovery`] trait with its backends: a static list, the master's stream, etcd |
 //! | connection state | [`session`] | one client connection's session: uid, settings, outbound queue; the frontend's [`session::SessionService`] |
 //! | client I/O | [`connector`] | accepts WebSockets and runs each connection's state machine (handshake, heartbeats, kick); hands messages to a [`connector::Frontend`] |
@@ -38,6 +38,7 @@ pub use shaddock_protocol::hash;
 pub mod config;
 pub mod error;
 pub mod logging;
+pub mod telemetry;
 
 pub mod discovery;
 

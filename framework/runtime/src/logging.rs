@@ -47,9 +47,8 @@ pub fn init(server_id: &str, log_dir: impl AsRef<Path>) -> anyhow::Result<LogGua
         .buffered_lines_limit(CONSOLE_QUEUE)
         .thread_name("shaddock-console-log")
         .finish(QuietStderr);
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::registry()
-        .with(filter)
         // The console layer gets its own field formatter type: span fields
         // are cached per formatter type, and sharing `DefaultFields` with
         // the file layer would leak the console's colour codes into the file.
@@ -57,9 +56,15 @@ pub fn init(server_id: &str, log_dir: impl AsRef<Path>) -> anyhow::Result<LogGua
             fmt::layer()
                 .fmt_fields(console_fields())
                 .with_ansi(console_colours())
-                .with_writer(console),
+                .with_writer(console)
+                .with_filter(console_filter().unwrap_or_else(filter)),
         )
-        .with(fmt::layer().with_ansi(false).with_writer(writer))
+        .with(
+            fmt::layer()
+                .with_ansi(false)
+                .with_writer(writer)
+                .with_filter(filter()),
+        )
         .try_init()
         .map_err(|e| anyhow::anyhow!("logging already initialised: {e}"))?;
     let default_hook = std::panic::take_hook();
@@ -71,6 +76,20 @@ pub fn init(server_id: &str, log_dir: impl AsRef<Path>) -> anyhow::Result<LogGua
         _file: file_guard,
         _console: console_guard,
     })
+}
+
+/// The console's own level, when it differs from the file's:
+/// `SHADDOCK_CONSOLE_LOG` (a `RUST_LOG`-style filter) if set; else, for a
+/// server the master started (`SHADDOCK_MASTER` set) and no `RUST_LOG`,
+/// `warn`. The master merges every server's console into its own output,
+/// and five servers' start-up INFO lines drowned the master's "<id> is up"
+/// lines; the file keeps them.
+fn console_filter() -> Option<EnvFilter> {
+    if let Ok(spec) = std::env::var("SHADDOCK_CONSOLE_LOG") {
+        return Some(EnvFilter::new(spec));
+    }
+    let under_master = std::env::var_os("SHADDOCK_MASTER").is_some();
+    (under_master && std::env::var_os("RUST_LOG").is_none()).then(|| EnvFilter::new("warn"))
 }
 
 /// stderr that never reports an error: once nobody reads it (the master

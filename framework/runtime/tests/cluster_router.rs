@@ -19,6 +19,7 @@ fn server(id: &str, ty: &str) -> ServerInfo {
         client_host: None,
         bind_host: None,
         client_bind_host: None,
+        metrics_port: None,
     }
 }
 

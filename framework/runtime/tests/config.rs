@@ -106,6 +106,8 @@ fn repo_servers_json_loads_for_both_environments_in_file_order() {
                 max_connections: None,
                 auto_restart: None,
                 args: vec![],
+                // Metrics and health checks: on in development only.
+                metrics_port: (env == "development").then_some(9101),
                 ..Default::default()
             }
         );
@@ -661,6 +663,7 @@ fn generated_configs_load_back() {
                 client_host: None,
                 bind_host: None,
                 client_bind_host: None,
+                metrics_port: None,
             },
             ServerInfo {
                 id: "chat-server-1".into(),
@@ -675,6 +678,7 @@ fn generated_configs_load_back() {
                 client_host: None,
                 bind_host: None,
                 client_bind_host: None,
+                metrics_port: None,
             },
         ],
     };

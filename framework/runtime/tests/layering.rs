@@ -18,6 +18,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("config", 1),
     ("error", 1),
     ("logging", 1),
+    ("telemetry", 1),
     ("discovery", 2),
     ("session", 3),
     ("connector", 4),

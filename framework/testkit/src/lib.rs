@@ -241,7 +241,8 @@ impl Topo {
 
     /// The topology with fresh free loopback ports.
     pub fn servers(&self) -> Vec<ServerInfo> {
-        let n = 1 + 2 * self.connectors + self.chats;
+        // Each server also gets a `metricsPort` (/metrics, /healthz, /readyz).
+        let n = 2 * (1 + self.connectors + self.chats) + self.connectors;
         let ports = free_ports(n);
         let mut ports = ports.into_iter();
         let mut next = || ports.next().expect("enough ports");
@@ -263,6 +264,9 @@ impl Topo {
                 None,
             ));
         }
+        for s in &mut servers {
+            s.metrics_port = Some(next());
+        }
         servers
     }
 }
@@ -281,6 +285,7 @@ pub fn server(id: &str, ty: &str, port: Option<u16>, client_port: Option<u16>) -
         client_host: None,
         bind_host: None,
         client_bind_host: None,
+        metrics_port: None,
     }
 }
 
@@ -557,24 +562,7 @@ impl ProcCluster {
             .iter()
             .find(|p| p.id == id)
             .expect("running server");
-        let pid = libc::pid_t::try_from(p.child.id()).expect("pid");
-        // SAFETY: kill(2) on our own, not yet reaped child.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0, "SIGSTOP {id}");
-        // kill(2) only queues the signal: wait until the kernel reports the
-        // process stopped, or a request sent right away may still be served.
-        let stat = format!("/proc/{pid}/stat");
-        eventually(&format!("{id} to be stopped"), START_TIMEOUT, || {
-            let text = std::fs::read_to_string(&stat).unwrap_or_default();
-            // "pid (comm) S ...": the state follows the last ')'.
-            let state = text
-                .rsplit(')')
-                .next()
-                .and_then(|r| r.split_whitespace().next());
-            match state {
-                Some("T") | Some("t") => Ok(()),
-                other => Err(format!("state {other:?}")),
-            }
-        });
+        freeze_pid(p.child.id(), id);
     }
 
     /// What the server wrote to stderr so far.
@@ -648,6 +636,34 @@ impl Drop for ProcCluster {
             let _ = p.child.wait();
         }
     }
+}
+
+/// SIGSTOPs process `pid` (named `what` in messages) and waits until the
+/// kernel reports it stopped (state `T` in `/proc/<pid>/stat`): it keeps its
+/// sockets open but answers nothing, like a hung server.
+pub fn freeze_pid(pid: u32, what: &str) {
+    let pid = libc::pid_t::try_from(pid).expect("pid");
+    // SAFETY: kill(2) with a positive pid the caller owns.
+    assert_eq!(
+        unsafe { libc::kill(pid, libc::SIGSTOP) },
+        0,
+        "SIGSTOP {what}"
+    );
+    // kill(2) only queues the signal: wait until the kernel reports the
+    // process stopped, or a request sent right away may still be served.
+    let stat = format!("/proc/{pid}/stat");
+    eventually(&format!("{what} to be stopped"), START_TIMEOUT, || {
+        let text = std::fs::read_to_string(&stat).unwrap_or_default();
+        // "pid (comm) S ...": the state follows the last ')'.
+        let state = text
+            .rsplit(')')
+            .next()
+            .and_then(|r| r.split_whitespace().next());
+        match state {
+            Some("T") | Some("t") => Ok(()),
+            other => Err(format!("state {other:?}")),
+        }
+    });
 }
 
 #[cfg(test)]

@@ -404,6 +404,7 @@ impl proto::admin_server::Admin for AdminService {
             client_host: None,
             bind_host: None,
             client_bind_host: None,
+            metrics_port: None,
         };
         self.supervisor
             .add(info)

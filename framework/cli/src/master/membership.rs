@@ -80,7 +80,7 @@ impl proto::membership_server::Membership for MembershipService {
                 hello.pid,
             )
             .map_err(Status::not_found)?;
-        tracing::info!(server = %id, pid = hello.pid, "server agent connected");
+        tracing::debug!(server = %id, pid = hello.pid, "server agent connected");
 
         // Server list updates: the current list at once, then every change.
         let mut members = self.supervisor.membership();

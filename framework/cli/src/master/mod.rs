@@ -233,7 +233,7 @@ pub async fn run(opts: MasterOptions, shutdown: impl Future<Output = ()>) -> any
         "[master] {} listening on {addr} (env {})",
         master.id, opts.env
     ));
-    tracing::info!(master = %master.id, %addr, "master started");
+    tracing::debug!(master = %master.id, %addr, "master started");
     let started = supervisor.start(&opts.only.clone().unwrap_or_default());
     for e in &started.errors {
         supervisor::out_line(&format!("[master] {e}"));
@@ -255,7 +255,7 @@ pub async fn run(opts: MasterOptions, shutdown: impl Future<Output = ()>) -> any
         announced.clone(),
     );
     let ready = tokio::spawn(async move {
-        while !announce_readiness(&watch, &only, &flag) {
+        while !announce_readiness(&watch, &only, &flag, began) {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     });
@@ -273,6 +273,7 @@ pub async fn run(opts: MasterOptions, shutdown: impl Future<Output = ()>) -> any
         &supervisor,
         &opts.only.clone().unwrap_or_default(),
         &announced,
+        began,
     );
     supervisor.stop_all_and_wait().await;
     if let Some(registration) = registration {
@@ -289,12 +290,20 @@ pub async fn run(opts: MasterOptions, shutdown: impl Future<Output = ()>) -> any
 
 /// Prints, once, that every selected server is up or which failed; returns
 /// whether that is settled.
-fn announce_readiness(supervisor: &Supervisor, only: &Selection, announced: &AtomicBool) -> bool {
+fn announce_readiness(
+    supervisor: &Supervisor,
+    only: &Selection,
+    announced: &AtomicBool,
+    began: Instant,
+) -> bool {
     match supervisor.readiness(only) {
-        Ok(false) => false,
-        Ok(true) => {
+        Ok(None) => false,
+        Ok(Some(count)) => {
             if !announced.swap(true, Ordering::SeqCst) {
-                supervisor::out_line("[master] all servers are up");
+                supervisor::out_line(&format!(
+                    "[master] all servers are up: {count} servers in {:.1} s",
+                    began.elapsed().as_secs_f64()
+                ));
             }
             true
         }

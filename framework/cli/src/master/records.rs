@@ -241,6 +241,7 @@ mod tests {
             client_host: None,
             bind_host: None,
             client_bind_host: None,
+            metrics_port: None,
         }
     }
 

@@ -59,6 +59,15 @@ const TAIL_LINES: usize = 20;
 /// to the moved rooms wait for the rebuild instead of failing).
 pub const HANDOFF: Duration = Duration::from_millis(400);
 
+/// Health checks of a running server with a `metricsPort`: `GET /healthz`
+/// every [`HEALTH_INTERVAL`], each answer awaited [`HEALTH_TIMEOUT`];
+/// [`HEALTH_FAILURES`] failures in a row (a process that lives but answers
+/// nothing, e.g. hung or SIGSTOPped: about 3 × (1 + 1) = 6 s) make it
+/// `unhealthy`: it is killed and restarted.
+pub const HEALTH_INTERVAL: Duration = Duration::from_secs(1);
+pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
+pub const HEALTH_FAILURES: u32 = 3;
+
 /// Everything the supervisor needs to spawn servers.
 #[derive(Debug, Clone)]
 pub struct SupervisorConfig {
@@ -118,6 +127,8 @@ pub enum State {
     Stopped,
     Restarting,
     Failed,
+    /// Its health check stopped answering; it is being killed and restarted.
+    Unhealthy,
 }
 
 impl State {
@@ -129,6 +140,7 @@ impl State {
             State::Stopped => "stopped",
             State::Restarting => "restarting",
             State::Failed => "failed",
+            State::Unhealthy => "unhealthy",
         }
     }
 }
@@ -265,6 +277,7 @@ impl Supervisor {
                 client_host: None,
                 bind_host: None,
                 client_bind_host: None,
+                metrics_port: None,
             };
             slots.push(new_slot(info, Kind::Web, cfg.auto_restart_default));
         }
@@ -669,12 +682,15 @@ impl Supervisor {
 
     /// Whether every selected server is running (`Ok(true)`), still coming
     /// up (`Ok(false)`) or some failed (`Err` with their errors).
-    pub fn readiness(&self, sel: &Selection) -> Result<bool, Vec<String>> {
+    /// `Ok(Some(n))`: all `n` selected servers run.
+    pub fn readiness(&self, sel: &Selection) -> Result<Option<usize>, Vec<String>> {
         let slots = self.inner.lock();
         let mut ignore = ActionReport::default();
         let mut all_up = true;
         let mut failed = Vec::new();
+        let mut count = 0;
         for i in select(&slots, sel, &mut ignore) {
+            count += 1;
             let s = &slots[i];
             match s.state {
                 State::Running => {}
@@ -683,7 +699,7 @@ impl Supervisor {
             }
         }
         if failed.is_empty() {
-            Ok(all_up)
+            Ok(all_up.then_some(count))
         } else {
             Err(failed)
         }

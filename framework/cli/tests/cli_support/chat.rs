@@ -97,6 +97,11 @@ pub async fn chat(sender: &Client, listener: &Client, content: &str) -> Result<(
 /// room that lives on chat-server-1 (rooms are placed by rendezvous hashing
 /// over the chat servers' ids).
 pub fn start_chat_app(connectors: &[&str]) -> (TestApp, String, String) {
+    start_chat_servers(chat_servers(connectors))
+}
+
+/// The servers of [`start_chat_app`], to change before starting them.
+pub fn chat_servers(connectors: &[&str]) -> Vec<Srv> {
     let mut servers = vec![Srv {
         client_port: Some(free_port()),
         port: None,
@@ -105,6 +110,11 @@ pub fn start_chat_app(connectors: &[&str]) -> (TestApp, String, String) {
     servers.extend(connectors.iter().map(|id| Srv::frontend(id, "connector")));
     servers.push(Srv::backend("chat-server-1", "chat"));
     servers.push(Srv::backend("chat-server-2", "chat"));
+    servers
+}
+
+/// [`start_chat_app`] with the given servers.
+pub fn start_chat_servers(servers: Vec<Srv>) -> (TestApp, String, String) {
     let mut app = TestApp::new(&servers);
     let out = app.start_daemon_with(&game_server(), &["--no-web"]);
     assert_eq!(code(&out), 0, "start -D failed: {}", stderr(&out));

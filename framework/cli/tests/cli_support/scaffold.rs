@@ -61,7 +61,7 @@ pub fn prepare_for_test(app: &Path) {
     for env in servers.as_object_mut().unwrap().values_mut() {
         for list in env.as_object_mut().unwrap().values_mut() {
             for s in list.as_array_mut().unwrap() {
-                for key in ["port", "clientPort"] {
+                for key in ["port", "clientPort", "metricsPort"] {
                     if s.get(key).is_some() {
                         s[key] = json!(free_port());
                     }

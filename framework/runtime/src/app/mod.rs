@@ -222,6 +222,7 @@ impl App {
         };
         let stop_requested = CancellationToken::new();
         let (membership, following) = self.join_cluster(stop_requested.clone()).await?;
+        crate::telemetry::health().set_serving();
         // Key-owned state: a backend of a sharded type rebuilds its rooms
         // from the frontends; a frontend asks the owners to forget whatever
         // a previous incarnation of it had registered, before any client
@@ -248,6 +249,7 @@ impl App {
                     tracing::info!(server = %self.server_id(), "stop requested by {}", self.inner.discovery.name());
                 }
             }
+            crate::telemetry::health().set_draining();
         };
         match acceptor {
             Some(acceptor) => acceptor.run(shutdown).await,
@@ -332,14 +334,23 @@ impl Frontend for App {
         body: Bytes,
         is_request: bool,
     ) -> impl Future<Output = Option<Bytes>> + Send {
-        self.inner.pipeline.dispatch(
+        // Requests and responses by route, and the time between them.
+        let (metrics, label) = self.inner.pipeline.route_metrics(route);
+        let started = std::time::Instant::now();
+        metrics.request(label);
+        let call = self.inner.pipeline.dispatch(
             self.clone(),
             self.server_type(),
             session,
             route,
             body,
             is_request,
-        )
+        );
+        async move {
+            let response = call.await;
+            metrics.response(label, started, response.as_deref());
+            response
+        }
     }
 }
 

@@ -129,12 +129,21 @@ impl ClusterForwarder {
             session: Some(session.into()),
             is_request,
         };
+        let started = std::time::Instant::now();
         if !is_request {
             // The backend answers no notify (see `cluster::service`).
-            self.mux.send(server_id, req, self.timeout).await?;
+            let sent = self.mux.send(server_id, req, self.timeout).await;
+            crate::telemetry::m()
+                .calls("forward", server_id)
+                .record(started, sent.is_ok());
+            sent?;
             return Ok(None);
         }
-        let resp = self.mux.call(server_id, req, self.timeout).await?;
+        let resp = self.mux.call(server_id, req, self.timeout).await;
+        crate::telemetry::m()
+            .calls("forward", server_id)
+            .record(started, resp.as_ref().is_ok_and(|r| r.error.is_empty()));
+        let resp = resp?;
         if !resp.error.is_empty() {
             return Err(ClusterError::Remote {
                 server: server_id.to_string(),

@@ -90,8 +90,12 @@ impl PushClient {
             broadcast: false,
             binded_only: false,
         };
-        let ack = self.mux.call(frontend_id, req, self.timeout).await?;
-        Ok(ack.failed_uids)
+        let started = std::time::Instant::now();
+        let ack = self.mux.call(frontend_id, req, self.timeout).await;
+        crate::telemetry::m()
+            .calls("push", frontend_id)
+            .record(started, ack.is_ok());
+        Ok(ack?.failed_uids)
     }
 
     /// Pushes to every session (or every bound session) of `frontend_id`.
@@ -110,9 +114,11 @@ impl PushClient {
             broadcast: true,
             binded_only,
         };
-        self.mux
-            .call(frontend_id, req, self.timeout)
-            .await
-            .map(|_| ())
+        let started = std::time::Instant::now();
+        let ack = self.mux.call(frontend_id, req, self.timeout).await;
+        crate::telemetry::m()
+            .calls("broadcast", frontend_id)
+            .record(started, ack.is_ok());
+        ack.map(|_| ())
     }
 }

@@ -115,7 +115,12 @@ pub async fn call_with_timeout<T>(
     timeout: Duration,
     fut: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
 ) -> Result<T, ClusterError> {
-    match tokio::time::timeout(timeout, fut).await {
+    let started = std::time::Instant::now();
+    let result = tokio::time::timeout(timeout, fut).await;
+    crate::telemetry::m()
+        .calls("remote", server)
+        .record(started, matches!(result, Ok(Ok(_))));
+    match result {
         Err(_) => Err(ClusterError::Timeout {
             server: server.to_string(),
             millis: timeout.as_millis() as u64,

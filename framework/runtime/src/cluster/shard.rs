@@ -97,6 +97,7 @@ pub fn candidate_infos(servers: &ServerList, server_type: &str, ids: &[String]) 
                 client_host: None,
                 bind_host: None,
                 client_bind_host: None,
+                metrics_port: None,
             })
         })
         .collect()
@@ -246,7 +247,18 @@ impl ShardKeeper {
         }
         let removed = lost.len();
         channels.report_lost(lost);
+        let m = crate::telemetry::m();
+        m.handoffs.increment(1);
+        m.handoff_channels.increment(channels.all().len() as u64);
         self.inner.settled.send_replace(true);
+        // A start of the cluster changes the list once per server that comes
+        // up; a reconcile that found nothing to do is not worth a line then.
+        let eventful = !dropped.is_empty() || removed > 0 || !channels.all().is_empty();
+        if !eventful {
+            tracing::debug!(server = %self.inner.me.id, owners = owners.len(), frontends = frontends.len(),
+                "sharded channels reconciled (nothing to rebuild)");
+            return;
+        }
         tracing::info!(
             server = %self.inner.me.id,
             owners = owners.len(),

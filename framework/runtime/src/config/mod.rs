@@ -180,6 +180,15 @@ pub struct ServerInfo {
         skip_serializing_if = "Option::is_none"
     )]
     pub client_port: Option<u16>,
+    /// HTTP port of `/metrics`, `/healthz` and `/readyz` (bound on
+    /// `bindHost`, else `host`). None: no such endpoint, and the master
+    /// does not health-check this server.
+    #[serde(
+        default,
+        rename = "metricsPort",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub metrics_port: Option<u16>,
     /// Whether clients connect to this server.
     #[serde(default)]
     pub frontend: bool,

@@ -29,6 +29,7 @@ pub const SERVER_FIELDS: &[&str] = &[
     "clientBindHost",
     "port",
     "clientPort",
+    "metricsPort",
     "frontend",
     "max-connections",
     "auto-restart",

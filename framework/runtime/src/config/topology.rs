@@ -21,6 +21,7 @@ const KNOWN_FIELDS: &[&str] = &[
     "clientBindHost",
     "port",
     "clientPort",
+    "metricsPort",
     "frontend",
     "max-connections",
     "auto-restart",
@@ -271,6 +272,7 @@ impl Ctx<'_> {
         let client_bind_host = optional_host("clientBindHost")?;
         let port = fields::port(&obj, "port").map_err(|p| err("port", p))?;
         let client_port = fields::port(&obj, "clientPort").map_err(|p| err("clientPort", p))?;
+        let metrics_port = fields::port(&obj, "metricsPort").map_err(|p| err("metricsPort", p))?;
         let frontend = fields::boolean(&obj, "frontend")
             .map_err(|p| err("frontend", p))?
             .unwrap_or(false);
@@ -304,6 +306,7 @@ impl Ctx<'_> {
             client_bind_host,
             port,
             client_port,
+            metrics_port,
             frontend,
             max_connections,
             auto_restart,
@@ -327,7 +330,11 @@ fn check_unique(ctx: &Ctx<'_>, servers: &[ServerInfo]) -> Result<(), ConfigError
                 ),
             ));
         }
-        let pairs = [("port", s.port), ("clientPort", s.client_port)];
+        let pairs = [
+            ("port", s.port),
+            ("clientPort", s.client_port),
+            ("metricsPort", s.metrics_port),
+        ];
         for (field, port) in pairs {
             let Some(port) = port else { continue };
             if let Some((other, other_field)) = ports.insert((&s.host, port), (&s.id, field)) {

@@ -111,6 +111,7 @@ impl<F: Frontend> Acceptor<F> {
                         warn!(%peer, max, refused, "max-connections reached; connection refused \
                               (`refused`: since the last such line)");
                     }
+                    crate::telemetry::m().connections_refused.increment(1);
                     drop(tcp);
                     continue;
                 }
@@ -127,6 +128,7 @@ impl<F: Frontend> Acceptor<F> {
                               "max-connections-per-address reached; connection refused \
                                (`refused`: since the last such line)");
                     }
+                    crate::telemetry::m().connections_refused.increment(1);
                     drop(tcp);
                     continue;
                 };

@@ -44,7 +44,9 @@ use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_util::either::Either;
 use tracing::{Instrument, debug, error, info_span, trace, warn};
 
-use super::budget::{AddressCounts, AddressGuard, InFlight, KICK_RATE, RequestBudget, Verdict};
+use super::budget::{
+    AddressCounts, AddressGuard, InFlight, KICK_RATE, Refusal, RequestBudget, Verdict,
+};
 use super::proxy::{self, ProxyHeader};
 use super::sniff::{Kind, Rewind, sniff};
 use super::{ConnectorOptions, Frontend, TrackerGuard};
@@ -426,6 +428,7 @@ impl<F: Frontend> Agent<F> {
     /// Sends KICK `{"reason": reason}` (in WORKING, within [`KICK_WRITE`])
     /// and returns the exit that closes the connection.
     async fn kick(&mut self, reason: &str) -> Exit {
+        crate::telemetry::m().kick(reason);
         if self.state == STATE_WORKING
             && let Ok(kick) = encode_package(PackageType::Kick, &handshake::kick_body(reason))
         {
@@ -508,6 +511,7 @@ impl<F: Frontend> Agent<F> {
         self.write_one(frame).await?;
         self.state = STATE_WAIT_ACK;
         self.live.set_state(STATE_WAIT_ACK);
+        crate::telemetry::m().handshakes_ok.increment(1);
         debug!(client = ?request.sys.client_type, "handshake answered");
         Ok(())
     }
@@ -518,6 +522,7 @@ impl<F: Frontend> Agent<F> {
         {
             let _ = self.write_one(reply).await;
         }
+        crate::telemetry::m().handshakes_failed.increment(1);
         Exit::new(reason)
     }
 
@@ -553,6 +558,11 @@ impl<F: Frontend> Agent<F> {
             }
             (Verdict::Refuse(refusal), _) => {
                 trace!(?refusal, route = %msg.route, "message refused: over budget");
+                let m = crate::telemetry::m();
+                match refusal {
+                    Refusal::Rate => m.refused_rate.increment(1),
+                    Refusal::InFlight => m.refused_inflight.increment(1),
+                }
                 if msg.kind == MessageType::Request {
                     let body = Bytes::from_static(refusal.body());
                     if let Ok(frame) = encode_data_frame(&Message::response(msg.id, body), None) {

@@ -279,6 +279,7 @@ pub fn from_entries(entries: Vec<proto::ServerEntry>) -> Vec<ServerInfo> {
                 client_host: None,
                 bind_host: None,
                 client_bind_host: None,
+                metrics_port: None,
                 client_port,
                 frontend: e.frontend,
                 max_connections: None,

@@ -30,6 +30,7 @@ use super::registry::{Handler, Registry, TypedHandler};
 use super::{Forwarder, HandlerError, Route, RouteError};
 use crate::protocol::CODE_500;
 use crate::session::Session;
+use crate::telemetry::RouteMetrics;
 
 /// Handlers, filters and the forwarder of one server; built once by the app
 /// builder, read-only afterwards.
@@ -161,6 +162,17 @@ impl<C: Clone + Send + Sync + 'static> Pipeline<C> {
         self.registry.routes()
     }
 
+    /// The figures of a client's `route` and its label value: unknown and
+    /// server-only routes share one, `unknown`, so a client cannot create
+    /// series at will.
+    pub fn route_metrics(&self, route: &str) -> (&RouteMetrics, &str) {
+        static UNKNOWN: RouteMetrics = RouteMetrics::new();
+        match self.registry.get(route) {
+            Some(entry) if !self.server_only.contains(route) => (&entry.metrics, &entry.route),
+            _ => (&UNKNOWN, "unknown"),
+        }
+    }
+
     /// Runs filters and the handler of `route` on this server and returns the
     /// response body (§5.5 applied). Backends call this for forwarded
     /// requests; frontends through [`dispatch`](Self::dispatch).
@@ -179,6 +191,7 @@ impl<C: Clone + Send + Sync + 'static> Pipeline<C> {
             warn!(route, "no handler for route; answering 500");
             return is_request.then(|| Bytes::from_static(CODE_500));
         };
+        let started = std::time::Instant::now();
         let filter_ctx = FilterContext {
             app: ctx.clone(),
             session: session.clone(),
@@ -217,6 +230,7 @@ impl<C: Clone + Send + Sync + 'static> Pipeline<C> {
         {
             filter.after(filter_ctx.clone(), response.clone()).await;
         }
+        entry.metrics.handled(&entry.route, started.elapsed());
         is_request.then_some(response)
     }
 

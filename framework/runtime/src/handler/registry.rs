@@ -104,6 +104,8 @@ pub(crate) struct Entry<C> {
     pub(crate) handler: Arc<dyn Handler<C>>,
     pub(crate) filters: Filters<C>,
     pub(crate) route: Arc<str>,
+    /// This route's request/response/latency figures.
+    pub(crate) metrics: crate::telemetry::RouteMetrics,
 }
 
 /// Route → handler, plus per-route filters.
@@ -132,6 +134,7 @@ impl<C> Registry<C> {
                 handler,
                 filters,
                 route: Arc::from(route),
+                metrics: Default::default(),
             },
         );
     }

@@ -217,6 +217,8 @@ impl LiveSession {
             || (outbox.bytes + frame.len() > self.queue_bytes && !outbox.frames.is_empty())
         {
             outbox.close = Some(CloseRequest::Overflow);
+            let dropped = outbox.frames.len() as u64 + 1;
+            crate::telemetry::m().outbound_drops.increment(dropped);
             outbox.frames.clear();
             outbox.bytes = 0;
             drop(outbox);
@@ -230,6 +232,9 @@ impl LiveSession {
             return Err(PushError::Overflow);
         }
         outbox.bytes += frame.len();
+        let m = crate::telemetry::m();
+        m.frames_out.increment(1);
+        m.bytes_out.increment(frame.len() as u64);
         outbox.frames.push_back(frame);
         drop(outbox);
         self.wake.notify_one();

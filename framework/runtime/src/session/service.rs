@@ -103,6 +103,9 @@ impl SessionService {
             self.inner.queue_bytes,
         ));
         write(&self.inner.sessions).insert(sid, live.clone());
+        let m = crate::telemetry::m();
+        m.connections_total.increment(1);
+        m.connections_open.increment(1.0);
         live
     }
 
@@ -111,6 +114,7 @@ impl SessionService {
         let Some(live) = write(&self.inner.sessions).remove(&sid) else {
             return;
         };
+        crate::telemetry::m().connections_open.decrement(1.0);
         for by_sid in write(&self.inner.keys).values_mut() {
             by_sid.remove(&sid);
         }
@@ -299,6 +303,7 @@ impl SessionService {
             None => return uids.iter().map(|u| u.as_ref().to_owned()).collect(),
         };
         let mut failed = Vec::new();
+        let mut total = 0;
         // Both read locks once for the whole fan-out; `send` never blocks.
         let by_uid = read(&self.inner.uids);
         let sessions = read(&self.inner.sessions);
@@ -314,7 +319,9 @@ impl SessionService {
             if delivered == 0 {
                 failed.push(uid.to_owned());
             }
+            total += delivered;
         }
+        count_pushes(total, frame.len());
         failed
     }
 
@@ -324,13 +331,16 @@ impl SessionService {
         let Some(frame) = self.encode_push_frame(route, body) else {
             return sids.to_vec();
         };
-        sids.iter()
+        let failed: Vec<u64> = sids
+            .iter()
             .copied()
             .filter(|sid| match self.live(*sid) {
                 Some(live) => live.send(frame.clone()).is_err(),
                 None => true,
             })
-            .collect()
+            .collect();
+        count_pushes(sids.len() - failed.len(), frame.len());
+        failed
     }
 
     /// Pushes to every working session (only bound ones when `binded_only`);
@@ -339,11 +349,13 @@ impl SessionService {
         let Some(frame) = self.encode_push_frame(route, body) else {
             return 0;
         };
-        read(&self.inner.sessions)
+        let delivered = read(&self.inner.sessions)
             .values()
             .filter(|l| !binded_only || l.uid().is_some())
             .filter(|l| l.send(frame.clone()).is_ok())
-            .count()
+            .count();
+        count_pushes(delivered, frame.len());
+        delivered
     }
 
     fn encode_push_frame(&self, route: &str, body: Bytes) -> Option<Bytes> {
@@ -356,4 +368,12 @@ impl SessionService {
             }
         }
     }
+}
+
+/// Counts `delivered` pushes of one `len`-byte frame: two atomic adds per
+/// fan-out, whatever its size.
+fn count_pushes(delivered: usize, len: usize) {
+    let m = crate::telemetry::m();
+    m.pushes.increment(delivered as u64);
+    m.push_bytes.increment((delivered * len) as u64);
 }

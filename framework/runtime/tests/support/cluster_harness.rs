@@ -100,6 +100,7 @@ fn info(id: &str, ty: &str, port: u16, client_port: Option<u16>) -> ServerInfo {
         client_host: None,
         bind_host: None,
         client_bind_host: None,
+        metrics_port: None,
     }
 }
 

@@ -14,8 +14,8 @@ use tokio::sync::mpsc;
 
 use super::output::{describe_exit, line_prefix, pipe, tail_text};
 use super::{
-    BACKOFF_MAX, BACKOFF_MIN, Control, FAST_FAIL, HANDOFF, Inner, Kind, MAX_FAST_FAILS, State,
-    SupervisorConfig,
+    BACKOFF_MAX, BACKOFF_MIN, Control, FAST_FAIL, HANDOFF, HEALTH_FAILURES, HEALTH_INTERVAL,
+    HEALTH_TIMEOUT, Inner, Kind, MAX_FAST_FAILS, State, SupervisorConfig,
 };
 use crate::master::{procinfo, proto};
 use shaddock::config::ServerInfo;
@@ -72,6 +72,8 @@ impl Proc {
 /// `adopted` starts with watching that process instead of spawning one.
 pub(super) async fn supervise(inner: Arc<Inner>, id: String, mut ctl: mpsc::Receiver<Control>) {
     let mut fast_fails = 0u32;
+    // The first start is announced by "<id> is up"; respawns say "started".
+    let mut first = true;
     let mut backoff = BACKOFF_MIN;
     let mut adopted = inner
         .with_slot(&id, |s| {
@@ -118,7 +120,11 @@ pub(super) async fn supervise(inner: Arc<Inner>, id: String, mut ctl: mpsc::Rece
                     s.state = State::Starting;
                 });
                 inner.publish();
-                inner.say(&format!("started {id} (pid {pid})"));
+                if std::mem::take(&mut first) {
+                    tracing::debug!("started {id} (pid {pid})");
+                } else {
+                    inner.say(&format!("started {id} (pid {pid})"));
+                }
                 (Proc::Own(child), pid, started)
             }
         };
@@ -128,9 +134,11 @@ pub(super) async fn supervise(inner: Arc<Inner>, id: String, mut ctl: mpsc::Rece
             Exited(Result<ExitStatus, String>),
             Stopped,
             Restart,
+            Unhealthy(String),
         }
         let outcome = tokio::select! {
             status = proc.wait() => Outcome::Exited(status),
+            error = watch_health(&inner, &id, &info, pid) => Outcome::Unhealthy(error),
             cmd = ctl.recv() => match cmd {
                 Some(Control::Kill) => {
                     inner.with_slot(&id, |s| s.state = State::Stopping);
@@ -157,6 +165,18 @@ pub(super) async fn supervise(inner: Arc<Inner>, id: String, mut ctl: mpsc::Rece
             },
         };
         probe.abort();
+        if let Outcome::Unhealthy(error) = &outcome {
+            inner.with_slot(&id, |s| {
+                s.state = State::Unhealthy;
+                s.last_error = error.clone();
+            });
+            inner.publish();
+            inner.say(&format!(
+                "{id} is unhealthy: {error}; killing (SIGKILL) and restarting it"
+            ));
+            proc.signal(libc::SIGKILL);
+            let _ = tokio::time::timeout(Duration::from_secs(5), proc.wait()).await;
+        }
         for p in pipes {
             let _ = tokio::time::timeout(Duration::from_secs(1), p).await;
         }
@@ -169,6 +189,24 @@ pub(super) async fn supervise(inner: Arc<Inner>, id: String, mut ctl: mpsc::Rece
             s.connections = 0;
         });
         match outcome {
+            Outcome::Unhealthy(error) => {
+                // The kill came after the pid was cleared: the crash log
+                // and the restart count say what happened.
+                inner.crash_log(&format!(
+                    "{id} pid={pid} {error} after {:.1}s; killed (SIGKILL) and restarted",
+                    started.elapsed().as_secs_f64()
+                ));
+                inner.with_slot(&id, |s| {
+                    s.state = State::Restarting;
+                    s.last_error = error;
+                    s.restarts += 1;
+                });
+                inner.publish();
+                if !wait_to_respawn(&inner, &id, &mut ctl, BACKOFF_MIN).await {
+                    break;
+                }
+                continue;
+            }
             Outcome::Stopped => {
                 inner.say(&format!("{id} stopped"));
                 inner.with_slot(&id, |s| {
@@ -244,15 +282,7 @@ pub(super) async fn supervise(inner: Arc<Inner>, id: String, mut ctl: mpsc::Rece
                     s.state = State::Restarting;
                     s.last_error = error;
                 });
-                let stop = tokio::select! {
-                    _ = tokio::time::sleep(backoff) => false,
-                    cmd = ctl.recv() => !matches!(cmd, Some(Control::Restart)),
-                };
-                if stop {
-                    inner.with_slot(&id, |s| {
-                        s.state = State::Stopped;
-                        s.ever_up = false;
-                    });
+                if !wait_to_respawn(&inner, &id, &mut ctl, backoff).await {
                     break;
                 }
                 backoff = (backoff * 2).min(BACKOFF_MAX);
@@ -275,6 +305,28 @@ pub(super) async fn supervise(inner: Arc<Inner>, id: String, mut ctl: mpsc::Rece
         .lock()
         .retain(|s| !(s.info.id == id && s.remove_when_stopped && s.control.is_none()));
     inner.publish();
+}
+
+/// Waits `delay` before a respawn; `false` (the server is then `stopped`)
+/// when a stop or kill command came meanwhile (a restart command respawns
+/// at once).
+async fn wait_to_respawn(
+    inner: &Inner,
+    id: &str,
+    ctl: &mut mpsc::Receiver<Control>,
+    delay: Duration,
+) -> bool {
+    let stop = tokio::select! {
+        _ = tokio::time::sleep(delay) => false,
+        cmd = ctl.recv() => !matches!(cmd, Some(Control::Restart)),
+    };
+    if stop {
+        inner.with_slot(id, |s| {
+            s.state = State::Stopped;
+            s.ever_up = false;
+        });
+    }
+    !stop
 }
 
 /// Planned stop of a backend that is a member of the server list: it
@@ -441,7 +493,8 @@ fn spawn(cfg: &SupervisorConfig, info: &ServerInfo, kind: Kind) -> Result<Child,
 /// Refuses to spawn a server whose port another process already listens on:
 /// a clear "port taken" beats three crash reports.
 fn ports_free(info: &ServerInfo) -> Result<(), String> {
-    for port in [info.port, info.client_port].into_iter().flatten() {
+    let ports = [info.port, info.client_port, info.metrics_port];
+    for port in ports.into_iter().flatten() {
         let addr = format!("{}:{port}", info.host);
         let addrs: Vec<SocketAddr> = match addr.to_socket_addrs() {
             Ok(a) => a.collect(),
@@ -501,10 +554,81 @@ async fn probe_ready(inner: Arc<Inner>, id: String, info: ServerInfo, pid: u32) 
                 })
                 .unwrap_or(false);
             if changed {
-                inner.say(&format!("{id} is up"));
+                inner.say(&format!("{id} is up (pid {pid})"));
                 inner.publish();
             }
             return;
         }
+    }
+}
+
+/// Resolves (with the reason) once the server's health check failed
+/// [`HEALTH_FAILURES`] times in a row; checks start once the server is
+/// `running` under `pid`. Never resolves for a server without a
+/// `metricsPort`.
+async fn watch_health(inner: &Inner, id: &str, info: &ServerInfo, pid: u32) -> String {
+    let Some(port) = info.metrics_port else {
+        return std::future::pending().await;
+    };
+    let host = info.bind_host.clone().unwrap_or_else(|| info.host.clone());
+    let host = if host == "0.0.0.0" {
+        "127.0.0.1".into()
+    } else {
+        host
+    };
+    let addr = format!("{host}:{port}");
+    let mut failures = 0u32;
+    loop {
+        tokio::time::sleep(HEALTH_INTERVAL).await;
+        let running = inner
+            .with_slot(id, |s| s.pid == Some(pid) && s.state == State::Running)
+            .unwrap_or(false);
+        if !running {
+            failures = 0;
+            continue;
+        }
+        match tokio::time::timeout(HEALTH_TIMEOUT, healthz(&addr)).await {
+            Ok(Ok(())) => failures = 0,
+            Ok(Err(e)) => {
+                failures += 1;
+                if failures >= HEALTH_FAILURES {
+                    return format!("health check failed {failures} times in a row: {e}");
+                }
+            }
+            Err(_) => {
+                failures += 1;
+                if failures >= HEALTH_FAILURES {
+                    return format!(
+                        "health check timed out {failures} times in a row (GET http://{addr}/healthz, {} s each)",
+                        HEALTH_TIMEOUT.as_secs()
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// `GET /healthz` over a fresh connection; `Ok` on a 200.
+async fn healthz(addr: &str) -> Result<(), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| format!("GET http://{addr}/healthz: {e}"))?;
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: shaddock\r\nConnection: close\r\n\r\n")
+        .await
+        .map_err(|e| format!("GET http://{addr}/healthz: {e}"))?;
+    let mut head = [0u8; 12];
+    stream
+        .read_exact(&mut head)
+        .await
+        .map_err(|e| format!("GET http://{addr}/healthz: {e}"))?;
+    if head.starts_with(b"HTTP/1.1 200") || head.starts_with(b"HTTP/1.0 200") {
+        Ok(())
+    } else {
+        Err(format!(
+            "GET http://{addr}/healthz answered {:?}",
+            String::from_utf8_lossy(&head)
+        ))
     }
 }
