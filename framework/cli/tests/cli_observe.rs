@@ -82,7 +82,20 @@ fn scrape(port: u16) -> String {
 #[test]
 fn metrics_count_a_scripted_chat_and_health_restarts_a_frozen_server() {
     let (app, gate, rid, ports) = start_observed_app();
-    let started_log = std::fs::read_to_string(app.path().join("logs/master.log")).unwrap();
+    // The master prints its summary from its own readiness poll, which may
+    // come a moment after `start -D` saw every server up.
+    let started_log = shaddock_testkit::eventually(
+        "the master's startup summary",
+        std::time::Duration::from_secs(10),
+        || {
+            let log = std::fs::read_to_string(app.path().join("logs/master.log")).unwrap();
+            if log.contains("all servers are up") {
+                Ok(log)
+            } else {
+                Err(log)
+            }
+        },
+    );
 
     // Startup output: one line per server up and one summary; no line per
     // membership update.

@@ -298,7 +298,9 @@ impl proto::admin_server::Admin for AdminService {
             ));
         };
         let (token, ttl) = self.guard.login(peer(&request), user, password).await?;
-        tracing::info!(user, peer = ?peer(&request), "admin login");
+        // Successful logins are routine (one per CLI command): debug only;
+        // failures are warned about by the guard.
+        tracing::debug!(user, peer = ?peer(&request), "admin login");
         Ok(Response::new(proto::LoginResponse {
             token,
             expires_in_secs: ttl.as_secs(),
