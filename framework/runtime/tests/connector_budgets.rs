@@ -287,3 +287,34 @@ async fn connections_over_the_per_address_cap_are_refused() {
     witness.chat(5).await;
     server.shutdown().await;
 }
+
+/// New connections per address over `connects-per-second-per-address`
+/// are closed on accept (a kicked client logging in again at once is held
+/// to the rate); clients already connected are not affected.
+#[tokio::test]
+async fn new_connections_over_the_per_address_rate_are_refused() {
+    let server = start_with(
+        ConnectorOptions {
+            connect_rate_per_address: Some((2, 3)),
+            ..fast_options()
+        },
+        test_app,
+    )
+    .await;
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        open.push(connect(&server.url).await);
+    }
+    let over = Client::connect(&server.url, shaddock_client::ClientOptions::default()).await;
+    assert!(over.is_err(), "a 4th connection at once must be refused");
+    // 2/s refills one connection every 500 ms.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    open.push(connect(&server.url).await);
+    for c in &open {
+        let r: Value = c
+            .request("connector.testHandler.echo", &json!({"x": 1}))
+            .await
+            .expect("connected clients keep working");
+        assert_eq!(r["x"], 1);
+    }
+}

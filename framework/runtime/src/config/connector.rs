@@ -44,6 +44,10 @@ pub struct ConnectorLimits {
     pub idle_timeout_ms: Option<u64>,
     pub max_connections: Option<usize>,
     pub max_connections_per_address: Option<usize>,
+    /// New connections per second from one address (`0`: no limit).
+    pub connects_per_second_per_address: Option<u32>,
+    /// Burst of new connections from one address (default: twice the rate).
+    pub connect_burst_per_address: Option<u32>,
     /// PEM certificate chain for `wss://` (relative to the config folder).
     pub tls_cert: Option<String>,
     /// PEM private key for `wss://` (relative to the config folder).

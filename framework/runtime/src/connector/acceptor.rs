@@ -118,6 +118,19 @@ impl<F: Frontend> Acceptor<F> {
                 // A trusted proxy's clients are counted by their real
                 // address once the agent knows it.
                 let trusted = app.connector_options().trusted_proxies.trusts(peer.ip());
+                let connect_rate = app.connector_options().connect_rate_per_address;
+                if !trusted
+                    && !addresses.admit_connect(peer.ip(), connect_rate, tokio::time::Instant::now())
+                {
+                    if let Some(refused) = refusals.event() {
+                        warn!(%peer, rate = ?connect_rate, refused,
+                              "connects-per-second-per-address exceeded; connection refused \
+                               (`refused`: since the last such line)");
+                    }
+                    crate::telemetry::m().connections_refused.increment(1);
+                    drop(tcp);
+                    continue;
+                }
                 let address = if trusted {
                     None
                 } else if let Some(guard) = addresses.enter(peer.ip(), per_address) {

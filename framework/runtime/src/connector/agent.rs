@@ -119,11 +119,18 @@ pub(crate) async fn serve<F: Frontend>(
                 if trusted {
                     let ip = client.unwrap_or(peer.ip());
                     tracing::Span::current().record("client", tracing::field::display(ip));
-                    match addresses.enter(ip, opts.max_connections_per_address) {
+                    let rate_ok =
+                        addresses.admit_connect(ip, opts.connect_rate_per_address, Instant::now());
+                    match addresses
+                        .enter(ip, opts.max_connections_per_address)
+                        .filter(|_| rate_ok)
+                    {
                         Some(guard) => address = Some(guard),
                         None => {
                             warn!(client = %ip, max = ?opts.max_connections_per_address,
-                                  "max-connections-per-address reached (client behind a proxy); closing");
+                                  rate = ?opts.connect_rate_per_address,
+                                  "max-connections-per-address or connects-per-second-per-address \
+                                   reached (client behind a proxy); closing");
                             refused = Some("max-connections-per-address reached".to_owned());
                         }
                     }
@@ -154,8 +161,8 @@ pub(crate) async fn serve<F: Frontend>(
                         };
                         let Exit(reason) = agent.run().await;
                         // Best effort: the peer may already be gone.
-                        let _ = Box::pin(timeout(Duration::from_millis(200), agent.conn.close()))
-                            .await;
+                        let _ =
+                            Box::pin(timeout(Duration::from_millis(200), agent.conn.close())).await;
                         reason
                     }
                 }

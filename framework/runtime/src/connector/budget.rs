@@ -149,13 +149,45 @@ impl Drop for InFlight {
     }
 }
 
-/// Open connections per remote address, shared by one acceptor.
+/// Open connections per remote address, shared by one acceptor, and the
+/// rate of new connections per address (a token bucket each).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct AddressCounts {
     counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    connects: Arc<Mutex<HashMap<IpAddr, (f64, Instant)>>>,
 }
 
+/// Addresses whose connect buckets are remembered; beyond it the full
+/// (idle) buckets are forgotten first.
+const MAX_TRACKED_ADDRESSES: usize = 4096;
+
 impl AddressCounts {
+    /// Whether `ip` may open one more connection now under `rate`
+    /// (`(connections per second, burst)`; `None`: no limit). A client
+    /// kicked for abuse that logs in again at once is held to this rate.
+    pub(crate) fn admit_connect(&self, ip: IpAddr, rate: Option<(u32, u32)>, now: Instant) -> bool {
+        let Some((per_second, burst)) = rate else {
+            return true;
+        };
+        let (per_second, burst) = (f64::from(per_second.max(1)), f64::from(burst.max(1)));
+        let mut buckets = self.connects.lock().unwrap_or_else(|p| p.into_inner());
+        if buckets.len() >= MAX_TRACKED_ADDRESSES && !buckets.contains_key(&ip) {
+            buckets.retain(|_, (tokens, last)| {
+                *tokens + now.saturating_duration_since(*last).as_secs_f64() * per_second < burst
+            });
+        }
+        let (tokens, last) = buckets.entry(ip).or_insert((burst, now));
+        *tokens =
+            (*tokens + now.saturating_duration_since(*last).as_secs_f64() * per_second).min(burst);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
     /// Counts a connection from `ip`, unless `max` are already open.
     pub(crate) fn enter(&self, ip: IpAddr, max: Option<usize>) -> Option<AddressGuard> {
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
@@ -194,6 +226,33 @@ impl Drop for AddressGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn new_connections_per_address_are_held_to_the_rate() {
+        let counts = AddressCounts::default();
+        let (a, b): (IpAddr, IpAddr) = (
+            "203.0.113.1".parse().unwrap(),
+            "203.0.113.2".parse().unwrap(),
+        );
+        let t0 = Instant::now();
+        let rate = Some((10, 3));
+        let admitted: Vec<bool> = (0..5).map(|_| counts.admit_connect(a, rate, t0)).collect();
+        assert_eq!(
+            admitted,
+            [true, true, true, false, false],
+            "the burst, then refused"
+        );
+        assert!(
+            counts.admit_connect(b, rate, t0),
+            "another address has its own bucket"
+        );
+        assert!(
+            counts.admit_connect(a, rate, t0 + Duration::from_millis(100)),
+            "10/s refills"
+        );
+        assert!(!counts.admit_connect(a, rate, t0 + Duration::from_millis(100)));
+        assert!(counts.admit_connect(a, None, t0), "no limit without a rate");
+    }
 
     #[test]
     fn token_bucket_allows_the_burst_then_the_rate() {

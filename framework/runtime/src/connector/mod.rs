@@ -126,6 +126,13 @@ pub struct ConnectorOptions {
     /// Open connections allowed from one remote IP address; further ones
     /// are closed on accept (logged). `None`: no cap.
     pub max_connections_per_address: Option<usize>,
+    /// New connections one remote IP address may open per second, with a
+    /// burst: `(per second, burst)`; further ones are closed on accept
+    /// (logged, rate-limited). Holds a client that is kicked for abuse and
+    /// logs in again at once to this rate. `None` (the default): no limit —
+    /// a NAT, a load balancer without `trusted-proxies`, or a load robot
+    /// puts many players behind one address.
+    pub connect_rate_per_address: Option<(u32, u32)>,
     /// Time allowed from TCP accept to the HANDSHAKE_ACK (covers the
     /// WebSocket upgrade too). Protects against idle half-open sockets.
     pub handshake_timeout: Duration,
@@ -277,6 +284,7 @@ impl Default for ConnectorOptions {
             kick_after_refusals: 100,
             idle_timeout: Some(Duration::from_secs(60)),
             max_connections_per_address: Some(256),
+            connect_rate_per_address: None,
             handshake_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(10),
             forward_timeout: Duration::from_secs(10),
@@ -380,6 +388,21 @@ impl ConnectorOptions {
         }
         if let Some(v) = l.max_connections {
             self.max_connections = off_at_zero(v);
+        }
+        match (
+            l.connects_per_second_per_address,
+            l.connect_burst_per_address,
+        ) {
+            (Some(0), _) => self.connect_rate_per_address = None,
+            (Some(rate), burst) => {
+                self.connect_rate_per_address = Some((rate, burst.unwrap_or(rate * 2).max(1)));
+            }
+            (None, Some(burst)) => {
+                self.connect_rate_per_address = self
+                    .connect_rate_per_address
+                    .map(|(rate, _)| (rate, burst.max(1)));
+            }
+            (None, None) => {}
         }
         if let Some(v) = l.max_connections_per_address {
             self.max_connections_per_address = off_at_zero(v);
