@@ -255,17 +255,7 @@ impl Peers {
         user: &str,
     ) -> Result<proto::ListResponse, String> {
         let request = self.request(proto::ListRequest { local_only: true }, user)?;
-        let call = async {
-            let mut client = admin_client(peer).await?;
-            client
-                .list(request)
-                .await
-                .map(|r| r.into_inner())
-                .map_err(|s| s.message().to_string())
-        };
-        tokio::time::timeout(PEER_TIMEOUT, call)
-            .await
-            .map_err(|_| "timed out".to_string())?
+        on_peer(peer, |mut c| async move { c.list(request).await }).await
     }
 
     /// `Reload` of `peer`'s own servers, for `user`.
@@ -275,17 +265,7 @@ impl Peers {
         user: &str,
     ) -> Result<proto::ReloadResponse, String> {
         let request = self.request(proto::ReloadRequest { local_only: true }, user)?;
-        let call = async {
-            let mut client = admin_client(peer).await?;
-            client
-                .reload(request)
-                .await
-                .map(|r| r.into_inner())
-                .map_err(|s| s.message().to_string())
-        };
-        tokio::time::timeout(PEER_TIMEOUT, call)
-            .await
-            .map_err(|_| "timed out".to_string())?
+        on_peer(peer, |mut c| async move { c.reload(request).await }).await
     }
 
     /// `action` on `peer`'s servers of `request`, for `user`.
@@ -298,27 +278,40 @@ impl Peers {
     ) -> Result<proto::ActionResponse, String> {
         request.local_only = true;
         let request = self.request(request, user)?;
-        let call = async {
-            let mut client = admin_client(peer).await?;
-            let reply = match action {
-                Action::Start => client.start(request).await,
-                Action::Stop => client.stop(request).await,
-                Action::Kill => client.kill(request).await,
-                Action::Restart => client.restart(request).await,
-            };
-            reply
-                .map(|r| r.into_inner())
-                .map_err(|s| s.message().to_string())
-        };
-        tokio::time::timeout(PEER_TIMEOUT, call)
-            .await
-            .map_err(|_| "timed out".to_string())?
+        on_peer(peer, |mut c| async move {
+            match action {
+                Action::Start => c.start(request).await,
+                Action::Stop => c.stop(request).await,
+                Action::Kill => c.kill(request).await,
+                Action::Restart => c.restart(request).await,
+            }
+        })
+        .await
     }
 }
 
-async fn admin_client(
-    peer: &SupervisorEntry,
-) -> Result<proto::admin_client::AdminClient<tonic::transport::Channel>, String> {
+type PeerClient = proto::admin_client::AdminClient<tonic::transport::Channel>;
+
+/// Connects to `peer` and makes one call, all within [`PEER_TIMEOUT`];
+/// errors as one line (what failed, from the peer's side when it answered).
+async fn on_peer<T, F, Fut>(peer: &SupervisorEntry, call: F) -> Result<T, String>
+where
+    F: FnOnce(PeerClient) -> Fut,
+    Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
+    let go = async {
+        let client = admin_client(peer).await?;
+        call(client)
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|s| s.message().to_string())
+    };
+    tokio::time::timeout(PEER_TIMEOUT, go)
+        .await
+        .map_err(|_| "timed out".to_string())?
+}
+
+async fn admin_client(peer: &SupervisorEntry) -> Result<PeerClient, String> {
     proto::admin_client::AdminClient::connect(format!("http://{}", peer.admin))
         .await
         .map_err(|e| format!("cannot connect to {}: {e}", peer.admin))
