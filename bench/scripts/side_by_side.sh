@@ -54,10 +54,14 @@ wait_ports() {
   return 1
 }
 
-log "building release binaries"
-(cd "$ROOT" && cargo build --release -p game-server -p shaddock-bench) >&2
+# GS=<game-server binary> measures another build (e.g. a copy of the
+# previous commit's) without rebuilding.
+if [ -z "${GS:-}" ]; then
+  log "building release binaries"
+  (cd "$ROOT" && cargo build --release -p game-server -p shaddock-bench) >&2
+fi
 BENCH="$ROOT/target/release/shaddock-bench"
-GS="$ROOT/target/release/game-server"
+GS="${GS:-$ROOT/target/release/game-server}"
 
 # ---------- ours ----------
 OURS="$WORK/ours"

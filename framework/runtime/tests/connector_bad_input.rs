@@ -373,6 +373,27 @@ async fn slow_reader_is_closed_without_blocking_others() {
         queue_bound: 8,
         ..fast_options()
     };
+    slow_reader_is_closed(opts, 32 * 1024).await;
+}
+
+/// The byte bound alone (the frame bound out of reach): 4 KiB pushes to a
+/// client that stopped reading fill its socket buffers, then 64 KiB of
+/// queue, and the connection is closed.
+#[tokio::test]
+async fn slow_reader_over_the_byte_bound_is_closed() {
+    let opts = ConnectorOptions {
+        queue_bound: 100_000,
+        queue_bytes: 64 * 1024,
+        ..fast_options()
+    };
+    slow_reader_is_closed(opts, 4 * 1024).await;
+}
+
+/// A raw client that handshakes, binds, and then never reads gets pushes
+/// of `size` bytes until its queue overflows: the push reports it failed,
+/// the connection is closed (after a best-effort KICK, which a client that
+/// does not read may never see), and a well-behaved client is not held up.
+async fn slow_reader_is_closed(opts: ConnectorOptions, size: usize) {
     let server = start_with(opts, test_app).await;
     let witness = connect(&server.url).await;
     let r: Value = witness
@@ -380,7 +401,6 @@ async fn slow_reader_is_closed_without_blocking_others() {
         .await
         .unwrap();
     assert_eq!(r["code"], 200);
-    // A raw client that handshakes, binds, and then never reads.
     let mut slow = raw_connect(&server.url).await;
     handshake(&mut slow).await;
     send(
@@ -394,10 +414,12 @@ async fn slow_reader_is_closed_without_blocking_others() {
         || async { !server.app.sessions().by_uid("slow").is_empty() },
     )
     .await;
-    // Big pushes fill the socket buffers, then the queue overflows.
-    let body = Bytes::from(format!("\"{}\"", "y".repeat(32 * 1024)));
+    // Pushes fill the socket buffers (several MB on loopback), then the
+    // queue overflows.
+    let body = Bytes::from(format!("\"{}\"", "y".repeat(size)));
+    let mut pushed = 0usize;
     let mut slow_failed = false;
-    for _ in 0..2000 {
+    while pushed < 64 * 1024 * 1024 {
         let failed = server
             .app
             .sessions()
@@ -406,16 +428,25 @@ async fn slow_reader_is_closed_without_blocking_others() {
             slow_failed = true;
             break;
         }
+        pushed += body.len();
         tokio::task::yield_now().await;
     }
     assert!(slow_failed, "the slow client's queue overflowed");
     eventually_async(
         "the slow client to be closed",
-        Duration::from_secs(2),
+        Duration::from_secs(3),
         || async { server.app.sessions().by_uid("slow").is_empty() },
     )
     .await;
     witness_ok(&witness, 9).await;
-    drop(slow);
+    // What the socket held arrives, then the close: nothing hangs.
+    let mut frames = 0;
+    while next_frame(&mut slow, Duration::from_secs(3))
+        .await
+        .is_some()
+    {
+        frames += 1;
+    }
+    assert!(frames > 0, "the pushes the socket took were delivered");
     server.shutdown().await;
 }

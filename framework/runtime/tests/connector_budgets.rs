@@ -169,9 +169,12 @@ async fn burst(app: App, session: Session, req: Value) -> Result<Value, HandlerE
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn outbound_bytes_over_the_bound_are_kicked_with_the_reason() {
+async fn a_burst_under_the_byte_bound_is_delivered_whole() {
+    // The bound itself (a client that stops reading) is tested with a raw
+    // socket in `connector_bad_input.rs`: a client that reads is written to
+    // straight from the fan-out, so only what its socket cannot take counts.
     let opts = ConnectorOptions {
-        queue_bound: 100_000, // only the byte bound can trip
+        queue_bound: 100_000, // only the byte bound could trip
         queue_bytes: 64 * 1024,
         ..fast_options()
     };
@@ -180,21 +183,7 @@ async fn outbound_bytes_over_the_bound_are_kicked_with_the_reason() {
     })
     .await;
     let mut witness = Witness::new(&server).await;
-    let abuser = connect(&server.url).await;
-    // 200 × 4 KiB queued at once: 800 KiB against a 64 KiB bound.
-    abuser
-        .notify(
-            "connector.testHandler.burst",
-            &json!({"n": 200, "size": 4096}),
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        kicked(&abuser).await,
-        "outbound queue overflow: the client reads too slowly"
-    );
     witness.chat(10).await;
-    // Under the bound, the same burst is delivered whole.
     let fine = connect(&server.url).await;
     fine.notify(
         "connector.testHandler.burst",

@@ -13,7 +13,7 @@ use super::App;
 use crate::BoxFuture;
 use crate::cluster::shard::{SETTLE_LIMIT, candidate_infos, owner_of};
 use crate::cluster::{LocalNode, SessionOp, SessionOpError};
-use crate::session::{RemoteSessionOps, Session, SessionError, SessionSnapshot};
+use crate::session::{RemoteSessionOps, Session, SessionError, SessionService, SessionSnapshot};
 
 /// An [`App`] serving its cluster peers.
 pub(super) struct AppNode {
@@ -78,6 +78,39 @@ impl LocalNode for AppNode {
         self.frontend_only()?;
         self.app.sessions().broadcast(route, body, binded_only);
         Ok(())
+    }
+
+    fn push_batch(
+        &self,
+        batch: &[crate::cluster::proto::PushRequest],
+    ) -> Vec<Result<Vec<String>, SessionOpError>> {
+        if let Err(e) = self.frontend_only() {
+            return batch.iter().map(|_| Err(e.clone())).collect();
+        }
+        let sessions = self.app.sessions();
+        if let [one] = batch {
+            // Alone: written at once, from here.
+            return vec![Ok(if one.broadcast {
+                sessions.broadcast(&one.route, one.body.clone(), one.binded_only);
+                Vec::new()
+            } else {
+                sessions.push_to_uids(&one.route, one.body.clone(), &one.uids)
+            })];
+        }
+        let mut touched = Vec::new();
+        let results = batch
+            .iter()
+            .map(|m| {
+                Ok(if m.broadcast {
+                    sessions.broadcast(&m.route, m.body.clone(), m.binded_only);
+                    Vec::new()
+                } else {
+                    sessions.push_to_uids_deferred(&m.route, m.body.clone(), &m.uids, &mut touched)
+                })
+            })
+            .collect();
+        SessionService::flush_deferred(&mut touched);
+        results
     }
 
     fn members(

@@ -30,6 +30,9 @@ pub const MAX_IN_FLIGHT_PER_STREAM: usize = 4096;
 pub const HANDLER_DEADLINE: Duration = Duration::from_secs(60);
 /// Bound of each stream's outgoing answer queue.
 const ANSWER_QUEUE: usize = 1024;
+/// Most pushes applied as one batch (bounds the latency a batch adds to
+/// its first push, and the frames one client gets in one write).
+const PUSH_BATCH: usize = 64;
 
 /// A session operation requested by a backend.
 #[derive(Debug, Clone, PartialEq)]
@@ -93,6 +96,25 @@ pub trait LocalNode: Send + Sync + 'static {
 
     /// Pushes to every (bound) session of this frontend.
     fn broadcast(&self, route: &str, body: Bytes, binded_only: bool) -> Result<(), SessionOpError>;
+
+    /// Applies, in order, pushes that arrived together on one stream and
+    /// returns each one's failed uids. A frontend overrides it to write each
+    /// client's frames of the whole batch together — one system call per
+    /// client instead of one per push — which is what keeps a busy frontend
+    /// from falling further behind: the busier it is, the bigger the batches.
+    fn push_batch(&self, batch: &[proto::PushRequest]) -> Vec<Result<Vec<String>, SessionOpError>> {
+        batch
+            .iter()
+            .map(|m| {
+                if m.broadcast {
+                    self.broadcast(&m.route, m.body.clone(), m.binded_only)
+                        .map(|()| Vec::new())
+                } else {
+                    self.push_to_uids(&m.route, m.body.clone(), &m.uids)
+                }
+            })
+            .collect()
+    }
 
     /// Applies a backend's session operation.
     fn session_op(&self, op: SessionOp) -> BoxFuture<'_, Result<(), SessionOpError>>;
@@ -181,27 +203,42 @@ impl Cluster for ClusterService {
         let (tx, rx) = mpsc::channel(ANSWER_QUEUE);
         let node = self.node.clone();
         let stop = self.stop.clone();
-        // Applied in arrival order, inline: a push only queues bytes on
-        // sessions, and order between pushes is what clients observe.
+        // Applied in arrival order, inline: a push only writes or queues
+        // bytes on sessions, and order between pushes is what clients
+        // observe. Pushes already received when one is taken are applied
+        // with it as one batch (see `LocalNode::push_batch`).
         tokio::spawn(async move {
-            while let Some(Ok(Some(msg))) = stop.run_until_cancelled(inbound.message()).await {
-                let result = if msg.broadcast {
-                    node.broadcast(&msg.route, msg.body, msg.binded_only)
-                        .map(|_| Vec::new())
-                } else {
-                    node.push_to_uids(&msg.route, msg.body, &msg.uids)
-                };
-                let failed_uids = result.unwrap_or_else(|e| {
-                    // Not fatal for the stream: other pushes on it are fine.
-                    tracing::warn!(server = node.server_id(), route = %msg.route, error = %e, "push refused");
-                    msg.uids
-                });
-                let ack = proto::PushAck {
-                    id: msg.id,
-                    failed_uids,
-                };
-                if tx.send(Ok(ack)).await.is_err() {
-                    break;
+            let mut batch = Vec::new();
+            let mut open = true;
+            while open {
+                match stop.run_until_cancelled(inbound.message()).await {
+                    Some(Ok(Some(msg))) => batch.push(msg),
+                    _ => break,
+                }
+                while batch.len() < PUSH_BATCH {
+                    match inbound.message().now_or_never() {
+                        Some(Ok(Some(msg))) => batch.push(msg),
+                        None => break,
+                        Some(_) => {
+                            open = false;
+                            break;
+                        }
+                    }
+                }
+                let results = node.push_batch(&batch);
+                for (msg, result) in batch.drain(..).zip(results) {
+                    let failed_uids = result.unwrap_or_else(|e| {
+                        // Not fatal for the stream: other pushes on it are fine.
+                        tracing::warn!(server = node.server_id(), route = %msg.route, error = %e, "push refused");
+                        msg.uids
+                    });
+                    let ack = proto::PushAck {
+                        id: msg.id,
+                        failed_uids,
+                    };
+                    if tx.send(Ok(ack)).await.is_err() {
+                        return;
+                    }
                 }
             }
         });

@@ -60,6 +60,8 @@ pub struct ConnectorLimits {
     pub proxy_protocol: Option<bool>,
     /// Transports served on the client port: `["ws", "tcp"]` (default both).
     pub transports: Option<Vec<String>>,
+    /// Write window in ms (`0`: write at once, the default).
+    pub write_window_ms: Option<u64>,
 }
 
 impl ConnectorLimits {

@@ -57,11 +57,12 @@ use crate::protocol::{
     HEARTBEAT, Message, MessageType, PackageType, decode_message, decode_packages, encode_package,
 };
 use crate::session::live::{CloseRequest, STATE_INITED, STATE_WAIT_ACK, STATE_WORKING};
+use crate::session::wire::{SharedTcp, Wire};
 use crate::session::{LiveSession, Session};
 
-/// Plain TCP, or TLS over it (`wss://`, `tcp+tls`), with the sniffed
-/// first bytes given back.
-type ClientStream = Rewind<Either<TcpStream, tokio_rustls::server::TlsStream<TcpStream>>>;
+/// Plain TCP (shared with the push fan-out through its [`Wire`]), or TLS
+/// over it (`wss://`, `tcp+tls`), with the sniffed first bytes given back.
+type ClientStream = Rewind<Either<SharedTcp, tokio_rustls::server::TlsStream<TcpStream>>>;
 /// The client's packages, over a WebSocket or raw TCP.
 type Transport = PackageTransport<ClientStream>;
 
@@ -113,7 +114,7 @@ pub(crate) async fn serve<F: Frontend>(
         let (tracker, mut address) = conn;
         let trusted = opts.trusted_proxies.trusts(peer.ip());
         let reason = match open(opts, tcp, trusted, deadline).await {
-            Ok((conn, client)) => {
+            Ok((conn, client, wire)) => {
                 let mut conn = conn;
                 let mut refused = None;
                 if trusted {
@@ -142,6 +143,9 @@ pub(crate) async fn serve<F: Frontend>(
                     }
                     None => {
                         debug!(transport = conn.name(), "connection open");
+                        if let Some(wire) = &wire {
+                            live.attach_wire(wire, opts.write_window.is_some());
+                        }
                         let now = Instant::now();
                         let mut agent = Agent {
                             app: app.clone(),
@@ -152,6 +156,8 @@ pub(crate) async fn serve<F: Frontend>(
                             heartbeat_deadline: None,
                             idle_deadline: None,
                             last_inbound: now,
+                            wire,
+                            flush_at: None,
                             budget: RequestBudget::new(
                                 opts.rate_limit,
                                 opts.max_inflight,
@@ -160,6 +166,8 @@ pub(crate) async fn serve<F: Frontend>(
                             ),
                         };
                         let Exit(reason) = agent.run().await;
+                        // Nothing from the fan-out after the close frame.
+                        live.close_wire();
                         // Best effort: the peer may already be gone.
                         let _ =
                             Box::pin(timeout(Duration::from_millis(200), agent.conn.close())).await;
@@ -183,14 +191,14 @@ pub(crate) async fn serve<F: Frontend>(
 /// transport ([`sniff`]): raw TCP is ready at once; a WebSocket goes
 /// through the upgrade with its Origin check and `X-Forwarded-For`. A
 /// transport the frontend does not serve (`transports`) is closed, logged.
-/// Returns the client address the proxy gave, if any. Everything within
-/// the handshake deadline.
+/// Returns the client address the proxy gave, if any, and the plain-TCP
+/// socket's [`Wire`]. Everything within the handshake deadline.
 async fn open(
     opts: &ConnectorOptions,
     mut tcp: TcpStream,
     trusted: bool,
     deadline: Instant,
-) -> Result<(Transport, Option<IpAddr>), String> {
+) -> Result<(Transport, Option<IpAddr>, Option<Arc<Wire>>), String> {
     let mut client = None;
     if trusted && opts.proxy_protocol {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -199,6 +207,7 @@ async fn open(
             ProxyHeader::Local => {}
         }
     }
+    let mut wire = None;
     let stream = match &opts.tls {
         Some(tls) => {
             let tls_stream = tokio::time::timeout_at(deadline, tls.accept(tcp))
@@ -207,9 +216,16 @@ async fn open(
                 .map_err(|e| format!("TLS handshake failed: {e}"))?;
             Either::Right(tls_stream)
         }
-        None => Either::Left(tcp),
+        None => {
+            let shared = Wire::new(tcp);
+            wire = Some(shared.clone());
+            Either::Left(SharedTcp::new(shared, opts.queue_bytes))
+        }
     };
     let (kind, stream) = sniff(stream, deadline).await?;
+    if let Some(wire) = &wire {
+        wire.set_websocket(kind == Kind::WebSocket);
+    }
     if !opts.transports.allows(kind) {
         let (name, served) = (opts.transports.name(kind), opts.transports.names());
         warn!(
@@ -222,7 +238,7 @@ async fn open(
     }
     if kind == Kind::Tcp {
         let conn = PackageTransport::tcp(stream, opts.max_message_size, opts.ws_read_buffer);
-        return Ok((conn, client));
+        return Ok((conn, client, wire));
     }
     let forwarded: std::sync::Mutex<Option<IpAddr>> = std::sync::Mutex::new(None);
     // The error type is tungstenite's (an HTTP response), not ours to shrink.
@@ -260,7 +276,7 @@ async fn open(
         Err(_) => return Err("websocket upgrade timed out".to_owned()),
     };
     let forwarded = *forwarded.lock().unwrap_or_else(|p| p.into_inner());
-    Ok((PackageTransport::WebSocket(ws), client.or(forwarded)))
+    Ok((PackageTransport::WebSocket(ws), client.or(forwarded), wire))
 }
 
 struct Agent<F: Frontend> {
@@ -276,6 +292,11 @@ struct Agent<F: Frontend> {
     idle_deadline: Option<Instant>,
     /// When the last package arrived.
     last_inbound: Instant,
+    /// The plain-TCP socket the fan-out also writes to; what it could not
+    /// write waits there for [`write_batch`](Self::write_batch).
+    wire: Option<Arc<Wire>>,
+    /// With a write window: when to write what is queued.
+    flush_at: Option<Instant>,
     budget: RequestBudget,
 }
 
@@ -294,10 +315,10 @@ impl<F: Frontend> Agent<F> {
         let mut armed = self.handshake_deadline;
         loop {
             let deadline = if self.state == STATE_WORKING {
-                match (self.heartbeat_deadline, self.idle_deadline) {
-                    (Some(h), Some(i)) => Some(h.min(i)),
-                    (h, i) => h.or(i),
-                }
+                [self.heartbeat_deadline, self.idle_deadline, self.flush_at]
+                    .into_iter()
+                    .flatten()
+                    .min()
             } else {
                 Some(self.handshake_deadline)
             };
@@ -310,6 +331,14 @@ impl<F: Frontend> Agent<F> {
             tokio::select! {
                 _ = self.live.wait_outbound() => {
                     let close = self.live.drain(&mut batch);
+                    if let Some(window) = self.opts().write_window
+                        && close.is_none()
+                    {
+                        // The first frame of a window: write it and the
+                        // ones after it together when the window ends.
+                        self.flush_at.get_or_insert_with(|| Instant::now() + window);
+                        continue;
+                    }
                     // Boxed (here and below): these sub-futures are large and
                     // short-lived; keeping them out of the idle state machine
                     // keeps an idle connection's task small.
@@ -340,6 +369,16 @@ impl<F: Frontend> Agent<F> {
                         return Exit::new("handshake timeout");
                     }
                     let now = Instant::now();
+                    if self.flush_at.is_some_and(|f| f <= now) {
+                        self.flush_at = None;
+                        self.live.drain(&mut batch);
+                        match Box::pin(self.write_batch(&mut batch)).await {
+                            Ok(()) => {}
+                            Err(Stuck::Overflow) => return Box::pin(self.kick(OVERFLOW)).await,
+                            Err(Stuck::Timeout) => return Box::pin(self.kick(WRITE_STUCK)).await,
+                            Err(Stuck::Failed(exit)) => return exit,
+                        }
+                    }
                     if self.heartbeat_deadline.is_some_and(|h| h <= now) {
                         debug!("heartbeat timeout");
                         return Exit::new("heartbeat timeout");
@@ -380,7 +419,7 @@ impl<F: Frontend> Agent<F> {
     /// Feeds every queued frame, then flushes once (one or a few socket
     /// writes for a whole burst of pushes).
     async fn write_batch(&mut self, batch: &mut Vec<Bytes>) -> Result<(), Stuck> {
-        if batch.is_empty() {
+        if batch.is_empty() && !self.wire.as_ref().is_some_and(|w| w.has_pending()) {
             return Ok(());
         }
         let limit = self.opts().write_timeout;
@@ -436,6 +475,7 @@ impl<F: Frontend> Agent<F> {
     /// and returns the exit that closes the connection.
     async fn kick(&mut self, reason: &str) -> Exit {
         crate::telemetry::m().kick(reason);
+        self.live.close_wire();
         if self.state == STATE_WORKING
             && let Ok(kick) = encode_package(PackageType::Kick, &handshake::kick_body(reason))
         {

@@ -177,6 +177,13 @@ pub struct ConnectorOptions {
     /// `sys.type` and `sys.version`; `false` answers `{"code":501}` and
     /// closes the connection. `None`: every client is let in.
     pub check_client: Option<CheckClient>,
+    /// Write window (`write-window-ms` in connector.json): when set, pushes
+    /// and responses are queued and each connection writes what it has once
+    /// per window (one system call for many pushes: less CPU, up to this
+    /// much more latency), like Pomelo's buffered connector. `None` (the
+    /// default): written at once, from the fan-out itself on plain TCP
+    /// (`session::wire`).
+    pub write_window: Option<Duration>,
 }
 
 /// The transports a frontend serves on its client port.
@@ -298,6 +305,7 @@ impl Default for ConnectorOptions {
             proxy_protocol: false,
             transports: Transports::default(),
             check_client: None,
+            write_window: None,
         }
     }
 }
@@ -406,6 +414,9 @@ impl ConnectorOptions {
         }
         if let Some(v) = l.max_connections_per_address {
             self.max_connections_per_address = off_at_zero(v);
+        }
+        if let Some(ms) = l.write_window_ms {
+            self.write_window = (ms > 0).then(|| Duration::from_millis(ms));
         }
         self
     }

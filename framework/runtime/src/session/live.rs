@@ -5,15 +5,16 @@
 //! of these and per-connection memory is a benchmark target.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
 
 use bytes::Bytes;
 use serde_json::{Map, Value};
 use tokio::sync::Notify;
 
 use super::lock;
+use super::wire::{Pushed, Refused, Wire};
 use crate::session::SessionSnapshot;
 
 /// A callback run once when the connection ends, with the session as it was
@@ -85,6 +86,11 @@ pub struct LiveSession {
     /// Wakes the agent when frames or a close request are queued. A permit is
     /// stored when the agent is busy, so no wake-up is lost.
     wake: Notify,
+    /// The plain-TCP socket, for writing pushes from the fan-out (and
+    /// whether the write window defers them); unset for TLS, whose frames
+    /// go through `outbox`. Weak: the agent owns the socket, and a push
+    /// racing with its close must not keep it open.
+    wire: OnceLock<(Weak<Wire>, bool)>,
 }
 
 impl LiveSession {
@@ -104,7 +110,14 @@ impl LiveSession {
             data: Mutex::default(),
             outbox: Mutex::default(),
             wake: Notify::new(),
+            wire: OnceLock::new(),
         }
+    }
+
+    /// Sends this session's frames straight to `wire` from now on (plain
+    /// TCP), queued for the agent's next write window when `defer`.
+    pub(crate) fn attach_wire(&self, wire: &Arc<Wire>, defer: bool) {
+        let _ = self.wire.set((Arc::downgrade(wire), defer));
     }
 
     pub fn sid(&self) -> u64 {
@@ -207,6 +220,9 @@ impl LiveSession {
         if !self.is_working() {
             return Err(PushError::NotWorking);
         }
+        if let Some((wire, defer)) = self.wire.get() {
+            return self.send_on_wire(wire, *defer, frame);
+        }
         let mut outbox = lock(&self.outbox);
         if outbox.close.is_some() {
             return Err(PushError::Closing);
@@ -216,29 +232,86 @@ impl LiveSession {
         if outbox.frames.len() >= self.queue_bound
             || (outbox.bytes + frame.len() > self.queue_bytes && !outbox.frames.is_empty())
         {
-            outbox.close = Some(CloseRequest::Overflow);
             let dropped = outbox.frames.len() as u64 + 1;
-            crate::telemetry::m().outbound_drops.increment(dropped);
             outbox.frames.clear();
             outbox.bytes = 0;
             drop(outbox);
-            tracing::warn!(
-                sid = self.sid,
-                frames = self.queue_bound,
-                bytes = self.queue_bytes,
-                "outbound queue full (client reads too slowly); kicking and closing the connection"
-            );
-            self.wake.notify_one();
-            return Err(PushError::Overflow);
+            return Err(self.overflow(dropped));
         }
         outbox.bytes += frame.len();
-        let m = crate::telemetry::m();
-        m.frames_out.increment(1);
-        m.bytes_out.increment(frame.len() as u64);
+        count_out(frame.len());
         outbox.frames.push_back(frame);
         drop(outbox);
         self.wake.notify_one();
         Ok(())
+    }
+
+    /// [`send`](Self::send) for one push of a batch: on plain TCP (without
+    /// a write window) the frame is only queued on the wire, and `true`
+    /// says the caller must [`flush_wire`](Self::flush_wire) this session
+    /// after the batch (its queue was empty). Elsewhere the same as `send`.
+    pub(crate) fn send_deferred(&self, frame: Bytes) -> Result<bool, PushError> {
+        let Some((wire, false)) = self.wire.get() else {
+            return self.send(frame).map(|()| false);
+        };
+        if !self.is_working() {
+            return Err(PushError::NotWorking);
+        }
+        let Some(wire) = wire.upgrade() else {
+            return Err(PushError::Closing);
+        };
+        match wire.push(&frame, self.queue_bound, self.queue_bytes, true) {
+            Ok(pushed) => {
+                count_out(frame.len());
+                Ok(pushed == Pushed::WakeAgent)
+            }
+            Err(Refused::Closing) => Err(PushError::Closing),
+            Err(Refused::Overflow) => Err(self.overflow(1)),
+        }
+    }
+
+    /// Writes what [`send_deferred`](Self::send_deferred) queued; wakes the
+    /// agent for what the socket does not take now.
+    pub(crate) fn flush_wire(&self) {
+        if let Some(wire) = self.wire.get().and_then(|(w, _)| w.upgrade())
+            && !wire.flush_now()
+        {
+            self.wake.notify_one();
+        }
+    }
+
+    /// [`send`](Self::send) on plain TCP: written by the caller when the
+    /// socket has nothing waiting, else queued on the wire for the agent.
+    fn send_on_wire(&self, wire: &Weak<Wire>, defer: bool, frame: Bytes) -> Result<(), PushError> {
+        let Some(wire) = wire.upgrade() else {
+            return Err(PushError::Closing);
+        };
+        match wire.push(&frame, self.queue_bound, self.queue_bytes, defer) {
+            Ok(pushed) => {
+                count_out(frame.len());
+                if pushed == Pushed::WakeAgent {
+                    self.wake.notify_one();
+                }
+                Ok(())
+            }
+            Err(Refused::Closing) => Err(PushError::Closing),
+            Err(Refused::Overflow) => Err(self.overflow(1)),
+        }
+    }
+
+    /// The queue overflowed (`dropped` frames lost): asks the agent to KICK
+    /// and close, logged once.
+    fn overflow(&self, dropped: u64) -> PushError {
+        crate::telemetry::m().outbound_drops.increment(dropped);
+        lock(&self.outbox).close = Some(CloseRequest::Overflow);
+        tracing::warn!(
+            sid = self.sid,
+            frames = self.queue_bound,
+            bytes = self.queue_bytes,
+            "outbound queue full (client reads too slowly); kicking and closing the connection"
+        );
+        self.wake.notify_one();
+        PushError::Overflow
     }
 
     /// Asks the agent to send KICK `{"reason":..}` after the frames already
@@ -249,7 +322,16 @@ impl LiveSession {
             outbox.close = Some(CloseRequest::Kick(reason.to_owned()));
         }
         drop(outbox);
+        self.close_wire();
         self.wake.notify_one();
+    }
+
+    /// No more frames from the fan-out straight to the socket: the agent
+    /// is about to write its KICK or close frame, which must come last.
+    pub(crate) fn close_wire(&self) {
+        if let Some(wire) = self.wire.get().and_then(|(w, _)| w.upgrade()) {
+            wire.close_pushes();
+        }
     }
 
     /// Waits until frames or a close request are queued (agent side).
@@ -293,4 +375,11 @@ impl LiveSession {
             listener(snapshot.clone(), reason.to_owned());
         }
     }
+}
+
+/// Counts one frame of `len` bytes handed to a client's socket or queue.
+fn count_out(len: usize) {
+    let m = crate::telemetry::m();
+    m.frames_out.increment(1);
+    m.bytes_out.increment(len as u64);
 }

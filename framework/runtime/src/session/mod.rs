@@ -3,6 +3,8 @@
 //! * `live` — the frontend's own record of a connection ([`LiveSession`]):
 //!   sid, uid, settings, closed listeners and the bounded outbound queue the
 //!   connection's agent drains.
+//! * `wire` — a plain-TCP client socket that the push fan-out writes to
+//!   directly while nothing waits on it (no agent wake-up per push).
 //! * `service` — [`SessionService`]: the frontend's index of live sessions
 //!   (by sid, by uid), kicks and pushes that encode a package once and share
 //!   its `Bytes` across every receiver.
@@ -17,6 +19,7 @@ pub(crate) mod live;
 mod remote;
 mod service;
 mod tracker;
+pub(crate) mod wire;
 
 pub use handle::Session;
 pub use live::{ClosedListener, LiveSession, PushError};

@@ -298,6 +298,51 @@ impl SessionService {
     /// encoded once; returns the uids that had no session here or whose
     /// session could not take it.
     pub fn push_to_uids<S: AsRef<str>>(&self, route: &str, body: Bytes, uids: &[S]) -> Vec<String> {
+        self.fan_out(route, body, uids, |live, frame| live.send(frame).is_ok())
+    }
+
+    /// [`push_to_uids`](Self::push_to_uids) for one push of a batch: on
+    /// plain TCP the frame is only queued, and each session that needs a
+    /// write is added to `touched` once, for
+    /// [`flush_deferred`](Self::flush_deferred) after the last push of the
+    /// batch — one write per client for the whole batch.
+    pub fn push_to_uids_deferred<S: AsRef<str>>(
+        &self,
+        route: &str,
+        body: Bytes,
+        uids: &[S],
+        touched: &mut Vec<Arc<LiveSession>>,
+    ) -> Vec<String> {
+        self.fan_out(route, body, uids, |live, frame| {
+            match live.send_deferred(frame) {
+                Ok(first) => {
+                    if first {
+                        touched.push(live.clone());
+                    }
+                    true
+                }
+                Err(_) => false,
+            }
+        })
+    }
+
+    /// Writes what [`push_to_uids_deferred`](Self::push_to_uids_deferred)
+    /// queued (what a socket does not take now is left to its agent).
+    pub fn flush_deferred(touched: &mut Vec<Arc<LiveSession>>) {
+        for live in touched.drain(..) {
+            live.flush_wire();
+        }
+    }
+
+    /// Encodes the push once and hands it to every session of each uid
+    /// with `send`; returns the uids no session took it for.
+    fn fan_out<S: AsRef<str>>(
+        &self,
+        route: &str,
+        body: Bytes,
+        uids: &[S],
+        mut send: impl FnMut(&Arc<LiveSession>, Bytes) -> bool,
+    ) -> Vec<String> {
         let frame = match self.encode_push_frame(route, body) {
             Some(f) => f,
             None => return uids.iter().map(|u| u.as_ref().to_owned()).collect(),
@@ -314,7 +359,7 @@ impl SessionService {
                 .into_iter()
                 .flatten()
                 .filter_map(|sid| sessions.get(sid))
-                .filter(|l| l.send(frame.clone()).is_ok())
+                .filter(|l| send(l, frame.clone()))
                 .count();
             if delivered == 0 {
                 failed.push(uid.to_owned());
