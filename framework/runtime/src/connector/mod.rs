@@ -13,6 +13,8 @@
 //!
 //! * `sniff` — WebSocket and raw TCP on the same port (Pomelo's hybrid
 //!   connector): the first byte tells them apart.
+//! * `bodies` — protobuf bodies (§5.3) for the routes the app's protos
+//!   name: client bodies to JSON, responses and pushes from JSON.
 //!
 //! One connection's way in: accept (connection caps) → PROXY header (from
 //! a trusted proxy) → TLS → first byte: raw TCP (packages framed by their
@@ -29,6 +31,7 @@
 
 pub mod acceptor;
 mod agent;
+mod bodies;
 pub mod budget;
 pub mod proxy;
 mod sniff;
@@ -43,7 +46,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::config::{ConnectorLimits, ServerInfo};
-use crate::protocol::RouteDictionary;
+use crate::protocol::{Protos, RouteDictionary};
 use crate::session::{Session, SessionService};
 
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -177,6 +180,10 @@ pub struct ConnectorOptions {
     /// `sys.type` and `sys.version`; `false` answers `{"code":501}` and
     /// closes the connection. `None`: every client is let in.
     pub check_client: Option<CheckClient>,
+    /// Protobuf bodies (`config/serverProtos.json`, `clientProtos.json`,
+    /// loaded by the launcher): announced in the handshake, used for the
+    /// routes they name. `None`: JSON everywhere.
+    pub protos: Option<Arc<Protos>>,
 }
 
 /// The transports a frontend serves on its client port.
@@ -298,6 +305,7 @@ impl Default for ConnectorOptions {
             proxy_protocol: false,
             transports: Transports::default(),
             check_client: None,
+            protos: None,
         }
     }
 }
