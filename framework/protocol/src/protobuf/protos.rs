@@ -111,11 +111,14 @@ impl Protos {
     }
 }
 
+/// `Schema::encode_json` or `Schema::decode_json`.
+type Convert = fn(&Schema, &str, &[u8]) -> Result<Vec<u8>, ProtobufError>;
+
 fn transcode(
     schema: &Schema,
     route: &str,
     body: Bytes,
-    with: fn(&Schema, &str, &[u8]) -> Result<Vec<u8>, ProtobufError>,
+    with: Convert,
 ) -> Result<Bytes, ProtobufError> {
     if schema.has_route(route) {
         with(schema, route, &body).map(Bytes::from)
