@@ -56,13 +56,16 @@ impl Default for Protobuf {
     }
 }
 
-/// `value` without its `null`s (a non-finite float decodes to `null`,
-/// which the encoder then leaves out).
+/// `value` without what the encoder leaves out: `null`s (a non-finite
+/// float decodes to `null`) and empty arrays (a packed run of 0 elements
+/// decodes to `[]`, as in pomelo-protobuf, and an empty array writes
+/// nothing).
 fn without_nulls(value: &Value) -> Value {
+    let omitted = |v: &Value| v.is_null() || v.as_array().is_some_and(Vec::is_empty);
     match value {
         Value::Object(m) => Value::Object(
             m.iter()
-                .filter(|(_, v)| !v.is_null())
+                .filter(|(_, v)| !omitted(v))
                 .map(|(k, v)| (k.clone(), without_nulls(v)))
                 .collect::<Map<_, _>>(),
         ),
