@@ -69,3 +69,44 @@ fn read(config_dir: &Path, env: &str, name: &str) -> Result<Option<(PathBuf, Val
     }
     Ok(None)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absent_files_mean_json_and_a_bad_key_names_file_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(load_protos(dir.path(), "development").unwrap().is_none());
+
+        // Only the client file, in config/<env>/ (Pomelo's second place).
+        std::fs::create_dir(dir.path().join("development")).unwrap();
+        std::fs::write(
+            dir.path().join("development").join(CLIENT_PROTOS_FILE),
+            r#"{"chat.chatHandler.send": {"required string content": 1}}"#,
+        )
+        .unwrap();
+        let protos = load_protos(dir.path(), "development").unwrap().unwrap();
+        assert!(protos.client.has_route("chat.chatHandler.send"));
+        assert!(protos.server.is_empty());
+        assert!(load_protos(dir.path(), "production").unwrap().is_none());
+
+        std::fs::write(
+            dir.path().join(SERVER_PROTOS_FILE),
+            r#"{"onChat": {"required bool loud": 1}}"#,
+        )
+        .unwrap();
+        let err = load_protos(dir.path(), "development")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(SERVER_PROTOS_FILE), "{err}");
+        assert!(err.contains("onChat.required bool loud"), "{err}");
+        assert!(err.contains("unknown type `bool`"), "{err}");
+
+        std::fs::write(dir.path().join(SERVER_PROTOS_FILE), "{oops").unwrap();
+        let err = load_protos(dir.path(), "development")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not valid JSON"), "{err}");
+    }
+}
