@@ -8,6 +8,12 @@
 //! answers each server HEARTBEAT after the interval, and closes when the
 //! server stays silent for twice the interval.
 //!
+//! When the server's handshake announces protobuf schemas (`sys.protos`,
+//! §5.3), [`Client::request`], [`Client::notify`] and the pushes speak
+//! protobuf on the routes they name and JSON elsewhere; the caller only
+//! ever sees JSON. The protos are cached by version in
+//! [`ClientOptions::protos`] for the next connection.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use serde_json::{Value, json};
@@ -19,7 +25,10 @@
 //! # }
 //! ```
 
+mod protos;
 mod task;
+
+pub use protos::ProtoCache;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -41,8 +50,8 @@ use shaddock_protocol::encode_data_frame;
 use shaddock_protocol::handshake::{CODE_OK, HandshakeResponse};
 use shaddock_protocol::transport::PackageTransport;
 use shaddock_protocol::{
-    EncodeError, HANDSHAKE_ACK, Message, PackageType, RouteDictionary, decode_packages,
-    encode_package,
+    EncodeError, HANDSHAKE_ACK, Message, PackageType, ProtobufError, Protos, RouteDictionary,
+    decode_packages, encode_package,
 };
 
 /// Client settings.
@@ -69,6 +78,9 @@ pub struct ClientOptions {
     /// public web's roots (webpki-roots). See [`tls_trusting`] for a
     /// private CA or a self-signed test certificate.
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// Protobuf schemas received from servers, by version (clones of these
+    /// options share it). Sent as `sys.protoVersion` in the handshake.
+    pub protos: ProtoCache,
 }
 
 impl Default for ClientOptions {
@@ -82,6 +94,7 @@ impl Default for ClientOptions {
             send_heartbeats: true,
             max_message_size: 16 << 20,
             tls: None,
+            protos: ProtoCache::default(),
         }
     }
 }
@@ -90,6 +103,8 @@ impl Default for ClientOptions {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Push {
     pub route: String,
+    /// The body as JSON text: decoded from protobuf when the server's
+    /// protos name the route.
     pub body: Bytes,
 }
 
@@ -134,6 +149,8 @@ pub enum ClientError {
     Encode(#[from] EncodeError),
     #[error("JSON error: {0}")]
     Json(String),
+    #[error("protobuf body: {0}")]
+    Protobuf(#[from] ProtobufError),
 }
 
 impl From<serde_json::Error> for ClientError {
@@ -165,6 +182,8 @@ pub(crate) type PushRoutes = Mutex<HashMap<String, PushRoute>>;
 pub(crate) struct Shared {
     pub(crate) pending: Mutex<HashMap<u32, oneshot::Sender<Bytes>>>,
     pub(crate) dict: Option<RouteDictionary>,
+    /// The server's protobuf schemas, when it uses protobuf.
+    pub(crate) protos: Option<Arc<Protos>>,
     pub(crate) subscriptions: PushRoutes,
     pub(crate) pushes: mpsc::Sender<Push>,
     pub(crate) closed: watch::Sender<Option<CloseReason>>,
@@ -193,11 +212,19 @@ impl Client {
         let (ws, handshake) = tokio::time::timeout(options.connect_timeout, open(url, &options))
             .await
             .map_err(|_| ClientError::ConnectTimeout(url.to_owned()))??;
+        let protos = options
+            .protos
+            .after_handshake(&handshake)
+            .map_err(|reason| ClientError::Connect {
+                url: url.to_owned(),
+                reason,
+            })?;
         let (commands, command_rx) = mpsc::channel(256);
         let (push_tx, push_rx) = mpsc::channel(options.push_capacity.max(1));
         let shared = Arc::new(Shared {
             pending: Mutex::default(),
             dict: handshake.dictionary(),
+            protos,
             subscriptions: Mutex::default(),
             pushes: push_tx,
             closed: watch::channel(None).0,
@@ -231,19 +258,38 @@ impl Client {
         self.shared.dict.as_ref()
     }
 
-    /// Sends a request with a JSON body and decodes the JSON response.
+    /// The protobuf schemas in use on this connection, if the server uses
+    /// protobuf.
+    pub fn protos(&self) -> Option<&Arc<Protos>> {
+        self.shared.protos.as_ref()
+    }
+
+    /// Sends a request with a JSON body and decodes the JSON response
+    /// (protobuf on the wire when the server's protos name the route).
     pub async fn request<Req, Resp>(&self, route: &str, req: &Req) -> Result<Resp, ClientError>
     where
         Req: Serialize + ?Sized,
         Resp: DeserializeOwned,
     {
-        let body = serde_json::to_vec(req)?;
-        let resp = self.request_raw(route, body).await?;
+        let body = self.outgoing(route, serde_json::to_vec(req)?)?;
+        let mut resp = self.request_raw(route, body).await?;
+        if let Some(protos) = self.protos() {
+            resp = protos.server_body_to_json(route, resp)?;
+        }
         Ok(serde_json::from_slice(&resp)?)
     }
 
+    /// A JSON body as the wire carries it on `route`.
+    fn outgoing(&self, route: &str, json: Vec<u8>) -> Result<Bytes, ClientError> {
+        match self.protos() {
+            Some(protos) => Ok(protos.client_body_from_json(route, json.into())?),
+            None => Ok(json.into()),
+        }
+    }
+
     /// Sends a request and returns the raw response body, waiting at most
-    /// the configured request timeout.
+    /// the configured request timeout. The body goes out as given and
+    /// comes back as the wire carries it (no protobuf conversion).
     pub async fn request_raw(
         &self,
         route: &str,
@@ -295,10 +341,11 @@ impl Client {
         route: &str,
         req: &Req,
     ) -> Result<(), ClientError> {
-        self.notify_raw(route, serde_json::to_vec(req)?).await
+        let body = self.outgoing(route, serde_json::to_vec(req)?)?;
+        self.notify_raw(route, body).await
     }
 
-    /// Sends a notify with a raw body.
+    /// Sends a notify with a raw body (as given: no protobuf conversion).
     pub async fn notify_raw(&self, route: &str, body: impl Into<Bytes>) -> Result<(), ClientError> {
         let frame = encode_data_frame(&Message::notify(route, body), self.dictionary())?;
         self.send_frame(frame).await
@@ -545,6 +592,7 @@ async fn open(
     sys.insert("type".into(), Value::from("shaddock-rust"));
     sys.insert("version".into(), Value::from(env!("CARGO_PKG_VERSION")));
     sys.insert("rsa".into(), Value::Object(Map::new()));
+    sys.insert("protoVersion".into(), options.protos.version());
     for (k, v) in &options.handshake_sys {
         sys.insert(k.clone(), v.clone());
     }

@@ -149,9 +149,19 @@ fn deliver(shared: &Shared, body: Bytes) {
             }
         }
         MessageType::Push => {
+            let body = match &shared.protos {
+                None => msg.body,
+                Some(protos) => match protos.server_body_to_json(&msg.route, msg.body) {
+                    Ok(json) => json,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "push with an undecodable protobuf body dropped");
+                        return;
+                    }
+                },
+            };
             let push = Push {
                 route: msg.route,
-                body: msg.body,
+                body,
             };
             let subscribed = lock(&shared.subscriptions).get(&push.route).cloned();
             let target = match &subscribed {

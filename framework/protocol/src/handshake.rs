@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{DecodeError, RouteDictionary};
+use super::{DecodeError, Protos, RouteDictionary};
 
 /// Handshake succeeded.
 pub const CODE_OK: u16 = 200;
@@ -90,6 +90,11 @@ pub struct HandshakeReply<'a> {
     /// The client's `sys.dictVersion`: the dictionary is left out when it
     /// matches (the client has it cached).
     pub client_dict_version: Option<&'a str>,
+    /// The protobuf schemas, when the server has any: `useProto` is set
+    /// and `protos` is sent unless the client already has this version.
+    pub protos: Option<&'a Protos>,
+    /// The client's `sys.protoVersion`.
+    pub client_proto_version: Option<&'a Value>,
     /// Custom `user` data from the app's handshake hook.
     pub user: Option<Value>,
 }
@@ -110,6 +115,12 @@ impl HandshakeReply<'_> {
                 sys.insert("dictVersion".into(), Value::from(dict.version()));
             }
             sys.insert("useDict".into(), Value::Bool(true));
+        }
+        if let Some(protos) = self.protos {
+            if protos.client_needs(self.client_proto_version) {
+                sys.insert("protos".into(), protos.announcement().clone());
+            }
+            sys.insert("useProto".into(), Value::Bool(true));
         }
         let mut root = Map::new();
         root.insert("code".into(), Value::from(CODE_OK));
@@ -149,6 +160,14 @@ pub struct ServerSys {
     pub dict_version: Option<String>,
     #[serde(default, rename = "useDict")]
     pub use_dict: Option<bool>,
+    /// `{"server","client","version"}`: the protobuf schemas (§5.3), sent
+    /// when the client's `protoVersion` differs.
+    #[serde(default)]
+    pub protos: Option<Value>,
+    /// The server encodes bodies with protobuf where a schema exists (the
+    /// client uses its cached protos when `protos` was left out).
+    #[serde(default, rename = "useProto")]
+    pub use_proto: Option<bool>,
 }
 
 impl HandshakeResponse {

@@ -9,7 +9,8 @@
 //!   (plain or compressed through the [`dictionary`]) and an opaque body.
 //!
 //! [`handshake`] builds and parses the JSON bodies of HANDSHAKE and KICK
-//! packages. Nothing in here touches a socket, so every function can be
+//! packages; [`protobuf`] encodes and decodes message bodies with Pomelo's
+//! protobuf schemas (pomelo-protobuf), for the routes that have one. Nothing in here touches a socket, so every function can be
 //! property-tested and fuzzed; no input makes any of them panic.
 //!
 //! The one exception is opt-in: with the `io` feature, `transport` carries
@@ -22,6 +23,7 @@ pub mod handshake;
 pub mod hash;
 pub mod message;
 pub mod package;
+pub mod protobuf;
 #[cfg(feature = "io")]
 pub mod transport;
 
@@ -33,6 +35,7 @@ pub use package::{
     HANDSHAKE_ACK, HEARTBEAT, MAX_BODY_LEN, Package, PackageType, decode_packages, encode_package,
     encode_package_into, split_package,
 };
+pub use protobuf::{ProtobufError, Protos};
 
 /// Body of Pomelo's generic error response (§5.5): what a client gets for
 /// an unknown route, a failed handler or an unreachable backend.

@@ -182,16 +182,8 @@ pub fn decode_message(data: Bytes, dict: Option<&RouteDictionary>) -> Result<Mes
 }
 
 /// Base-128 varint, least-significant group first (§3.3).
-pub fn put_varint(dst: &mut BytesMut, mut value: u32) {
-    loop {
-        let byte = (value & 0x7F) as u8;
-        value >>= 7;
-        if value == 0 {
-            dst.put_u8(byte);
-            return;
-        }
-        dst.put_u8(byte | 0x80);
-    }
+pub fn put_varint(dst: &mut BytesMut, value: u32) {
+    crate::protobuf::wire::put_varint(dst, u64::from(value));
 }
 
 /// Reads a varint; returns the value and the number of bytes used.

@@ -290,6 +290,7 @@ fn v11_15_chat_dictionary_and_connector_handshake_reply() {
         dict: Some(&dict),
         client_dict_version: None,
         user: None,
+        ..Default::default()
     };
     assert_eq!(
         String::from_utf8(reply.to_json()).unwrap(),
@@ -317,6 +318,7 @@ fn v11_15_chat_dictionary_and_connector_handshake_reply() {
         dict: Some(&dict),
         client_dict_version: Some("s2r1qfKDrbhWCkA6uf+PTA=="),
         user: None,
+        ..Default::default()
     };
     assert_eq!(
         cached.to_json(),

@@ -192,6 +192,8 @@ pub struct Setup {
     secret: Option<ClusterSecret>,
     cluster_tls: Option<crate::cluster::tls::ClusterTls>,
     limits: ConnectorLimits,
+    /// `serverProtos.json` / `clientProtos.json`, when the app has them.
+    protos: Option<Arc<crate::protocol::Protos>>,
 }
 
 impl Setup {
@@ -207,6 +209,7 @@ impl Setup {
             secret: None,
             cluster_tls: None,
             limits: ConnectorLimits::default(),
+            protos: None,
             app: App::builder(server.clone()),
             cluster: ClusterBuilder::new(topology.servers.clone()),
             cluster_options: ClusterOptions::default(),
@@ -381,6 +384,12 @@ impl Setup {
             .with_transport(&self.limits, &self.config_dir)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         options.extra_dict_routes.extend(extra_dict_routes);
+        // connector.json's `use-protobuf: false` keeps this frontend on JSON.
+        if self.limits.use_protobuf == Some(false) {
+            options.protos = None;
+        } else if options.protos.is_none() {
+            options.protos = self.protos;
+        }
         let cluster = (self.cluster.secret(self.secret).tls(self.cluster_tls))
             .options(self.cluster_options)
             .build();
@@ -427,10 +436,16 @@ pub fn prepare(args: &LaunchArgs) -> anyhow::Result<(Setup, Vec<String>)> {
     if secret.is_none() && env == PRODUCTION {
         anyhow::bail!("{}", missing_secret_error(&args.config_dir, &env));
     }
-    let limits = ConnectorLimits::load(&args.config_dir, &env, &server.server_type)?;
+    let limits = ConnectorLimits::load_for(
+        &args.config_dir,
+        &env,
+        &server.server_type,
+        Some(&server.id),
+    )?;
     let mut setup = Setup::new(server, topology, args.extra.clone(), etcd);
     setup.secret = secret;
     setup.limits = limits;
+    setup.protos = crate::config::load_protos(&args.config_dir, &env)?;
     setup.cluster_tls = match crate::config::ClusterTlsFiles::load(&args.config_dir, &env)? {
         Some(files) => Some(
             crate::cluster::tls::ClusterTls::load(&files).map_err(|e| anyhow::anyhow!("{e}"))?,

@@ -9,7 +9,7 @@
 //!
 //! | layer | module | what it holds |
 //! |---|---|---|
-//! | wire | [`protocol`] | the Pomelo codec (crate `shaddock-protocol`): packages, messages, handshake, route dictionary, the dispatch [`hash`]. Pure: bytes in, values out |
+//! | wire | [`protocol`] | the Pomelo codec (crate `shaddock-protocol`): packages, messages, handshake, route dictionary, protobuf bodies, the dispatch [`hash`]. Pure: bytes in, values out |
 //! | base | [`config`], [`error`], [`logging`], [`telemetry`] | `servers.json` and friends, the cluster error type, log files, metrics and health (`/metrics`, `/healthz`, `/readyz`) |
 //! | membership | [`discovery`] | the live server list ([`discovery::Servers`]) and the [`discovery::Discovery`] trait with its backends: a static list, the master's stream, etcd |
 //! | connection state | [`session`] | one client connection's session: uid, settings, outbound queue; the frontend's [`session::SessionService`] |

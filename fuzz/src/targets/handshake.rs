@@ -97,6 +97,7 @@ impl Target for Handshakes {
                     dict: Some(&self.dict),
                     client_dict_version: request.sys.dict_version.as_deref(),
                     user: request.user.clone(),
+                    ..Default::default()
                 };
                 let json = reply.to_json();
                 serde_json::from_slice::<serde_json::Value>(&json)

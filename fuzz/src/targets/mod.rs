@@ -9,6 +9,7 @@ use crate::rng::Rng;
 pub mod handshake;
 pub mod message;
 pub mod package;
+pub mod protobuf;
 pub mod servers_json;
 pub mod tcp_framing;
 pub mod websocket;
@@ -37,6 +38,7 @@ pub fn all() -> Vec<Box<dyn Target>> {
         Box::new(tcp_framing::TcpFraming),
         Box::new(message::Messages::new()),
         Box::new(handshake::Handshakes::new()),
+        Box::new(protobuf::Protobuf::new()),
         Box::new(websocket::WebSocketFraming::new()),
         Box::new(servers_json::ServersJson),
     ]

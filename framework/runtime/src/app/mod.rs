@@ -539,7 +539,8 @@ impl AppBuilder {
             dict.clone(),
             self.options.queue_bound,
         )
-        .with_queue_bytes(self.options.queue_bytes);
+        .with_queue_bytes(self.options.queue_bytes)
+        .with_protos(self.options.protos.clone());
         let clustered = self.cluster.is_some();
         let cluster = self.cluster.unwrap_or_else(Cluster::standalone);
         let keeper = (clustered && self.sharded.contains(&self.server.server_type)).then(|| {

@@ -15,6 +15,14 @@
 //! (`["ws", "tcp"]`: WebSocket and raw TCP on the client port, the default;
 //! list one to refuse the other).
 //!
+//! `use-protobuf` (Pomelo's `useProtobuf`, default `true`): `false` keeps
+//! this frontend on JSON bodies even when the app has protobuf schemas
+//! (`serverProtos.json` / `clientProtos.json`), e.g. for browser clients
+//! next to a frontend for native ones.
+//!
+//! A section may also be keyed by a server id (`"connector-server-2"`):
+//! that server then uses it instead of its type's section.
+//!
 //! Every field is optional; `0` turns a limit off where off makes sense
 //! (`requests-per-second`, `idle-timeout-ms`, `max-connections`,
 //! `max-connections-per-address`). An unknown field is an error naming it,
@@ -60,8 +68,14 @@ pub struct ConnectorLimits {
     pub proxy_protocol: Option<bool>,
     /// Transports served on the client port: `["ws", "tcp"]` (default both).
     pub transports: Option<Vec<String>>,
+<<<<<<< HEAD
     /// Write window in ms (`0`: write at once, the default).
     pub write_window_ms: Option<u64>,
+=======
+    /// Protobuf bodies where the app's protos name a route (default on
+    /// when the app has protos); `false`: JSON everywhere on this frontend.
+    pub use_protobuf: Option<bool>,
+>>>>>>> pb14
 }
 
 impl ConnectorLimits {
@@ -69,6 +83,17 @@ impl ConnectorLimits {
     /// `env` (all `None` when the file, the environment or the type is
     /// absent).
     pub fn load(config_dir: &Path, env: &str, server_type: &str) -> Result<Self, ConfigError> {
+        Self::load_for(config_dir, env, server_type, None)
+    }
+
+    /// [`load`](Self::load) for one server: a section keyed by its id, if
+    /// present, replaces its type's section.
+    pub fn load_for(
+        config_dir: &Path,
+        env: &str,
+        server_type: &str,
+        server_id: Option<&str>,
+    ) -> Result<Self, ConfigError> {
         let path = config_dir.join(CONNECTOR_FILE);
         if !path.exists() {
             return Ok(Self::default());
@@ -79,13 +104,20 @@ impl ConnectorLimits {
             Err(ConfigError::UnknownEnvironment { .. }) => return Ok(Self::default()),
             Err(e) => return Err(e),
         };
-        let Some(entry) = section.get(server_type) else {
+        let by_id = server_id.and_then(|id| Some((section.get(id)?, format!("server \"{id}\""))));
+        let by_type = || {
+            Some((
+                section.get(server_type)?,
+                format!("server type \"{server_type}\""),
+            ))
+        };
+        let Some((entry, server)) = by_id.or_else(by_type) else {
             return Ok(Self::default());
         };
         serde_json::from_value(entry.clone()).map_err(|e| ConfigError::Invalid {
             file: label,
             env: env.to_owned(),
-            server: format!("server type \"{server_type}\""),
+            server,
             field: "(entry)".into(),
             problem: format!("{e}; see docs/security.md for the fields"),
         })
@@ -115,5 +147,22 @@ mod tests {
         assert!(e.to_string().contains("max-inflght"), "{e}");
         let other = ConnectorLimits::load(dir.path(), "production", "gate").unwrap();
         assert_eq!(other, ConnectorLimits::default());
+    }
+
+    #[test]
+    fn a_server_id_section_replaces_its_type_section() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(CONNECTOR_FILE),
+            r#"{"development": {"connector": {"burst": 3},
+                                "connector-server-2": {"use-protobuf": false}}}"#,
+        )
+        .unwrap();
+        let load = |id| ConnectorLimits::load_for(dir.path(), "development", "connector", id);
+        let one = load(Some("connector-server-1")).unwrap();
+        assert_eq!((one.burst, one.use_protobuf), (Some(3), None));
+        let two = load(Some("connector-server-2")).unwrap();
+        assert_eq!((two.burst, two.use_protobuf), (None, Some(false)));
+        assert_eq!(load(None).unwrap().burst, Some(3));
     }
 }

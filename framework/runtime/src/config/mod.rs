@@ -1,8 +1,10 @@
 //! App configuration: `config/servers.json` (the [`Topology`]),
 //! `config/master.json` ([`MasterConfig`]), the optional
 //! `config/dictionary.json` ([`load_dictionary`]) and the cluster secret
-//! (`config/cluster.json`, [`ClusterSecret`]), and the optional per-client
-//! budgets of the frontends (`config/connector.json`, [`ConnectorLimits`]).
+//! (`config/cluster.json`, [`ClusterSecret`]), the optional per-client
+//! budgets of the frontends (`config/connector.json`, [`ConnectorLimits`])
+//! and the optional protobuf schemas (`config/serverProtos.json`,
+//! `config/clientProtos.json`, [`load_protos`]).
 //!
 //! The field names are Pomelo's (§7.6 of `docs/protocol.md`) so a
 //! Pomelo user can bring their servers.json across unchanged:
@@ -61,6 +63,7 @@ mod etcd;
 mod fields;
 mod master;
 mod overrides;
+mod protos;
 mod topology;
 
 pub use cluster_secret::{
@@ -73,6 +76,7 @@ pub use error::ConfigError;
 pub use etcd::{ETCD_ENDPOINTS_VAR, EtcdConfig};
 pub use master::{MASTER_FILE, MasterConfig};
 pub use overrides::{ENV_PREFIX, EnvOverrides, FieldOverride, MASTER_FIELDS, SERVER_FIELDS};
+pub use protos::{CLIENT_PROTOS_FILE, SERVER_PROTOS_FILE, load_protos};
 pub use topology::{SERVERS_FILE, Topology};
 
 /// The environment used when neither `--env` nor `SHADDOCK_ENV` is given.

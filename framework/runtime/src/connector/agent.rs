@@ -44,15 +44,16 @@ use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_util::either::Either;
 use tracing::{Instrument, debug, error, info_span, trace, warn};
 
+use super::bodies;
 use super::budget::{
     AddressCounts, AddressGuard, InFlight, KICK_RATE, Refusal, RequestBudget, Verdict,
 };
 use super::proxy::{self, ProxyHeader};
 use super::sniff::{Kind, Rewind, sniff};
 use super::{ConnectorOptions, Frontend, TrackerGuard};
+use crate::protocol::CODE_500;
 use crate::protocol::handshake::{self, CODE_FAIL, CODE_OLD_CLIENT, HandshakeReply};
 use crate::protocol::transport::{PackageTransport, TransportError};
-use crate::protocol::{CODE_500, encode_data_frame};
 use crate::protocol::{
     HEARTBEAT, Message, MessageType, PackageType, decode_message, decode_packages, encode_package,
 };
@@ -551,6 +552,8 @@ impl<F: Frontend> Agent<F> {
             heartbeat_secs: opts.heartbeat_secs(),
             dict: self.app.dictionary().map(|d| d.as_ref()),
             client_dict_version: request.sys.dict_version.as_deref(),
+            protos: opts.protos.as_deref(),
+            client_proto_version: request.sys.proto_version.as_ref(),
             user: None,
         };
         let frame = encode_package(PackageType::Handshake, &reply.to_json())
@@ -588,7 +591,7 @@ impl<F: Frontend> Agent<F> {
     /// (an error response to a request, nothing for a notify) if not; KICKs
     /// a client that keeps going past its budget.
     async fn on_data(&mut self, body: Bytes) -> Result<(), Exit> {
-        let msg = match decode_message(body, self.app.dictionary().map(|d| d.as_ref())) {
+        let mut msg = match decode_message(body, self.app.dictionary().map(|d| d.as_ref())) {
             Ok(m) => m,
             Err(e) => {
                 warn!(error = %e, "undecodable message dropped");
@@ -599,6 +602,12 @@ impl<F: Frontend> Agent<F> {
             warn!(kind = ?msg.kind, "client sent a server-only message type; dropped");
             return Ok(());
         }
+        let protos = self.opts().protos.as_deref();
+        let Some(body) = bodies::client_body(protos, &msg.route, std::mem::take(&mut msg.body))
+        else {
+            return Ok(());
+        };
+        msg.body = body;
         match self.budget.admit(self.last_inbound) {
             (Verdict::Run, slot) => {
                 spawn_request(self.app.clone(), self.live.clone(), msg, slot);
@@ -612,7 +621,8 @@ impl<F: Frontend> Agent<F> {
                 }
                 if msg.kind == MessageType::Request {
                     let body = Bytes::from_static(refusal.body());
-                    if let Ok(frame) = encode_data_frame(&Message::response(msg.id, body), None) {
+                    let protos = self.opts().protos.as_deref();
+                    if let Some(frame) = bodies::response_frame(protos, msg.id, &msg.route, body) {
                         let _ = self.live.send(frame);
                     }
                 }
@@ -666,13 +676,11 @@ fn spawn_request<F: Frontend>(
                 }
             };
             if let (true, Some(body)) = (is_request, response) {
-                match encode_data_frame(&Message::response(msg.id, body), None) {
-                    Ok(frame) => {
-                        if let Err(e) = live.send(frame) {
-                            debug!(error = %e, "response not delivered");
-                        }
-                    }
-                    Err(e) => warn!(error = %e, "response not sent: cannot encode it"),
+                let protos = app.connector_options().protos.as_deref();
+                if let Some(frame) = bodies::response_frame(protos, msg.id, &msg.route, body)
+                    && let Err(e) = live.send(frame)
+                {
+                    debug!(error = %e, "response not delivered");
                 }
             }
             drop(guard);

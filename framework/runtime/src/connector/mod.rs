@@ -13,6 +13,8 @@
 //!
 //! * `sniff` — WebSocket and raw TCP on the same port (Pomelo's hybrid
 //!   connector): the first byte tells them apart.
+//! * `bodies` — protobuf bodies (§5.3) for the routes the app's protos
+//!   name: client bodies to JSON, responses and pushes from JSON.
 //!
 //! One connection's way in: accept (connection caps) → PROXY header (from
 //! a trusted proxy) → TLS → first byte: raw TCP (packages framed by their
@@ -29,6 +31,7 @@
 
 pub mod acceptor;
 mod agent;
+mod bodies;
 pub mod budget;
 pub mod proxy;
 mod sniff;
@@ -43,7 +46,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::config::{ConnectorLimits, ServerInfo};
-use crate::protocol::RouteDictionary;
+use crate::protocol::{Protos, RouteDictionary};
 use crate::session::{Session, SessionService};
 
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -184,6 +187,10 @@ pub struct ConnectorOptions {
     /// default): written at once, from the fan-out itself on plain TCP
     /// (`session::wire`).
     pub write_window: Option<Duration>,
+    /// Protobuf bodies (`config/serverProtos.json`, `clientProtos.json`,
+    /// loaded by the launcher): announced in the handshake, used for the
+    /// routes they name. `None`: JSON everywhere.
+    pub protos: Option<Arc<Protos>>,
 }
 
 /// The transports a frontend serves on its client port.
@@ -306,6 +313,7 @@ impl Default for ConnectorOptions {
             transports: Transports::default(),
             check_client: None,
             write_window: None,
+            protos: None,
         }
     }
 }

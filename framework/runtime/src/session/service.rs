@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 
 use super::{LiveSession, Session, SessionError, Tracker};
 use crate::protocol::encode_data_frame;
-use crate::protocol::{EncodeError, Message, RouteDictionary};
+use crate::protocol::{EncodeError, Message, Protos, RouteDictionary};
 use crate::session::SessionSnapshot;
 
 /// Cheap to clone; all clones share one index.
@@ -26,6 +26,8 @@ struct Inner {
     frontend_id: Arc<str>,
     /// Dictionary used to compress PUSH routes (None when `useDict` is off).
     dict: Option<Arc<RouteDictionary>>,
+    /// Protobuf bodies for the push routes `serverProtos.json` names.
+    protos: Option<Arc<Protos>>,
     queue_bound: usize,
     queue_bytes: usize,
     next_sid: AtomicU64,
@@ -62,6 +64,7 @@ impl SessionService {
             inner: Arc::new(Inner {
                 frontend_id: frontend_id.into(),
                 dict,
+                protos: None,
                 queue_bound,
                 queue_bytes: usize::MAX,
                 // Session ids start at 1, like Pomelo's socket ids.
@@ -79,6 +82,15 @@ impl SessionService {
     pub fn with_queue_bytes(mut self, bytes: usize) -> Self {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             inner.queue_bytes = bytes;
+        }
+        self
+    }
+
+    /// Encodes push bodies with protobuf on the routes `protos.server`
+    /// names (call before the service is cloned).
+    pub fn with_protos(mut self, protos: Option<Arc<Protos>>) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.protos = protos;
         }
         self
     }
@@ -290,7 +302,8 @@ impl SessionService {
     /// Encodes one PUSH package (route compressed when it is in the
     /// dictionary). The result can be sent to any number of sessions.
     pub fn encode_push(&self, route: &str, body: &[u8]) -> Result<Bytes, EncodeError> {
-        let msg = Message::push(route, Bytes::copy_from_slice(body));
+        let body = self.push_body(route, Bytes::copy_from_slice(body));
+        let msg = Message::push(route, body.unwrap_or_default());
         encode_data_frame(&msg, self.inner.dict.as_deref())
     }
 
@@ -404,7 +417,7 @@ impl SessionService {
     }
 
     fn encode_push_frame(&self, route: &str, body: Bytes) -> Option<Bytes> {
-        let msg = Message::push(route, body);
+        let msg = Message::push(route, self.push_body(route, body)?);
         match encode_data_frame(&msg, self.inner.dict.as_deref()) {
             Ok(f) => Some(f),
             Err(e) => {
@@ -412,6 +425,21 @@ impl SessionService {
                 None
             }
         }
+    }
+}
+
+impl SessionService {
+    /// A push body as the wire carries it: protobuf when `serverProtos.json`
+    /// names the route, else the JSON as given. `None` (logged): it does not
+    /// fit the schema and is not sent.
+    fn push_body(&self, route: &str, body: Bytes) -> Option<Bytes> {
+        let Some(protos) = &self.inner.protos else {
+            return Some(body);
+        };
+        protos
+            .server_body_from_json(route, body)
+            .map_err(|e| tracing::warn!(error = %e, "push not sent: its body does not fit serverProtos.json"))
+            .ok()
     }
 }
 
