@@ -65,6 +65,10 @@ struct Shared {
     /// Bumped on every replacement, so owners of server-held state can
     /// react to membership changes ([`Servers::changes`]).
     version: watch::Sender<u64>,
+    /// Frontends an operator drained (`shaddock drain`): members still,
+    /// kept apart from [`ServerInfo`] because draining is the operator's
+    /// state of a running server, not its configuration.
+    draining: RwLock<Arc<Vec<String>>>,
 }
 
 impl Default for Shared {
@@ -72,6 +76,7 @@ impl Default for Shared {
         Shared {
             list: RwLock::default(),
             version: watch::Sender::new(0),
+            draining: RwLock::default(),
         }
     }
 }
@@ -82,6 +87,7 @@ impl Servers {
             inner: Arc::new(Shared {
                 list: RwLock::new(Arc::new(ServerList::new(servers))),
                 version: watch::Sender::new(0),
+                draining: RwLock::default(),
             }),
         }
     }
@@ -133,6 +139,33 @@ impl Servers {
                 .collect(),
         };
         self.replace(next);
+    }
+
+    /// Replaces the set of drained frontends (the master's list says which).
+    pub fn set_draining(&self, ids: Vec<String>) {
+        let new = Arc::new(ids);
+        match self.inner.draining.write() {
+            Ok(mut guard) => *guard = new,
+            Err(poisoned) => *poisoned.into_inner() = new,
+        }
+    }
+
+    /// Whether an operator drained server `id`: it keeps its clients but
+    /// should be given no new ones.
+    pub fn is_draining(&self, id: &str) -> bool {
+        let draining = match self.inner.draining.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        draining.iter().any(|d| d == id)
+    }
+
+    /// The servers of one type that take new clients (drained ones left
+    /// out), in list order: what a gate chooses from.
+    pub fn accepting(&self, server_type: &str) -> Vec<ServerInfo> {
+        let mut servers = self.by_type(server_type);
+        servers.retain(|s| !self.is_draining(&s.id));
+        servers
     }
 
     /// Servers of one type, in list order.
