@@ -68,34 +68,43 @@ pub fn routes(admin: Arc<Admin>) -> Router {
         .with_state(admin)
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (
-        status,
-        [(header::CACHE_CONTROL, "no-store")],
-        Json(json!({ "error": message.into() })),
-    )
-        .into_response()
-}
+/// A refused or failed call: `{"error": why}` with its status.
+struct ApiError(StatusCode, String);
 
-fn master_error(e: MasterError) -> Response {
-    match e {
-        MasterError::Unauthenticated(m) => error(StatusCode::UNAUTHORIZED, m),
-        MasterError::Invalid(m) => error(StatusCode::BAD_REQUEST, m),
-        MasterError::Unavailable(m) => error(StatusCode::BAD_GATEWAY, m),
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.0,
+            [(header::CACHE_CONTROL, "no-store")],
+            Json(json!({ "error": self.1 })),
+        )
+            .into_response()
     }
 }
 
-fn master_of(admin: &Admin) -> Result<&Master, Response> {
-    admin.master.as_ref().ok_or_else(|| {
-        error(
+impl From<MasterError> for ApiError {
+    fn from(e: MasterError) -> Self {
+        match e {
+            MasterError::Unauthenticated(m) => ApiError(StatusCode::UNAUTHORIZED, m),
+            MasterError::Invalid(m) => ApiError(StatusCode::BAD_REQUEST, m),
+            MasterError::Unavailable(m) => ApiError(StatusCode::BAD_GATEWAY, m),
+        }
+    }
+}
+
+fn master_of(admin: &Admin) -> Result<Master, ApiError> {
+    admin.master.clone().ok_or_else(|| {
+        ApiError(
             StatusCode::SERVICE_UNAVAILABLE,
-            "this web server knows no master: start it with `shaddock start`, or pass --master HOST:PORT",
+            "this web server knows no master: start it with `shaddock start`, or pass \
+             --master HOST:PORT"
+                .into(),
         )
     })
 }
 
 /// The token of the request's cookie.
-fn token(headers: &HeaderMap) -> Result<String, Response> {
+fn token(headers: &HeaderMap) -> Result<String, ApiError> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -105,7 +114,7 @@ fn token(headers: &HeaderMap) -> Result<String, Response> {
             let (name, value) = pair.trim().split_once('=')?;
             (name == COOKIE && !value.is_empty()).then(|| value.to_string())
         })
-        .ok_or_else(|| error(StatusCode::UNAUTHORIZED, "log in first"))
+        .ok_or_else(|| ApiError(StatusCode::UNAUTHORIZED, "log in first".into()))
 }
 
 fn cookie(value: &str, max_age: u64) -> String {
@@ -118,25 +127,22 @@ struct Login {
     password: String,
 }
 
-async fn login(State(admin): State<Arc<Admin>>, Json(login): Json<Login>) -> Response {
-    let master = match master_of(&admin) {
-        Ok(m) => m,
-        Err(r) => return r,
-    };
-    match master.login(&login.user, &login.password).await {
-        Ok((token, ttl)) => {
-            tracing::info!(user = %login.user, "dashboard login");
-            (
-                [
-                    (header::SET_COOKIE, cookie(&token, ttl)),
-                    (header::CACHE_CONTROL, "no-store".to_string()),
-                ],
-                Json(json!({ "user": login.user, "expiresInSecs": ttl })),
-            )
-                .into_response()
-        }
-        Err(e) => master_error(e),
-    }
+async fn login(
+    State(admin): State<Arc<Admin>>,
+    Json(login): Json<Login>,
+) -> Result<Response, ApiError> {
+    let (token, ttl) = master_of(&admin)?
+        .login(&login.user, &login.password)
+        .await?;
+    tracing::info!(user = %login.user, "dashboard login");
+    Ok((
+        [
+            (header::SET_COOKIE, cookie(&token, ttl)),
+            (header::CACHE_CONTROL, "no-store".to_string()),
+        ],
+        Json(json!({ "user": login.user, "expiresInSecs": ttl })),
+    )
+        .into_response())
 }
 
 async fn logout() -> Response {
@@ -149,15 +155,13 @@ async fn logout() -> Response {
 
 /// `GET /admin/api/cluster`: every server with its figures and rates, and
 /// the rooms of each chat server.
-async fn cluster(State(admin): State<Arc<Admin>>, headers: HeaderMap) -> Response {
-    let (master, token) = match (master_of(&admin), token(&headers)) {
-        (Ok(m), Ok(t)) => (m.clone(), t),
-        (Err(r), _) | (_, Err(r)) => return r,
-    };
-    let list = match master.list(&token).await {
-        Ok(l) => l,
-        Err(e) => return master_error(e),
-    };
+async fn cluster(
+    State(admin): State<Arc<Admin>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let master = master_of(&admin)?;
+    let token = token(&headers)?;
+    let list = master.list(&token).await?;
     let mut errors: Vec<String> = list.unreachable.clone();
     // Every scrape at once: a slow server delays the answer by its timeout
     // at most, not by the sum of them.
@@ -230,7 +234,7 @@ async fn cluster(State(admin): State<Arc<Admin>>, headers: HeaderMap) -> Respons
         }
         Err(e) => errors.push(format!("rooms: {e:?}")),
     }
-    (
+    Ok((
         [(header::CACHE_CONTROL, "no-store")],
         Json(json!({
             "master": {
@@ -243,7 +247,7 @@ async fn cluster(State(admin): State<Arc<Admin>>, headers: HeaderMap) -> Respons
             "errors": errors,
         })),
     )
-        .into_response()
+        .into_response())
 }
 
 #[derive(Deserialize)]
@@ -261,20 +265,18 @@ async fn action(
     State(admin): State<Arc<Admin>>,
     headers: HeaderMap,
     Json(act): Json<Action>,
-) -> Response {
-    let (master, token) = match (master_of(&admin), token(&headers)) {
-        (Ok(m), Ok(t)) => (m.clone(), t),
-        (Err(r), _) | (_, Err(r)) => return r,
-    };
+) -> Result<Response, ApiError> {
+    let master = master_of(&admin)?;
+    let token = token(&headers)?;
     if !ACTIONS.contains(&act.action.as_str()) {
-        return error(
+        return Err(ApiError(
             StatusCode::BAD_REQUEST,
             format!(
                 "unknown action `{}` (one of {})",
                 act.action,
                 ACTIONS.join(", ")
             ),
-        );
+        ));
     }
     let req = proto::ActRequest {
         action: act.action,
@@ -283,15 +285,17 @@ async fn action(
         server_type: String::new(),
         query: false,
     };
-    match master.act(&token, req).await {
-        Ok(resp) => Json(json!({
-            "done": resp.outcomes.iter().filter(|o| o.error.is_empty()).map(|o| json!({
+    let resp = master.act(&token, req).await?;
+    let done: Vec<Value> = resp
+        .outcomes
+        .iter()
+        .filter(|o| o.error.is_empty())
+        .map(|o| {
+            json!({
                 "id": o.id,
                 "result": serde_json::from_str::<Value>(&o.result_json).unwrap_or(Value::Null),
-            })).collect::<Vec<_>>(),
-            "errors": resp.errors,
-        }))
-        .into_response(),
-        Err(e) => master_error(e),
-    }
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "done": done, "errors": resp.errors })).into_response())
 }
