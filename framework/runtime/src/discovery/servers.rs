@@ -190,3 +190,44 @@ impl Servers {
         Ok(format!("http://{}:{}", info.host, port))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(id: &str, server_type: &str) -> ServerInfo {
+        ServerInfo {
+            id: id.into(),
+            server_type: server_type.into(),
+            host: "127.0.0.1".into(),
+            client_host: None,
+            bind_host: None,
+            client_bind_host: None,
+            port: None,
+            client_port: Some(3000),
+            metrics_port: None,
+            frontend: true,
+            max_connections: None,
+            auto_restart: None,
+            args: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn drained_servers_take_no_new_clients_but_stay_members() {
+        let servers = Servers::new(vec![server("c1", "connector"), server("c2", "connector")]);
+        assert_eq!(servers.accepting("connector").len(), 2);
+        servers.set_draining(vec!["c1".into()]);
+        assert!(servers.is_draining("c1") && !servers.is_draining("c2"));
+        let ids: Vec<String> = servers
+            .accepting("connector")
+            .into_iter()
+            .map(|s| s.id)
+            .collect();
+        assert_eq!(ids, ["c2"]);
+        // Still a member: routing and pushes reach it.
+        assert_eq!(servers.by_type("connector").len(), 2);
+        servers.set_draining(Vec::new());
+        assert_eq!(servers.accepting("connector").len(), 2);
+    }
+}
