@@ -306,6 +306,9 @@ async fn run_action(
     };
     if outcome == ActionOutcome::NotHere {
         tracing::debug!(server = %ctx.me.id, action = %command.name, "admin action does not apply here");
+    } else if command.query {
+        // A dashboard polls its queries: not a line every 2 s.
+        tracing::debug!(server = %ctx.me.id, query = %command.name, outcome = ?outcome, "admin query from the master");
     } else {
         tracing::info!(server = %ctx.me.id, action = %command.name, outcome = ?outcome, "admin action from the master");
     }
