@@ -7,6 +7,9 @@
 //! routes, `servers/<type>/remote/*` for RPCs between servers.
 
 mod servers {
+    pub mod admin {
+        pub mod chat_admin;
+    }
     pub mod gate {
         pub mod handler {
             pub mod gate_handler;
@@ -36,6 +39,7 @@ mod proto {
 use std::time::Duration;
 
 use proto::chat_remote_server::ChatRemoteServer;
+use servers::admin::chat_admin;
 use servers::chat::handler::chat_handler;
 use servers::chat::remote::chat_remote::{self, ChatRemote};
 use servers::{connector::handler::entry_handler, gate::handler::gate_handler};
@@ -54,6 +58,11 @@ fn main() -> std::process::ExitCode {
             // after a crash, moved when chat servers come and go.
             .shard("chat")
             .on_member_lost(chat_remote::member_lost)
+            // Operators' actions on rooms (`shaddock broadcast`,
+            // `close-room`); kick and drain are the framework's.
+            .admin_action("broadcast", chat_admin::broadcast)
+            .admin_action("close-room", chat_admin::close_room)
+            .admin_query("rooms", chat_admin::rooms)
             .connector(
                 "connector",
                 ConnectorOptions {

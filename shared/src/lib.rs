@@ -18,6 +18,9 @@ pub const PUSH_CHAT: &str = "onChat";
 pub const PUSH_ADD: &str = "onAdd";
 /// Push: a user left the room.
 pub const PUSH_LEAVE: &str = "onLeave";
+/// Push: a message from the operators (`shaddock broadcast`), shown as a
+/// system line.
+pub const PUSH_SYSTEM: &str = "onSystem";
 /// `target` value that addresses the whole room.
 pub const TARGET_ALL: &str = "*";
 
@@ -103,6 +106,12 @@ pub struct OnChat {
     pub msg: String,
     pub from: String,
     pub target: String,
+}
+
+/// `onSystem` push body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OnSystem {
+    pub msg: String,
 }
 
 /// `onAdd` / `onLeave` push body: `{"route":"onAdd","user":"bob"}`. The

@@ -1,5 +1,7 @@
-//! The HTTP routes: `/healthz`, `/gates.json` and every file under the
-//! public folder, all with the security headers of [`crate::headers`].
+//! The HTTP routes: `/healthz`, `/gates.json`, the dashboard's
+//! `/admin/api/*` ([`crate::admin`]) and every file under the public folder
+//! (`/admin/` is `public/admin/index.html`), all with the security headers
+//! of [`crate::headers`].
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -17,7 +19,12 @@ use tracing::Level;
 /// for missing files and rejects paths that would leave `public`
 /// (`..` segments, also percent-encoded ones). `gates` is what
 /// `/gates.json` lists (see [`crate::gates`]).
-pub fn router(public: PathBuf, gates: Vec<String>, secure: bool) -> Router {
+pub fn router(
+    public: PathBuf,
+    gates: Vec<String>,
+    secure: bool,
+    admin: crate::admin::Admin,
+) -> Router {
     let router = Router::new()
         .route("/healthz", get(healthz))
         .route("/gates.json", get(gates_json))
@@ -25,6 +32,7 @@ pub fn router(public: PathBuf, gates: Vec<String>, secure: bool) -> Router {
             list: gates,
             secure,
         }))
+        .merge(crate::admin::routes(Arc::new(admin)))
         .fallback_service(ServeDir::new(public));
     crate::headers::apply(router).layer(
         // One INFO line per request (method, path, status, latency) in

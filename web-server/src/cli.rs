@@ -46,6 +46,11 @@ pub struct Args {
     #[arg(long = "gate", value_name = "HOST:PORT")]
     pub gates: Vec<String>,
 
+    /// The master's admin API (`host:port`), which the /admin dashboard
+    /// asks; the master sets SHADDOCK_MASTER for the servers it starts.
+    #[arg(long, env = "SHADDOCK_MASTER")]
+    pub master: Option<String>,
+
     /// Folder for `web-server.log` (created if missing).
     #[arg(long, default_value = "logs")]
     pub log_dir: PathBuf,

@@ -62,6 +62,24 @@ pub fn secure(config_dir: &Path, env: &str, gate_type: &str) -> anyhow::Result<b
     Ok(limits.tls_cert.is_some())
 }
 
+/// `host:metricsPort` of every server of servers.json that has one (what
+/// the dashboard scrapes). Empty without servers.json.
+pub fn metrics_endpoints(
+    config_dir: &Path,
+    env: &str,
+) -> anyhow::Result<std::collections::HashMap<String, String>> {
+    if !config_dir.join("servers.json").is_file() {
+        return Ok(Default::default());
+    }
+    let topology = Topology::load(config_dir, env)
+        .with_context(|| format!("reading {}/servers.json (env {env})", config_dir.display()))?;
+    Ok(topology
+        .servers
+        .iter()
+        .filter_map(|s| Some((s.id.clone(), host_port(&s.host, s.metrics_port?))))
+        .collect())
+}
+
 fn host_port(host: &str, port: u16) -> String {
     if host.contains(':') && !host.starts_with('[') {
         format!("[{host}]:{port}")

@@ -1,9 +1,11 @@
 //! `web-server`: the static HTTP server of the Shaddock chat demo.
 //!
 //! It plays the part of Pomelo's `web-server/app.js`: it serves `public/`
-//! (the chat page and our ES-module Pomelo client) and nothing else. The
-//! page itself talks WebSocket to the gate and connectors directly.
+//! (the chat page and our ES-module Pomelo client) and the `/admin`
+//! dashboard's API ([`admin`]). The chat page itself talks WebSocket to the
+//! gate and connectors directly.
 
+mod admin;
 mod app;
 mod cli;
 mod gates;
@@ -35,6 +37,10 @@ async fn run(args: cli::Args) -> anyhow::Result<()> {
     let public = args.public_dir()?;
     let gates = gates::load(&args.config, &args.env, &args.gate_type, &args.gates)?;
     let secure = gates::secure(&args.config, &args.env, &args.gate_type)?;
+    let admin = admin::Admin::new(
+        args.master.clone().map(|addr| admin::Master { addr }),
+        gates::metrics_endpoints(&args.config, &args.env)?,
+    );
     let addr = SocketAddr::new(args.host, args.port);
     let listener = TcpListener::bind(addr).await.with_context(|| {
         format!("binding {addr}: is another web-server running? choose another --port")
@@ -47,7 +53,7 @@ async fn run(args: cli::Args) -> anyhow::Result<()> {
     use std::io::Write;
     let _ = writeln!(std::io::stdout(), "listening on http://{local}");
 
-    axum::serve(listener, app::router(public, gates, secure))
+    axum::serve(listener, app::router(public, gates, secure, admin))
         // Ctrl-C or SIGTERM: in-flight requests finish, no new connection is
         // accepted.
         .with_graceful_shutdown(shaddock::launch::shutdown_signal())

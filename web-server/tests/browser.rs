@@ -11,6 +11,11 @@
 //! they are missing the test runs `.ci/install-browser-deps.sh` itself, and
 //! FAILS saying what is still missing if that did not work.
 //! `SHADDOCK_SKIP_BROWSER=1` skips it explicitly (loudly).
+//!
+//! `dashboard_works_in_a_real_browser` runs `web-server/e2e/dashboard.e2e.mjs`
+//! against the `/admin` dashboard while users chat on every connector and
+//! chat server (Rust clients here), and keeps its screenshot
+//! (`web-server/e2e/artifacts/dashboard.png`).
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -270,32 +275,38 @@ fn start_chat_cluster(tls: bool) -> ChatCluster {
 /// Runs the e2e script against `cluster` with extra environment.
 fn run_e2e(cluster: &ChatCluster, extra: &[(&str, &str)]) {
     let url = format!("{}?gate={}", cluster.web_url, cluster.gate);
-    let script = manifest_dir().join("e2e/chat.e2e.mjs");
-    let mut command = Command::new("node");
-    command
-        .arg(&script)
-        .env("WEB_URL", &url)
-        .env("E2E_CONNECTORS", cluster.connectors.to_string())
-        .env("E2E_SERVER_LOSS_CMD", &cluster.server_loss_cmd)
+    let connectors = cluster.connectors.to_string();
+    let mut env = vec![
+        ("WEB_URL", url.as_str()),
+        ("E2E_CONNECTORS", connectors.as_str()),
+        ("E2E_SERVER_LOSS_CMD", cluster.server_loss_cmd.as_str()),
+    ];
+    let cert = cluster.tls_cert.as_ref().map(|c| c.display().to_string());
+    if let Some(cert) = &cert {
+        env.push(("E2E_TLS_CERT", cert));
+    }
+    env.extend_from_slice(extra);
+    run_node("chat.e2e.mjs", &env, &url);
+}
+
+/// Runs `web-server/e2e/<script>` with `env`, within [`E2E_TIMEOUT`].
+fn run_node(script: &str, env: &[(&str, &str)], url: &str) {
+    let path = manifest_dir().join("e2e").join(script);
+    let mut child = Command::new("node")
+        .arg(&path)
+        .envs(env.iter().copied())
         .current_dir(workspace_dir())
-        .stdin(Stdio::null());
-    if let Some(cert) = &cluster.tls_cert {
-        command.env("E2E_TLS_CERT", cert);
-    }
-    for (k, v) in extra {
-        command.env(k, v);
-    }
-    let mut child = command
+        .stdin(Stdio::null())
         .spawn()
-        .expect("starting node web-server/e2e/chat.e2e.mjs");
+        .unwrap_or_else(|e| panic!("starting node web-server/e2e/{script}: {e}"));
     let status = exit_within(&mut child, E2E_TIMEOUT).unwrap_or_else(|| {
         let _ = child.kill();
         let _ = child.wait();
-        panic!("the browser e2e did not finish within {E2E_TIMEOUT:?} ({url})");
+        panic!("web-server/e2e/{script} did not finish within {E2E_TIMEOUT:?} ({url})");
     });
     assert!(
         status.success(),
-        "browser e2e failed ({status}) against {url}: see `E2E FAILED: ...` above and the \
+        "web-server/e2e/{script} failed ({status}) against {url}: see `E2E FAILED: ...` above and the \
          screenshots in web-server/e2e/artifacts/"
     );
 }
@@ -318,4 +329,122 @@ fn chat_works_over_wss_in_a_real_browser() {
         return;
     }
     run_e2e(&start_chat_cluster(true), &[("E2E_ONLY_CHAT", "1")]);
+}
+
+/// The admin user's password `shaddock admin-user` wrote for the cluster.
+fn admin_password(cluster: &ChatCluster) -> String {
+    let path = cluster._app_dir.path().join("config/.admin-credentials");
+    let text = std::fs::read_to_string(&path).expect("config/.admin-credentials");
+    let creds: serde_json::Value = serde_json::from_str(&text).expect("credentials JSON");
+    creds["password"].as_str().expect("a password").to_string()
+}
+
+/// Users chatting until `stop`: six names in each of `rooms` (so both
+/// connectors and both chat servers get traffic), one message per user
+/// every 300 ms. Pushes are dropped as they arrive.
+fn keep_chatting(
+    gate: String,
+    rooms: Vec<String>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    use serde_json::{Value, json};
+    use shaddock_client::{Client, ClientOptions};
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async move {
+            let mut users = Vec::new();
+            for room in &rooms {
+                for i in 0..6 {
+                    let name = format!("bot{i}");
+                    let g = Client::connect(&format!("ws://{gate}"), ClientOptions::default())
+                        .await
+                        .expect("the gate");
+                    let entry: Value = g
+                        .request("gate.gateHandler.queryEntry", &json!({"uid": name}))
+                        .await
+                        .expect("queryEntry");
+                    g.close().await;
+                    let url = format!("ws://{}:{}", entry["host"].as_str().unwrap(), entry["port"]);
+                    let c = Client::connect(&url, ClientOptions::default())
+                        .await
+                        .expect("a connector");
+                    for route in ["onChat", "onAdd", "onLeave", "onSystem"] {
+                        c.on_push(route, |_| {});
+                    }
+                    let joined: Value = c
+                        .request(
+                            "connector.entryHandler.enter",
+                            &json!({"username": name, "rid": room}),
+                        )
+                        .await
+                        .expect("enter");
+                    assert!(joined["users"].is_array(), "enter answered {joined}");
+                    users.push(c);
+                }
+            }
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                for c in &users {
+                    n += 1;
+                    let _: Result<Value, _> = c
+                        .request(
+                            "chat.chatHandler.send",
+                            &json!({"content": format!("m{n}"), "target": "*"}),
+                        )
+                        .await;
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            for c in users {
+                c.close().await;
+            }
+        })
+    })
+}
+
+/// The `/admin` dashboard in Chromium: log in, every game server shows
+/// traffic while users chat, a broadcast sent from it reaches a chat
+/// page, and its screenshot is kept.
+#[test]
+fn dashboard_works_in_a_real_browser() {
+    if !browser_prerequisites() {
+        return;
+    }
+    let cluster = start_chat_cluster(false);
+    let topology =
+        shaddock::config::Topology::load(&cluster._app_dir.path().join("config"), "development")
+            .expect("servers.json");
+    let chats: Vec<_> = topology
+        .servers_of_type("chat")
+        .into_iter()
+        .cloned()
+        .collect();
+    // A room on each chat server.
+    let rooms: Vec<String> = (0..chats.len())
+        .map(|owner| {
+            (0..200)
+                .map(|i| format!("room{i}"))
+                .find(|r| shaddock::router::RendezvousRouter::owner(r, &chats) == Some(owner))
+                .expect("a room for each chat server")
+        })
+        .collect();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let chatting = keep_chatting(cluster.gate.clone(), rooms, stop.clone());
+    let ids: Vec<String> = topology.servers.iter().map(|s| s.id.clone()).collect();
+    let password = admin_password(&cluster);
+    let admin_url = format!("{}admin/", cluster.web_url);
+    let url = format!("{}?gate={}", cluster.web_url, cluster.gate);
+    let ids = ids.join(",");
+    run_node(
+        "dashboard.e2e.mjs",
+        &[
+            ("WEB_URL", &url),
+            ("ADMIN_URL", &admin_url),
+            ("ADMIN_PASSWORD", &password),
+            ("E2E_SERVER_IDS", &ids),
+        ],
+        &admin_url,
+    );
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    chatting.join().expect("the chatting users");
 }

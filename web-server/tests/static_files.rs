@@ -67,12 +67,18 @@ impl Server {
     /// Sends a raw request line (no client-side path normalisation) and
     /// returns (status, lower-cased headers, body).
     fn get(&self, path: &str) -> (u16, String, String) {
+        self.send(&format!("GET {path} HTTP/1.1\r\n"))
+    }
+
+    /// Sends `head` (request line and headers, without the end of the
+    /// head) with Host and Connection: close added.
+    fn send(&self, head: &str) -> (u16, String, String) {
         let mut stream = TcpStream::connect(&self.addr).expect("connecting to web-server");
         stream.set_read_timeout(Some(TIMEOUT)).unwrap();
         stream.set_write_timeout(Some(TIMEOUT)).unwrap();
         write!(
             stream,
-            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            "{head}Host: {}\r\nConnection: close\r\n\r\n",
             self.addr
         )
         .unwrap();
@@ -174,6 +180,55 @@ fn serves_the_chat_page_and_client_module() {
     assert!(log.contains("web-server listening on http://"), "{log}");
     assert!(log.contains("SIGTERM received"), "{log}");
     assert!(log.contains("/js/chat.js"), "requests are logged: {log}");
+}
+
+/// `/admin/` and its files are served like the chat page; its API says
+/// what is missing: a master (none known), a login (no cookie), a master
+/// that answers (the one given is down).
+#[test]
+fn the_dashboard_is_served_and_its_api_says_what_is_missing() {
+    let logs = scratch("admin-logs");
+    let server = serve_public(&logs, &[]);
+    let (status, head, body) = server.get("/admin/");
+    assert_eq!(status, 200);
+    assert!(body.contains("<title>Shaddock admin</title>"), "{body}");
+    assert!(
+        head.contains("content-security-policy: default-src 'self'"),
+        "{head}"
+    );
+    for path in ["/admin/admin.js", "/vendor/uplot/uPlot.esm.js"] {
+        let (status, head, _) = server.get(path);
+        assert_eq!(status, 200, "GET {path}");
+        assert!(
+            head.contains("content-type: text/javascript"),
+            "{path}: {head}"
+        );
+    }
+    let (status, _, body) = server.get("/admin/api/cluster");
+    assert_eq!(status, 503);
+    assert!(body.contains("knows no master"), "{body}");
+    server.terminate();
+
+    // A master address where nothing listens.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let master = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    let server = serve_public(&logs, &["--master", &master]);
+    let (status, _, body) = server.get("/admin/api/cluster");
+    assert_eq!(
+        (status, body.as_str()),
+        (401, r#"{"error":"log in first"}"#)
+    );
+    let (status, _, body) =
+        server.send("GET /admin/api/cluster HTTP/1.1\r\nCookie: shaddock_admin=abc\r\n");
+    assert_eq!(status, 502);
+    assert!(body.contains("cannot reach the master"), "{body}");
+    // A login is JSON only: a cross-site form post is refused.
+    let (status, _, _) = server.send(
+        "POST /admin/api/login HTTP/1.1\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 0\r\n",
+    );
+    assert_eq!(status, 415);
+    server.terminate();
 }
 
 #[test]

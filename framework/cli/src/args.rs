@@ -51,6 +51,61 @@ pub enum Command {
     /// Create or replace an admin user in config/adminUser.json with a new
     /// random password (printed once; only its hash is stored).
     AdminUser(AdminUserArgs),
+    /// Send a system message to every connected user, or to one room
+    /// (`-r ROOM`). Each user's page shows it as a system line.
+    Broadcast(BroadcastArgs),
+    /// Close a chat room: its members are disconnected with the reason and
+    /// the room is gone (a newcomer finds it empty).
+    CloseRoom(CloseRoomArgs),
+    /// Drain frontends: they accept no new connection and the gate sends
+    /// nobody there, while their current users keep chatting. Until the
+    /// server's next restart.
+    Drain(DrainArgs),
+    /// Disconnect a user (the uid, e.g. `alice*lobby` in the chat) wherever
+    /// it is connected; the client is told the reason.
+    Kick(KickArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BroadcastArgs {
+    #[command(flatten)]
+    pub admin: AdminArgs,
+    /// The message.
+    pub message: String,
+    /// Only this room's members (default: every connected user).
+    #[arg(short = 'r', long)]
+    pub room: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CloseRoomArgs {
+    #[command(flatten)]
+    pub admin: AdminArgs,
+    /// The room's id.
+    pub room: String,
+    /// What the members are told.
+    #[arg(long, default_value = "closed by an administrator")]
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DrainArgs {
+    #[command(flatten)]
+    pub admin: AdminArgs,
+    /// The frontends' server ids.
+    #[arg(required = true)]
+    pub ids: Vec<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct KickArgs {
+    #[command(flatten)]
+    pub admin: AdminArgs,
+    /// The user's uid.
+    pub uid: String,
+    /// What the client is told.
+    #[arg(long, default_value = "kicked by an administrator")]
+    pub reason: String,
 }
 
 /// Where the app is and which environment of its config to use.

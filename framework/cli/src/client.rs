@@ -266,6 +266,14 @@ impl AdminClient {
         }
     }
 
+    pub async fn act(&mut self, act: proto::ActRequest) -> Result<proto::ActResponse, CliError> {
+        let req = self.request(act)?;
+        match self.inner.act(req).await {
+            Ok(r) => Ok(r.into_inner()),
+            Err(s) => Err(self.map(s)),
+        }
+    }
+
     pub async fn shutdown(&mut self) -> Result<proto::ActionResponse, CliError> {
         let req = self.request(proto::ShutdownRequest {})?;
         match self.inner.shutdown(req).await {

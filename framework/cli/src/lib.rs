@@ -1,12 +1,14 @@
 //! The `shaddock` command-line tool: `init`, `start`, `list`, `stop`,
-//! `kill`, `restart`, `add` (Pomelo's commands) plus `reload` and
-//! `admin-user`.
+//! `kill`, `restart`, `add` (Pomelo's commands) plus `reload`,
+//! `admin-user` and the admin actions (`broadcast`, `close-room`, `drain`,
+//! `kick`).
 //!
 //! Every command is a small function returning a [`CliError`] that carries
 //! the process exit code, so scripts can tell "no master running" from
 //! "wrong password" from "a server failed to start" (see [`exit`] and
 //! `docs/cli.md`).
 
+pub mod actions;
 pub mod args;
 pub mod client;
 pub mod exit;
@@ -62,6 +64,10 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Add(a) => add(a).await,
         Command::Reload(a) => reload(a).await,
         Command::AdminUser(a) => init::admin_user(a),
+        Command::Broadcast(a) => actions::broadcast(a).await,
+        Command::CloseRoom(a) => actions::close_room(a).await,
+        Command::Drain(a) => actions::drain(a).await,
+        Command::Kick(a) => actions::kick(a).await,
     }
 }
 

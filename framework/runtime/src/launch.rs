@@ -320,6 +320,26 @@ impl Setup {
         self
     }
 
+    /// An operator's admin action (see [`AppBuilder::admin_action`]).
+    pub fn admin_action<F, Fut>(mut self, name: &str, action: F) -> Self
+    where
+        F: Fn(App, serde_json::Value) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = crate::app::admin::ActionResult> + Send + 'static,
+    {
+        self.app = self.app.admin_action(name, action);
+        self
+    }
+
+    /// A read-only admin query (see [`AppBuilder::admin_query`]).
+    pub fn admin_query<F, Fut>(mut self, name: &str, query: F) -> Self
+    where
+        F: Fn(App, serde_json::Value) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = crate::app::admin::ActionResult> + Send + 'static,
+    {
+        self.app = self.app.admin_query(name, query);
+        self
+    }
+
     /// Timeouts and bounds of the cluster transport.
     pub fn cluster_options(mut self, options: ClusterOptions) -> Self {
         self.cluster_options = options;

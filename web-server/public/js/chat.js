@@ -4,7 +4,8 @@
 //   login form → gate.gateHandler.queryEntry {uid} → connector host/port
 //   → connector.entryHandler.enter {username, rid} → {users}
 //   → chat.chatHandler.send {rid, content, from, target}
-//   pushes: onChat {msg, from, target}, onAdd {user}, onLeave {user}
+//   pushes: onChat {msg, from, target}, onAdd {user}, onLeave {user},
+//           onSystem {msg} (an operator's `shaddock broadcast`)
 //
 // The gate comes from `?gate=HOST:PORT`, limited to the gates the web server
 // lists (see gate.js).
@@ -166,6 +167,7 @@ async function enterRoom(name, room, host, port) {
   client.on('onChat', onChat);
   client.on('onAdd', (push) => push && push.user && addMember(push.user, true));
   client.on('onLeave', (push) => push && push.user && removeMember(push.user));
+  client.on('onSystem', (push) => push && addSystem(`System: ${String(push.msg ?? '')}`));
   client.on('kick', (info) => {
     if (session && session.client === client) session.kickReason = info && info.reason;
   });

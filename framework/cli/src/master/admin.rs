@@ -14,10 +14,12 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use tonic::{Request, Response, Status};
 
+use super::actions::{Answer, Dispatcher};
 use super::auth::{AdminUsers, ON_BEHALF_HEADER, PASSWORD_HEADER, TOKEN_HEADER, USER_HEADER};
 use super::guard::Guard;
 use super::hosts::{self, Action, Peers, Placement};
@@ -40,6 +42,9 @@ pub struct AdminService {
     cluster_key: Option<KeyCheck>,
     /// Which servers of servers.json are this supervisor's (`start --host`).
     placement: Option<Placement>,
+    /// Admin actions in flight to servers (shared with the membership
+    /// service, which receives the replies).
+    actions: Arc<Dispatcher>,
 }
 
 /// Who a request is from.
@@ -71,7 +76,14 @@ impl AdminService {
             peers: None,
             cluster_key: None,
             placement: None,
+            actions: Arc::default(),
         }
+    }
+
+    /// Sends admin actions through `actions` (the membership service's).
+    pub fn with_actions(mut self, actions: Arc<Dispatcher>) -> Self {
+        self.actions = actions;
+        self
     }
 
     /// Applies `reload` to the servers of this host only.
@@ -469,6 +481,95 @@ impl proto::admin_server::Admin for AdminService {
             }
         }
         Ok(Response::new(resp))
+    }
+
+    async fn act(
+        &self,
+        request: Request<proto::ActRequest>,
+    ) -> Result<Response<proto::ActResponse>, Status> {
+        let caller = self.authenticate(&request).await?;
+        Self::local_only_for_peers(&caller, false)?;
+        let req = request.into_inner();
+        if req.action.is_empty() {
+            return Err(Status::invalid_argument("which action? (e.g. broadcast)"));
+        }
+        let args = if req.args_json.is_empty() {
+            "{}".to_string()
+        } else {
+            req.args_json.clone()
+        };
+        if !serde_json::from_str::<serde_json::Value>(&args).is_ok_and(|v| v.is_object()) {
+            return Err(Status::invalid_argument(format!(
+                "the arguments of `{}` must be one JSON object, not {args}",
+                req.action
+            )));
+        }
+        let sel = Selection {
+            ids: req.ids,
+            server_type: (!req.server_type.is_empty()).then_some(req.server_type),
+        };
+        let (links, mut errors) = self.supervisor.agents(&sel);
+        let answers = self.actions.run(links, &req.action, &args, req.query).await;
+        let mut outcomes = Vec::new();
+        for (id, answer) in answers {
+            match answer {
+                Answer::NotHere => {}
+                Answer::Done(result_json) => outcomes.push(proto::ServerOutcome {
+                    id,
+                    result_json,
+                    error: String::new(),
+                }),
+                Answer::Failed(error) => {
+                    errors.push(format!("{id}: {error}"));
+                    outcomes.push(proto::ServerOutcome {
+                        id,
+                        result_json: String::new(),
+                        error,
+                    });
+                }
+            }
+        }
+        // A drained frontend is also listed as draining, so that gates send
+        // no new clients there.
+        if req.action == "drain" && !req.query {
+            let drained: Vec<String> = outcomes
+                .iter()
+                .filter(|o| o.error.is_empty())
+                .map(|o| o.id.clone())
+                .collect();
+            self.supervisor.set_draining(&drained);
+        }
+        let done: Vec<String> = outcomes
+            .iter()
+            .map(|o| {
+                if o.error.is_empty() {
+                    format!("{} {}", o.id, o.result_json)
+                } else {
+                    format!("{} failed", o.id)
+                }
+            })
+            .collect();
+        if req.query {
+            tracing::debug!(user = %caller.user, query = %req.action, done = ?done, errors = ?errors, "admin query");
+            return Ok(Response::new(proto::ActResponse { outcomes, errors }));
+        }
+        tracing::info!(user = %caller.user, action = %req.action, args = %args, done = ?done, errors = ?errors, "admin action");
+        super::supervisor::out_line(&format!(
+            "[master] {} {args} by {}: {}{}",
+            req.action,
+            caller.user,
+            if done.is_empty() {
+                "no server it applies to".to_string()
+            } else {
+                done.join(", ")
+            },
+            if errors.is_empty() {
+                String::new()
+            } else {
+                format!(" (errors: {})", errors.join("; "))
+            }
+        ));
+        Ok(Response::new(proto::ActResponse { outcomes, errors }))
     }
 
     async fn shutdown(

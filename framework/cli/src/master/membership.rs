@@ -15,6 +15,7 @@ use futures_util::Stream;
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::actions::Dispatcher;
 use super::proto;
 use super::proto::agent_message::Kind as AgentKind;
 use super::proto::master_message::Kind as MasterKind;
@@ -28,6 +29,8 @@ pub struct MembershipService {
     supervisor: Supervisor,
     token: String,
     next_conn: AtomicU64,
+    /// Where servers' answers to admin actions go.
+    actions: Arc<Dispatcher>,
 }
 
 impl MembershipService {
@@ -36,7 +39,14 @@ impl MembershipService {
             supervisor,
             token,
             next_conn: AtomicU64::new(1),
+            actions: Arc::default(),
         }
+    }
+
+    /// Delivers servers' replies to the admin actions of `actions`.
+    pub fn with_actions(mut self, actions: Arc<Dispatcher>) -> Self {
+        self.actions = actions;
+        self
     }
 }
 
@@ -102,12 +112,16 @@ impl proto::membership_server::Membership for MembershipService {
 
         // Stats and disconnect detection.
         let supervisor = self.supervisor.clone();
+        let actions = Arc::clone(&self.actions);
         tokio::spawn(async move {
             loop {
                 match incoming.message().await {
                     Ok(Some(proto::AgentMessage {
                         kind: Some(AgentKind::Stats(stats)),
                     })) => supervisor.agent_stats(&id, stats.connections),
+                    Ok(Some(proto::AgentMessage {
+                        kind: Some(AgentKind::ActionReply(reply)),
+                    })) => actions.complete(reply),
                     Ok(Some(_)) => {}
                     Ok(None) | Err(_) => break,
                 }

@@ -9,6 +9,8 @@
 //!   of one that died instead of starting second copies.
 //! * [`membership`] is the stream every server opens at start-up; the
 //!   master pushes the live server list over it and asks servers to stop.
+//! * [`actions`] passes operators' admin actions (broadcast, kick, drain,
+//!   close-room) to servers over their membership streams.
 //! * [`admin`] is the CLI's API, authenticated against
 //!   `config/adminUser.json` ([`auth`]).
 //! * The *server* side of the membership stream is a discovery backend of
@@ -17,6 +19,7 @@
 //! One tonic server on the `master.json` host:port carries both services.
 //! See `docs/cli.md` for the design and its reasons.
 
+pub mod actions;
 pub mod admin;
 pub mod auth;
 pub mod config;
@@ -207,6 +210,7 @@ pub async fn run(opts: MasterOptions, shutdown: impl Future<Output = ()>) -> any
     let peer_key = etcd
         .as_ref()
         .map(|_| shaddock::cluster::auth::KeyCheck::new(&master.id, secret.clone()));
+    let dispatcher = Arc::new(actions::Dispatcher::default());
     let admin = admin::AdminService::new(
         supervisor.clone(),
         users,
@@ -216,8 +220,10 @@ pub async fn run(opts: MasterOptions, shutdown: impl Future<Output = ()>) -> any
     )
     .with_peers(peers)
     .with_cluster_key(peer_key)
-    .with_placement(placement.clone());
-    let members = membership::MembershipService::new(supervisor.clone(), token);
+    .with_placement(placement.clone())
+    .with_actions(Arc::clone(&dispatcher));
+    let members =
+        membership::MembershipService::new(supervisor.clone(), token).with_actions(dispatcher);
     let server_stop = tokio_util::sync::CancellationToken::new();
     let server_stop2 = server_stop.clone();
     let server = tokio::spawn(

@@ -155,7 +155,7 @@ enum Control {
 
 /// The membership stream of a connected server agent.
 #[derive(Debug, Clone)]
-pub(crate) struct AgentLink {
+pub struct AgentLink {
     pub conn_id: u64,
     pub tx: mpsc::Sender<proto::MasterMessage>,
 }
@@ -192,6 +192,8 @@ struct Slot {
     /// Removed from servers.json: the slot goes once the server stopped.
     remove_when_stopped: bool,
     cpu_prev: Option<(Instant, f64)>,
+    /// Drained by an operator (`shaddock drain`); a new process is not.
+    draining: bool,
 }
 
 /// Which servers an admin command applies to.
@@ -797,6 +799,38 @@ impl Supervisor {
         }
     }
 
+    /// The agent streams of the selected servers, for an admin action;
+    /// selected servers without one (not running) are errors.
+    pub(crate) fn agents(&self, sel: &Selection) -> (Vec<(String, AgentLink)>, Vec<String>) {
+        let mut report = ActionReport::default();
+        let slots = self.inner.lock();
+        let mut links = Vec::new();
+        for i in select(&slots, sel, &mut report) {
+            let slot = &slots[i];
+            match &slot.agent {
+                Some(link) => links.push((slot.info.id.clone(), link.clone())),
+                None if slot.kind != Kind::Game || sel.is_all() => {}
+                None => report.errors.push(format!(
+                    "{} is not running (or not connected to this master)",
+                    slot.info.id
+                )),
+            }
+        }
+        (links, report.errors)
+    }
+
+    /// Marks frontends drained: the membership list says so, and gates send
+    /// no new clients there. Until the server's next process.
+    pub(crate) fn set_draining(&self, ids: &[String]) {
+        {
+            let mut slots = self.inner.lock();
+            for slot in slots.iter_mut().filter(|s| ids.contains(&s.info.id)) {
+                slot.draining = true;
+            }
+        }
+        self.inner.publish();
+    }
+
     pub(crate) fn agent_stats(&self, id: &str, connections: u64) {
         let mut slots = self.inner.lock();
         if let Some(slot) = slots.iter_mut().find(|s| s.info.id == id) {
@@ -826,6 +860,7 @@ fn new_slot(info: ServerInfo, kind: Kind, auto_default: bool) -> Slot {
         next_info: None,
         remove_when_stopped: false,
         cpu_prev: None,
+        draining: false,
     }
 }
 
@@ -949,13 +984,20 @@ impl Inner {
                 frontend: s.info.frontend,
             })
             .collect();
+        let draining: Vec<String> = self
+            .lock()
+            .iter()
+            .filter(|s| s.draining && s.pid.is_some())
+            .map(|s| s.info.id.clone())
+            .collect();
         self.membership.send_if_modified(|cur| {
-            if cur.servers == entries {
+            if cur.servers == entries && cur.draining == draining {
                 return false;
             }
             *cur = Arc::new(proto::ServerList {
                 version: cur.version + 1,
                 servers: entries,
+                draining,
             });
             true
         });

@@ -20,11 +20,13 @@
 //! `App` is an `Arc` around its parts; cloning is a reference-count bump,
 //! so handlers take it by value.
 
+pub mod admin;
 mod node;
 pub mod remotes;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use serde::Serialize;
@@ -87,6 +89,10 @@ struct AppInner {
     sharded: Vec<String>,
     /// This server's keeper, when its own type is sharded.
     keeper: Option<ShardKeeper>,
+    /// Operators' actions this server runs (see [`admin`]).
+    actions: admin::AdminActions,
+    /// An operator drained this frontend: no new connections.
+    draining: AtomicBool,
 }
 
 impl App {
@@ -103,6 +109,7 @@ impl App {
             sharded: Vec::new(),
             lost: None,
             check_client: None,
+            actions: admin::AdminActions::default(),
         }
     }
 
@@ -278,6 +285,7 @@ impl App {
             stop: CancellationToken::new(),
             request_stop,
             load: Arc::new(move || sessions.count() as u64),
+            actions: admin::runner(self),
         };
         let stop = ctx.stop.clone();
         let discovery = &self.inner.discovery;
@@ -316,6 +324,10 @@ impl Frontend for App {
 
     fn sessions(&self) -> &SessionService {
         App::sessions(self)
+    }
+
+    fn draining(&self) -> bool {
+        self.inner.draining.load(Ordering::SeqCst)
     }
 
     fn dictionary(&self) -> Option<&Arc<RouteDictionary>> {
@@ -369,9 +381,47 @@ pub struct AppBuilder {
     remotes: Remotes,
     discovery: Option<Arc<dyn Discovery>>,
     check_client: Option<CheckClient>,
+    actions: admin::AdminActions,
 }
 
 impl AppBuilder {
+    /// Registers the admin action `name` (see [`admin`]): an operator's
+    /// command the master passes on (`shaddock broadcast`, …), run with its
+    /// JSON arguments on every server the master selects. Return
+    /// `Ok(None)` when it does not apply on this server (the chat's
+    /// `close-room` on a chat server that does not hold the room), so one
+    /// command can go to every server and only the right ones act. Replaces
+    /// a framework action of the same name.
+    pub fn admin_action<F, Fut>(mut self, name: &str, action: F) -> Self
+    where
+        F: Fn(App, serde_json::Value) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = admin::ActionResult> + Send + 'static,
+    {
+        self.actions.add(
+            name,
+            Arc::new(move |app, args| Box::pin(action(app, args))),
+            false,
+        );
+        self
+    }
+
+    /// Registers the read-only admin query `name`: like
+    /// [`admin_action`](Self::admin_action), but it may also be asked as a
+    /// query (a dashboard polling it), which the master does not record in
+    /// its log. It must change nothing.
+    pub fn admin_query<F, Fut>(mut self, name: &str, query: F) -> Self
+    where
+        F: Fn(App, serde_json::Value) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = admin::ActionResult> + Send + 'static,
+    {
+        self.actions.add(
+            name,
+            Arc::new(move |app, args| Box::pin(query(app, args))),
+            true,
+        );
+        self
+    }
+
     /// Pomelo's `checkClient(type, version)`: every client handshake's
     /// `sys.type` and `sys.version` go through `check`; `false` answers
     /// `{"code":501}` and closes the connection (clients report an old
@@ -566,6 +616,8 @@ impl AppBuilder {
                 discovery: self.discovery.unwrap_or_else(|| Arc::new(StaticDiscovery)),
                 sharded: self.sharded,
                 keeper,
+                actions: self.actions.with_builtins(),
+                draining: AtomicBool::new(false),
             }),
         };
         if let Some(hook) = self.lost {

@@ -104,6 +104,18 @@ impl<F: Frontend> Acceptor<F> {
                         }
                     },
                 };
+                if app.draining() {
+                    // Drained: the gate sends nobody here any more; a client
+                    // that still comes (an old address) is closed at once
+                    // and reconnects through the gate.
+                    if let Some(refused) = refusals.event() {
+                        info!(%peer, refused, "draining: connection refused \
+                              (`refused`: since the last such line)");
+                    }
+                    crate::telemetry::m().connections_refused.increment(1);
+                    drop(tcp);
+                    continue;
+                }
                 if let Some(max) = max
                     && connections.count() >= max
                 {

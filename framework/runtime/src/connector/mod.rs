@@ -69,6 +69,12 @@ pub trait Frontend: Clone + Send + Sync + 'static {
     /// The live sessions of this frontend.
     fn sessions(&self) -> &SessionService;
 
+    /// An operator drained this frontend (`shaddock drain`): it takes no
+    /// new connection and keeps the ones it has.
+    fn draining(&self) -> bool {
+        false
+    }
+
     /// The route dictionary, when `use_dict` is on.
     fn dictionary(&self) -> Option<&Arc<RouteDictionary>>;
 

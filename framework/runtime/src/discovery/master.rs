@@ -5,8 +5,10 @@
 //! environment. [`MasterDiscovery`] then opens the membership stream
 //! (`framework/runtime/proto/membership.proto`): it says hello, reports its
 //! connection count every [`STATS_EVERY`], applies every server list the
-//! master pushes, and turns the master's stop command into a graceful stop
-//! (it cancels [`DiscoveryContext::request_stop`]). It reconnects if the
+//! master pushes (with its drained frontends), turns the master's stop
+//! command into a graceful stop (it cancels
+//! [`DiscoveryContext::request_stop`]) and runs operators' admin actions
+//! ([`DiscoveryContext::actions`]), answering each on the same stream. It reconnects if the
 //! master restarts; meanwhile the server keeps serving with the last list.
 //!
 //! A server started by hand (no `SHADDOCK_MASTER`) uses
@@ -21,7 +23,7 @@ use tokio::task::JoinHandle;
 use self::proto::agent_message::Kind as AgentKind;
 use self::proto::master_message::Kind as MasterKind;
 use self::proto::membership_client::MembershipClient;
-use super::{Change, Discovery, DiscoveryContext, DiscoveryError};
+use super::{ActionOutcome, Change, Discovery, DiscoveryContext, DiscoveryError};
 use crate::BoxFuture;
 use crate::config::ServerInfo;
 
@@ -33,6 +35,10 @@ pub mod proto {
 
 /// How often a server reports its stats to the master.
 pub const STATS_EVERY: Duration = Duration::from_secs(1);
+
+/// How long one admin action may run here before the master is told it
+/// failed (the master waits a little longer for the reply).
+pub const ACTION_LIMIT: Duration = Duration::from_secs(5);
 
 /// Where the master is, as passed by the master in the environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -214,6 +220,7 @@ async fn connect_once(env: &AgentEnv, apply_lists: bool, ctx: &DiscoveryContext)
     };
     tracing::info!(server = %env.server_id, master = %env.master, "connected to the master");
     let load = Arc::clone(&ctx.load);
+    let replies = tx.clone();
     let stats = tokio::spawn(async move {
         let mut tick = tokio::time::interval(STATS_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -237,7 +244,11 @@ async fn connect_once(env: &AgentEnv, apply_lists: bool, ctx: &DiscoveryContext)
         match msg {
             Ok(Some(proto::MasterMessage {
                 kind: Some(MasterKind::Servers(list)),
-            })) if apply_lists => {
+            })) if !apply_lists => ctx.servers.set_draining(list.draining),
+            Ok(Some(proto::MasterMessage {
+                kind: Some(MasterKind::Servers(list)),
+            })) => {
+                ctx.servers.set_draining(list.draining);
                 let servers = from_entries(list.servers);
                 tracing::debug!(
                     server = %env.server_id,
@@ -254,6 +265,11 @@ async fn connect_once(env: &AgentEnv, apply_lists: bool, ctx: &DiscoveryContext)
                 ctx.request_stop.cancel();
                 break Ended::Stop;
             }
+            Ok(Some(proto::MasterMessage {
+                kind: Some(MasterKind::Action(command)),
+            })) => {
+                tokio::spawn(run_action(ctx.clone(), command, replies.clone()));
+            }
             Ok(Some(_)) => {}
             Ok(None) => break Ended::Retry("the master closed the stream".into()),
             Err(status) => break Ended::Retry(status.to_string()),
@@ -261,6 +277,61 @@ async fn connect_once(env: &AgentEnv, apply_lists: bool, ctx: &DiscoveryContext)
     };
     stats.abort();
     ended
+}
+
+/// Runs one admin action (bounded by [`ACTION_LIMIT`]) and sends the reply.
+/// Bad arguments are the action's failure, never this server's.
+async fn run_action(
+    ctx: DiscoveryContext,
+    command: proto::ActionCommand,
+    replies: mpsc::Sender<proto::AgentMessage>,
+) {
+    let args = if command.args_json.is_empty() {
+        Ok(serde_json::Value::Object(Default::default()))
+    } else {
+        serde_json::from_str(&command.args_json)
+    };
+    let outcome = match args {
+        Err(e) => ActionOutcome::Failed(format!("the action's arguments are not JSON: {e}")),
+        Ok(args) => {
+            let run = (ctx.actions)(command.name.clone(), args, command.query);
+            match tokio::time::timeout(ACTION_LIMIT, run).await {
+                Ok(outcome) => outcome,
+                Err(_) => ActionOutcome::Failed(format!(
+                    "`{}` did not finish within {ACTION_LIMIT:?}",
+                    command.name
+                )),
+            }
+        }
+    };
+    if outcome == ActionOutcome::NotHere {
+        tracing::debug!(server = %ctx.me.id, action = %command.name, "admin action does not apply here");
+    } else if command.query {
+        // A dashboard polls its queries: not a line every 2 s.
+        tracing::debug!(server = %ctx.me.id, query = %command.name, outcome = ?outcome, "admin query from the master");
+    } else {
+        tracing::info!(server = %ctx.me.id, action = %command.name, outcome = ?outcome, "admin action from the master");
+    }
+    let mut reply = proto::ActionReply {
+        id: command.id,
+        ..Default::default()
+    };
+    match outcome {
+        ActionOutcome::NotHere => {}
+        ActionOutcome::Done(result) => {
+            reply.handled = true;
+            reply.result_json = result.to_string();
+        }
+        ActionOutcome::Failed(error) => {
+            reply.handled = true;
+            reply.error = error;
+        }
+    }
+    let msg = proto::AgentMessage {
+        kind: Some(AgentKind::ActionReply(reply)),
+    };
+    // The master waits with a timeout: a stream gone meanwhile is its news.
+    let _ = replies.send(msg).await;
 }
 
 /// Membership entries → the config type every layer uses (entries with an

@@ -66,6 +66,32 @@ pub struct DiscoveryContext {
     /// The server's current client connection count (reported by backends
     /// that show load, such as the master's `shaddock list`).
     pub load: Arc<dyn Fn() -> u64 + Send + Sync>,
+    /// Runs an operator's admin action on this server (`shaddock
+    /// broadcast`, `kick`, `drain`, …) for a backend that carries them: the
+    /// master's stream does. See [`crate::app::admin`].
+    pub actions: ActionRunner,
+}
+
+/// What an admin action did on one server.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ActionOutcome {
+    /// This server has no such action, or it does not apply here (a room
+    /// held by another chat server): not an error.
+    NotHere,
+    /// Done; what it did (e.g. `{"delivered": 3}`).
+    Done(serde_json::Value),
+    /// It applied here and failed.
+    Failed(String),
+}
+
+/// Runs the admin action `name` with its JSON arguments; with `query`,
+/// only if it is a read-only query.
+pub type ActionRunner =
+    Arc<dyn Fn(String, serde_json::Value, bool) -> BoxFuture<'static, ActionOutcome> + Send + Sync>;
+
+/// A runner that knows no action (servers without an app, tests).
+pub fn no_actions() -> ActionRunner {
+    Arc::new(|_, _, _| Box::pin(async { ActionOutcome::NotHere }))
 }
 
 impl DiscoveryContext {
@@ -77,6 +103,7 @@ impl DiscoveryContext {
             stop: CancellationToken::new(),
             request_stop: CancellationToken::new(),
             load: Arc::new(|| 0),
+            actions: no_actions(),
         }
     }
 }

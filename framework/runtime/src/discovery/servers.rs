@@ -65,6 +65,10 @@ struct Shared {
     /// Bumped on every replacement, so owners of server-held state can
     /// react to membership changes ([`Servers::changes`]).
     version: watch::Sender<u64>,
+    /// Frontends an operator drained (`shaddock drain`): members still,
+    /// kept apart from [`ServerInfo`] because draining is the operator's
+    /// state of a running server, not its configuration.
+    draining: RwLock<Arc<Vec<String>>>,
 }
 
 impl Default for Shared {
@@ -72,6 +76,7 @@ impl Default for Shared {
         Shared {
             list: RwLock::default(),
             version: watch::Sender::new(0),
+            draining: RwLock::default(),
         }
     }
 }
@@ -82,6 +87,7 @@ impl Servers {
             inner: Arc::new(Shared {
                 list: RwLock::new(Arc::new(ServerList::new(servers))),
                 version: watch::Sender::new(0),
+                draining: RwLock::default(),
             }),
         }
     }
@@ -135,6 +141,33 @@ impl Servers {
         self.replace(next);
     }
 
+    /// Replaces the set of drained frontends (the master's list says which).
+    pub fn set_draining(&self, ids: Vec<String>) {
+        let new = Arc::new(ids);
+        match self.inner.draining.write() {
+            Ok(mut guard) => *guard = new,
+            Err(poisoned) => *poisoned.into_inner() = new,
+        }
+    }
+
+    /// Whether an operator drained server `id`: it keeps its clients but
+    /// should be given no new ones.
+    pub fn is_draining(&self, id: &str) -> bool {
+        let draining = match self.inner.draining.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        draining.iter().any(|d| d == id)
+    }
+
+    /// The servers of one type that take new clients (drained ones left
+    /// out), in list order: what a gate chooses from.
+    pub fn accepting(&self, server_type: &str) -> Vec<ServerInfo> {
+        let mut servers = self.by_type(server_type);
+        servers.retain(|s| !self.is_draining(&s.id));
+        servers
+    }
+
     /// Servers of one type, in list order.
     pub fn by_type(&self, server_type: &str) -> Vec<ServerInfo> {
         self.snapshot().of_type(server_type).to_vec()
@@ -155,5 +188,46 @@ impl Servers {
             .port
             .ok_or_else(|| ClusterError::NoRpcPort(server_id.to_string()))?;
         Ok(format!("http://{}:{}", info.host, port))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(id: &str, server_type: &str) -> ServerInfo {
+        ServerInfo {
+            id: id.into(),
+            server_type: server_type.into(),
+            host: "127.0.0.1".into(),
+            client_host: None,
+            bind_host: None,
+            client_bind_host: None,
+            port: None,
+            client_port: Some(3000),
+            metrics_port: None,
+            frontend: true,
+            max_connections: None,
+            auto_restart: None,
+            args: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn drained_servers_take_no_new_clients_but_stay_members() {
+        let servers = Servers::new(vec![server("c1", "connector"), server("c2", "connector")]);
+        assert_eq!(servers.accepting("connector").len(), 2);
+        servers.set_draining(vec!["c1".into()]);
+        assert!(servers.is_draining("c1") && !servers.is_draining("c2"));
+        let ids: Vec<String> = servers
+            .accepting("connector")
+            .into_iter()
+            .map(|s| s.id)
+            .collect();
+        assert_eq!(ids, ["c2"]);
+        // Still a member: routing and pushes reach it.
+        assert_eq!(servers.by_type("connector").len(), 2);
+        servers.set_draining(Vec::new());
+        assert_eq!(servers.accepting("connector").len(), 2);
     }
 }

@@ -117,6 +117,7 @@ pub(super) async fn supervise(inner: Arc<Inner>, id: String, mut ctl: mpsc::Rece
                     s.adopted = false;
                     s.started_at = Some(started);
                     s.cpu_prev = None;
+                    s.draining = false;
                     s.state = State::Starting;
                 });
                 inner.publish();

@@ -8,6 +8,7 @@ use shared::{QueryEntryRequest, QueryEntryResponse};
 
 /// `gate.gateHandler.queryEntry {uid}` → `{code: 200, host, port}` of the
 /// connector `|crc32(uid)| mod n`, or `{code: 500}` without uid or connectors.
+/// Connectors an operator drained (`shaddock drain`) are not counted.
 pub async fn query_entry(
     app: App,
     _session: Session,
@@ -21,7 +22,7 @@ pub async fn query_entry(
     if msg.uid.is_empty() {
         return Ok(fail);
     }
-    let connectors = app.cluster().servers().by_type("connector");
+    let connectors = app.cluster().servers().accepting("connector");
     let Some(chosen) = dispatch_index(&msg.uid, connectors.len()).map(|i| &connectors[i]) else {
         return Ok(fail);
     };
