@@ -68,14 +68,11 @@ pub struct ConnectorLimits {
     pub proxy_protocol: Option<bool>,
     /// Transports served on the client port: `["ws", "tcp"]` (default both).
     pub transports: Option<Vec<String>>,
-<<<<<<< HEAD
     /// Write window in ms (`0`: write at once, the default).
     pub write_window_ms: Option<u64>,
-=======
     /// Protobuf bodies where the app's protos name a route (default on
     /// when the app has protos); `false`: JSON everywhere on this frontend.
     pub use_protobuf: Option<bool>,
->>>>>>> pb14
 }
 
 impl ConnectorLimits {
