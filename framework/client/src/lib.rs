@@ -81,6 +81,12 @@ pub struct ClientOptions {
     /// Protobuf schemas received from servers, by version (clones of these
     /// options share it). Sent as `sys.protoVersion` in the handshake.
     pub protos: ProtoCache,
+    /// Local (source) address to bind before connecting; `None` lets the
+    /// kernel choose. A load robot spreads its connections over several
+    /// addresses (127.0.0.x on loopback) because each source address has
+    /// only the ephemeral port range (~28 000 ports) to offer and servers
+    /// may cap connections per address (docs/benchmarks.md).
+    pub local_addr: Option<std::net::IpAddr>,
 }
 
 impl Default for ClientOptions {
@@ -95,6 +101,7 @@ impl Default for ClientOptions {
             max_message_size: 16 << 20,
             tls: None,
             protos: ProtoCache::default(),
+            local_addr: None,
         }
     }
 }
@@ -524,9 +531,12 @@ async fn connect_stream(
     secure: bool,
     options: &ClientOptions,
 ) -> Result<Stream, String> {
-    let tcp = TcpStream::connect((host, port))
-        .await
-        .map_err(|e| e.to_string())?;
+    let tcp = match options.local_addr {
+        None => TcpStream::connect((host, port))
+            .await
+            .map_err(|e| e.to_string())?,
+        Some(local) => connect_from(local, host, port).await?,
+    };
     let _ = tcp.set_nodelay(true);
     if !secure {
         return Ok(Either::Left(tcp));
@@ -539,6 +549,28 @@ async fn connect_stream(
         .await
         .map_err(|e| format!("TLS handshake failed: {e}"))?;
     Ok(Either::Right(tls))
+}
+
+/// TCP connect from the given local address: the first address of `host`
+/// in the same family as `local` (a v4 source cannot reach a v6 peer).
+async fn connect_from(local: std::net::IpAddr, host: &str, port: u16) -> Result<TcpStream, String> {
+    let peer = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| format!("cannot resolve {host}: {e}"))?
+        .find(|a| a.is_ipv4() == local.is_ipv4())
+        .ok_or_else(|| {
+            format!("{host} has no address of the family of the local address {local}")
+        })?;
+    let socket = if local.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(|e| e.to_string())?;
+    socket
+        .bind(std::net::SocketAddr::new(local, 0))
+        .map_err(|e| format!("cannot bind the local address {local}: {e}"))?;
+    socket.connect(peer).await.map_err(|e| e.to_string())
 }
 
 /// Connects over the URL's transport: raw TCP (`tcp://`, `tcp+tls://`) or

@@ -244,3 +244,31 @@ async fn on_push_calls_back_for_its_route_only_in_order() {
     assert_eq!(&p.body[..], b"\"3\"");
     assert!(rx.try_recv().is_err());
 }
+
+#[tokio::test]
+async fn connects_from_the_given_local_address() {
+    // Any 127.0.0.x is a loopback address on Linux: the robot spreads its
+    // connections over several of them (docs/benchmarks.md).
+    let (url, peer) = scripted(r#"{"code":200,"sys":{}}"#).await;
+    let local: std::net::IpAddr = "127.0.0.7".parse().unwrap();
+    let options = ClientOptions {
+        local_addr: Some(local),
+        ..ClientOptions::default()
+    };
+    let client = Client::connect(&url, options).await.unwrap();
+    let (ws, _) = peer.await.unwrap();
+    assert_eq!(ws.get_ref().peer_addr().unwrap().ip(), local);
+    assert!(client.is_open());
+    // A v6 source cannot reach a v4-only peer: a clear error, not a hang.
+    let err = Client::connect(
+        "ws://127.0.0.1:9/",
+        ClientOptions {
+            local_addr: Some("::1".parse().unwrap()),
+            ..ClientOptions::default()
+        },
+    )
+    .await
+    .err()
+    .unwrap();
+    assert!(err.to_string().contains("family"), "{err}");
+}
