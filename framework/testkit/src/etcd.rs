@@ -17,36 +17,11 @@ use crate::free_ports;
 pub fn etcd_binary() -> PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
-        let found = || {
-            ["/usr/bin/etcd", "/usr/local/bin/etcd"]
-                .iter()
-                .map(PathBuf::from)
-                .find(|p| p.is_file())
-        };
-        if let Some(p) = found() {
-            return p;
-        }
-        // SAFETY: geteuid has no preconditions.
-        let root = unsafe { libc::geteuid() } == 0;
-        if root {
-            eprintln!("etcd not found: installing Debian's etcd-server (apt-get)");
-            let ok = Command::new("sh")
-                .args([
-                    "-c",
-                    "(apt-get install -y etcd-server || (apt-get update && apt-get install -y etcd-server)) >/tmp/etcd-apt.log 2>&1",
-                ])
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .status()
-                .is_ok_and(|s| s.success());
-            if ok && let Some(p) = found() {
-                return p;
-            }
-        }
-        panic!(
-            "this test needs an etcd server: install Debian's package with \
-             `sudo apt-get install etcd-server` (tried: {}; see /tmp/etcd-apt.log)",
-            if root { "apt-get as root" } else { "nothing, not root" }
-        );
+        crate::apt::find_or_install(
+            &["/usr/bin/etcd", "/usr/local/bin/etcd"],
+            "etcd-server",
+            "an etcd server",
+        )
     })
     .clone()
 }

@@ -18,6 +18,7 @@
 //! saw last. A fixed `sleep` belongs only where a test lets time pass on
 //! purpose, to show that something does *not* happen.
 
+pub mod apt;
 pub mod etcd;
 use std::fmt::Display;
 use std::net::TcpListener;
