@@ -23,6 +23,12 @@ pub enum Scenario {
     /// A witness pair chatting alone, then under a flood of clients far over
     /// their request budgets: refusals per second and the witness's p99.
     Flood(FloodArgs),
+    /// C users logging in at once (gate → connector → enter), unpaced:
+    /// time to log everyone in, logins/s, latency, errors by kind.
+    Storm(StormArgs),
+    /// Draw push p99 and server CPU per push against offered pushes/s from
+    /// the ramp JSON files of a side_by_side.sh run folder (PNG).
+    Plot(PlotArgs),
 }
 
 #[derive(Debug, Args)]
@@ -68,9 +74,15 @@ pub struct Common {
     /// Concurrent connects during login.
     #[arg(long, default_value_t = 32)]
     pub connect_concurrency: usize,
-    /// Connects started per second during login.
+    /// Connects started per second during login (0: no pacing).
     #[arg(long, default_value_t = 500.0)]
     pub connect_rate: f64,
+    /// Local addresses to connect from, round robin per client
+    /// (comma-separated, e.g. 127.0.0.2,127.0.0.3). Each source address has
+    /// only the ephemeral port range to offer (~28 000 ports), so tens of
+    /// thousands of connections need several; default: the kernel's choice.
+    #[arg(long, value_delimiter = ',')]
+    pub source_addrs: Vec<std::net::IpAddr>,
     /// Timeout of every connect and request, seconds.
     #[arg(long, default_value_t = 10.0)]
     pub timeout: f64,
@@ -136,14 +148,63 @@ pub struct IdleArgs {
     /// Connections (C).
     #[arg(short = 'c', long, default_value_t = 5000)]
     pub clients: usize,
-    /// Connect every client to this connector directly (ws://host:port)
-    /// instead of asking the gate per client.
-    #[arg(long)]
-    pub connector: Option<String>,
+    /// Connect every client directly to these connectors (ws://host:port,
+    /// comma-separated; client i goes to the (i mod n)-th) instead of asking
+    /// the gate per client.
+    #[arg(long, value_delimiter = ',')]
+    pub connector: Vec<String>,
     /// Seconds to hold the connections after they are all open.
     #[arg(long, default_value_t = 60.0)]
     pub hold: f64,
     /// Seconds to let the servers settle before sampling RSS.
     #[arg(long, default_value_t = 3.0)]
     pub settle: f64,
+    /// When every connect is done (and settled), write one JSON line
+    /// (connected, errors) to this file: a coordinator running several
+    /// robots learns that this one is ready.
+    #[arg(long)]
+    pub ready_file: Option<PathBuf>,
+    /// After --ready-file, wait until this file exists before the hold
+    /// starts, so several robots hold their connections over the same
+    /// window (bounded by --go-timeout).
+    #[arg(long, requires = "ready_file")]
+    pub go_file: Option<PathBuf>,
+    /// Longest wait for --go-file, seconds; then the robot fails.
+    #[arg(long, default_value_t = 900.0)]
+    pub go_timeout: f64,
+}
+
+#[derive(Debug, Args)]
+pub struct StormArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Users (C), each logging in once: gate queryEntry, connector, enter.
+    #[arg(short = 'c', long, default_value_t = 10_000)]
+    pub clients: usize,
+    /// Rooms; user i enters room i mod R (default: rooms of 50 at 10 000).
+    #[arg(short = 'r', long, default_value_t = 200)]
+    pub rooms: usize,
+    /// Logins in flight at once; no other pacing (the point is the storm).
+    #[arg(long, default_value_t = 1000)]
+    pub concurrency: usize,
+    /// Seconds to keep every logged-in user connected after the storm,
+    /// counting disconnects.
+    #[arg(long, default_value_t = 2.0)]
+    pub hold: f64,
+    /// Pass criterion: every user logged in within this many seconds.
+    #[arg(long, default_value_t = 10.0)]
+    pub max_seconds: f64,
+}
+
+#[derive(Debug, Args)]
+pub struct PlotArgs {
+    /// A side_by_side.sh run folder holding <system>-ramp-<n>.json files.
+    pub dir: PathBuf,
+    /// Output PNG (default: <dir>/plot.png).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// TrueType font for the labels (default: the first of DejaVu Sans,
+    /// Liberation Sans, FreeSans found under /usr/share/fonts).
+    #[arg(long)]
+    pub font: Option<PathBuf>,
 }

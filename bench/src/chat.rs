@@ -27,7 +27,7 @@ use tokio::time::Instant;
 
 use crate::args::ChatArgs;
 use crate::hist::Histogram;
-use crate::login::{Pacer, client_options, login};
+use crate::login::{Pacer, client_options, close_all, login, options_for};
 use crate::procs::{self, Proc};
 use crate::report::{Report, StepReport};
 
@@ -100,7 +100,8 @@ pub async fn run(args: &ChatArgs, procs: &[Proc], mut notes: Vec<String>) -> Rep
     let pacer = Arc::new(Pacer::new(c.connect_concurrency, c.connect_rate));
     let mut set = JoinSet::new();
     for i in 0..args.clients {
-        let (pacer, gate, opts, bar) = (pacer.clone(), c.gate.clone(), opts.clone(), bar.clone());
+        let opts = options_for(&opts, &c.source_addrs, i);
+        let (pacer, gate, bar) = (pacer.clone(), c.gate.clone(), bar.clone());
         let room = i % rooms;
         let rid = format!("b{tag}r{room}");
         let name = format!("u{i}");
@@ -284,14 +285,7 @@ pub async fn run(args: &ChatArgs, procs: &[Proc], mut notes: Vec<String>) -> Rep
     // ---- shut down ----
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
-    let mut closing = JoinSet::new();
-    for m in members {
-        closing.spawn(async move { m.client.close().await });
-    }
-    let _ = tokio::time::timeout(Duration::from_secs(10), async {
-        while closing.join_next().await.is_some() {}
-    })
-    .await;
+    close_all(members.into_iter().map(|m| m.client).collect()).await;
 
     Report {
         bench: "shaddock-bench",
@@ -306,6 +300,8 @@ pub async fn run(args: &ChatArgs, procs: &[Proc], mut notes: Vec<String>) -> Rep
         steps,
         best: if args.ramp { best } else { None },
         idle: None,
+        storm: None,
+        machine: Default::default(),
         notes,
     }
 }
@@ -364,6 +360,8 @@ fn step_report(
         robot_cpu_s,
         robot_cores: robot_cpu_s / wall,
         server_rss_kb: after.rss_kb,
+        server_cpu_by_process: procs::cpu_delta_by_process(before, after),
+        loadavg_1m: procs::loadavg()[0],
         pass: expected > 0
             && delivery >= args.min_delivery
             && push_p99_ms <= args.max_p99_ms

@@ -1,5 +1,6 @@
 //! `shaddock-bench`: the load robot. See `docs/benchmarks.md` for the method
-//! and `shaddock-bench chat --help` / `idle --help` for the options.
+//! and `shaddock-bench chat --help` / `idle --help` / `storm --help` for the
+//! options; `shaddock-bench plot <run dir>` draws a side-by-side run.
 //!
 //! It speaks the Pomelo client protocol through `shaddock_client`, so it
 //! measures any Pomelo-compatible chat server the same way: ours or Pomelo.
@@ -13,8 +14,11 @@ mod hist;
 mod idle;
 mod limits;
 mod login;
+mod plot;
 mod procs;
+mod ramp_series;
 mod report;
+mod storm;
 
 use std::process::ExitCode;
 
@@ -51,6 +55,10 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Scenario::Plot(a) = &cli.scenario {
+        plot::run(a)?;
+        return Ok(());
+    }
     if let Scenario::Flood(a) = &cli.scenario {
         let report = flood::run(a).await?;
         if let Some(path) = &a.common.json_out {
@@ -60,9 +68,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         return Ok(());
     }
     let (common, clients) = match &cli.scenario {
-        Scenario::Flood(_) => unreachable!("handled above"),
+        Scenario::Flood(_) | Scenario::Plot(_) => unreachable!("handled above"),
         Scenario::Chat(a) => (&a.common, a.clients),
         Scenario::Idle(a) => (&a.common, a.clients),
+        Scenario::Storm(a) => (&a.common, a.clients),
     };
     let mut notes = Vec::new();
     // One socket per client, a gate socket during login, slack for the rest.
@@ -71,10 +80,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         notes.push(note);
     }
     let procs = find_procs(common)?;
-    let report = match &cli.scenario {
-        Scenario::Flood(_) => unreachable!("handled above"),
+    let loadavg_before = procs::loadavg();
+    let mut report = match &cli.scenario {
+        Scenario::Flood(_) | Scenario::Plot(_) => unreachable!("handled above"),
         Scenario::Chat(a) => chat::run(a, &procs, notes).await,
-        Scenario::Idle(a) => idle::run(a, &procs, notes).await,
+        Scenario::Idle(a) => idle::run(a, &procs, notes).await?,
+        Scenario::Storm(a) => storm::run(a, &procs, notes).await,
+    };
+    report.machine = report::Machine {
+        loadavg_before,
+        loadavg_after: procs::loadavg(),
+        cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
     };
     report.print();
     if let Some(path) = &common.json_out {

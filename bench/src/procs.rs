@@ -47,6 +47,15 @@ pub fn rss_kb(pid: u32) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
+/// The machine's load average (1, 5, 15 min) from `/proc/loadavg`; zeros
+/// where it cannot be read. Recorded with every run: on a shared 2-core box
+/// a colleague's compile moves the numbers, and the load says when.
+pub fn loadavg() -> [f64; 3] {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let mut it = text.split_whitespace().map(|v| v.parse().unwrap_or(0.0));
+    [(); 3].map(|_| it.next().unwrap_or(0.0))
+}
+
 /// CPU seconds of this process (the robot itself).
 pub fn self_cpu_seconds() -> f64 {
     cpu_seconds(std::process::id()).unwrap_or(0.0)
@@ -57,6 +66,8 @@ pub fn self_cpu_seconds() -> f64 {
 pub struct Sample {
     pub cpu_s: f64,
     pub rss_kb: u64,
+    /// CPU seconds of each process readable, by name (server id).
+    pub cpu_by_process: Vec<(String, f64)>,
     /// Processes that could not be read (exited).
     pub missing: usize,
 }
@@ -68,11 +79,28 @@ pub fn sample(procs: &[Proc]) -> Sample {
             (Some(c), Some(r)) => {
                 s.cpu_s += c;
                 s.rss_kb += r;
+                s.cpu_by_process.push((p.name.clone(), c));
             }
             _ => s.missing += 1,
         }
     }
     s
+}
+
+/// CPU seconds each process used between two samples, by name (a process
+/// missing from either sample is left out).
+pub fn cpu_delta_by_process(
+    before: &Sample,
+    after: &Sample,
+) -> std::collections::BTreeMap<String, f64> {
+    after
+        .cpu_by_process
+        .iter()
+        .filter_map(|(name, a)| {
+            let b = before.cpu_by_process.iter().find(|(n, _)| n == name)?.1;
+            Some((name.clone(), (a - b).max(0.0)))
+        })
+        .collect()
 }
 
 fn cmdline(pid: u32) -> Option<Vec<String>> {
@@ -196,6 +224,7 @@ mod tests {
         assert!(rss_kb(me).unwrap() > 0);
         assert!(cpu_seconds(me).is_some());
         assert!(cpu_seconds(u32::MAX).is_none());
+        assert!(loadavg().iter().all(|l| *l >= 0.0));
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! What the robot prints: a human table, then exactly one JSON line (the
 //! last line of stdout) for scripts.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 use crate::procs::Proc;
@@ -41,13 +43,20 @@ pub struct StepReport {
     pub robot_cpu_s: f64,
     pub robot_cores: f64,
     pub server_rss_kb: u64,
+    /// Server CPU per process during the step, seconds.
+    pub server_cpu_by_process: BTreeMap<String, f64>,
+    /// The machine's 1-minute load average at the end of the step.
+    pub loadavg_1m: f64,
     pub pass: bool,
 }
 
 /// Figures of the idle scenario.
 #[derive(Debug, Clone, Serialize)]
 pub struct IdleReport {
+    /// The connector(s) connected to, comma-separated.
     pub target: String,
+    /// Source addresses the connections came from (empty: the kernel's choice).
+    pub source_addrs: Vec<String>,
     pub connected: u64,
     pub connect_errors: u64,
     pub connect_s: f64,
@@ -62,6 +71,48 @@ pub struct IdleReport {
     pub rss_per_conn_end_kb: f64,
     pub server_cpu_s: f64,
     pub robot_rss_kb: u64,
+    /// The robot's own CPU over the whole run (connects, hold, close).
+    pub robot_cpu_s: f64,
+    /// The robot's CPU during the hold (heartbeats only), in cores.
+    pub robot_cores_hold: f64,
+}
+
+/// Figures of the login storm.
+#[derive(Debug, Clone, Serialize)]
+pub struct StormReport {
+    pub users: u64,
+    pub logged_in: u64,
+    pub errors: u64,
+    /// Failed logins by `"<step> <timeout|refused|error>"`.
+    pub errors_by_kind: BTreeMap<String, u64>,
+    pub first_error: Option<String>,
+    pub concurrency: usize,
+    /// From the first connect to the last login done (success or failure).
+    pub total_s: f64,
+    /// Successful logins per second of `total_s`.
+    pub logins_per_s: f64,
+    /// One login: gate connect + queryEntry + connector connect + enter.
+    pub login_p50_ms: f64,
+    pub login_p90_ms: f64,
+    pub login_p99_ms: f64,
+    pub login_max_ms: f64,
+    /// Server CPU during the storm (all watched processes), seconds and cores.
+    pub server_cpu_s: f64,
+    pub server_cores: f64,
+    /// Server CPU per successful login, ms.
+    pub server_cpu_ms_per_login: f64,
+    /// Server CPU per process during the storm, seconds.
+    pub server_cpu_by_process: BTreeMap<String, f64>,
+    pub server_rss_before_kb: u64,
+    pub server_rss_after_kb: u64,
+    pub robot_cpu_s: f64,
+    pub robot_cores: f64,
+    /// Logged-in users that lost their connection during the hold.
+    pub disconnects: u64,
+    pub hold_s: f64,
+    pub max_seconds: f64,
+    /// Every user in within `max_seconds`, no error, no disconnect.
+    pub pass: bool,
 }
 
 /// The whole run.
@@ -83,7 +134,20 @@ pub struct Report {
     pub best: Option<StepReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub idle: Option<IdleReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storm: Option<StormReport>,
+    /// What else the machine was doing (filled in by `main`).
+    pub machine: Machine,
     pub notes: Vec<String>,
+}
+
+/// The machine around the run: load average (1, 5, 15 min) before and
+/// after, and its cores.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Machine {
+    pub loadavg_before: [f64; 3],
+    pub loadavg_after: [f64; 3],
+    pub cores: usize,
 }
 
 impl Report {
@@ -169,7 +233,43 @@ impl Report {
                 i.rss_per_conn_kb,
                 i.rss_per_conn_end_kb
             );
+            println!(
+                "robot CPU {:.1} s in all, {:.2} cores during the hold",
+                i.robot_cpu_s, i.robot_cores_hold
+            );
         }
+        if let Some(s) = &self.storm {
+            println!(
+                "{}/{} users logged in ({} errors) in {:.2} s: {:.0} logins/s, {} in flight at most",
+                s.logged_in, s.users, s.errors, s.total_s, s.logins_per_s, s.concurrency
+            );
+            println!(
+                "login latency p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+                s.login_p50_ms, s.login_p90_ms, s.login_p99_ms, s.login_max_ms
+            );
+            println!(
+                "server CPU {:.2} s ({:.2} cores, {:.2} ms per login), robot {:.2} s ({:.2} cores); {} disconnects in {:.0} s after",
+                s.server_cpu_s,
+                s.server_cores,
+                s.server_cpu_ms_per_login,
+                s.robot_cpu_s,
+                s.robot_cores,
+                s.disconnects,
+                s.hold_s
+            );
+            for (kind, n) in &s.errors_by_kind {
+                println!("errors: {n} × {kind}");
+            }
+            println!(
+                "{} (all in ≤ {} s, no errors, no disconnects)",
+                if s.pass { "PASS" } else { "FAIL" },
+                s.max_seconds
+            );
+        }
+        println!(
+            "machine: load average {:.2} before, {:.2} after (1 min), {} cores",
+            self.machine.loadavg_before[0], self.machine.loadavg_after[0], self.machine.cores
+        );
         for n in &self.notes {
             println!("note: {n}");
         }
