@@ -139,8 +139,11 @@ servers_stop
 write_config
 : > "$PIDS"
 for id in chat-server-1 chat-server-2 "${conn_ids[@]}" gate-server-1; do
-  (cd "$APP" && RUST_LOG="${RUST_LOG:-warn}" nohup "$GS" --env production --server-id "$id" \
-     > "logs/$id.console.log" 2>&1 & echo "$id $!" >> "$PIDS")
+  # `cd` first on its own: `$!` must be the server's pid, not a subshell's.
+  (cd "$APP" || exit 1
+   RUST_LOG="${RUST_LOG:-warn}" nohup "$GS" --env production --server-id "$id" \
+     > "logs/$id.console.log" 2>&1 &
+   echo "$id $!" >> "$PIDS")
 done
 listening() { ss -Hltn 2>/dev/null | awk '{print $4}' | grep -q ":$1\$"; }
 for _ in $(seq 1 120); do
