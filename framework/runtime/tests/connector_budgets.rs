@@ -157,12 +157,13 @@ async fn requests_over_the_in_flight_cap_get_429() {
 async fn burst(app: App, session: Session, req: Value) -> Result<Value, HandlerError> {
     let n = req["n"].as_u64().unwrap_or(100);
     let size = req["size"].as_u64().unwrap_or(1024) as usize;
-    let body = Bytes::from(format!("\"{}\"", "z".repeat(size)));
+    let pad = "z".repeat(size);
     let mut refused = 0;
-    for _ in 0..n {
+    for i in 0..n {
+        let body = Bytes::from(json!({"i": i, "pad": pad}).to_string());
         refused += app
             .sessions()
-            .push_to_sids("onBurst", body.clone(), &[session.id()])
+            .push_to_sids("onBurst", body, &[session.id()])
             .len();
     }
     Ok(json!({ "undelivered": refused }))
@@ -306,4 +307,43 @@ async fn new_connections_over_the_per_address_rate_are_refused() {
             .expect("connected clients keep working");
         assert_eq!(r["x"], 1);
     }
+}
+
+/// With a write window (`write-window-ms`) pushes wait for the window's
+/// end and go out together: every one arrives, in order, not before the
+/// window, over WebSocket and over raw TCP alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_window_delivers_every_push_in_order() {
+    let window = Duration::from_millis(40);
+    let opts = ConnectorOptions {
+        write_window: Some(window),
+        ..fast_options()
+    };
+    let server = start_with(opts, |b| {
+        test_app(b).handler("connector.testHandler.burst", burst)
+    })
+    .await;
+    let tcp_url = server.url.replacen("ws://", "tcp://", 1);
+    for url in [server.url.clone(), tcp_url] {
+        let client = connect(&url).await;
+        let started = std::time::Instant::now();
+        client
+            .notify("connector.testHandler.burst", &json!({"n": 50, "size": 64}))
+            .await
+            .unwrap();
+        for i in 0..50 {
+            let push = client.next_push_timeout(WAIT).await.expect("every push");
+            if i == 0 {
+                assert!(
+                    started.elapsed() >= window,
+                    "{url}: the first push waited for the window ({:?})",
+                    started.elapsed()
+                );
+            }
+            let body: Value = push.json().unwrap();
+            assert_eq!(body["i"], json!(i), "{url}: in order");
+        }
+        assert!(client.is_open());
+    }
+    server.shutdown().await;
 }

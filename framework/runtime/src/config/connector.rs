@@ -70,6 +70,9 @@ pub struct ConnectorLimits {
     pub transports: Option<Vec<String>>,
     /// Write window in ms (`0`: write at once, the default).
     pub write_window_ms: Option<u64>,
+    /// Heartbeat interval announced in the handshake, in seconds (`0`: no
+    /// heartbeats); the timeout is twice it. Over the app's code.
+    pub heartbeat_secs: Option<u64>,
     /// Protobuf bodies where the app's protos name a route (default on
     /// when the app has protos); `false`: JSON everywhere on this frontend.
     pub use_protobuf: Option<bool>,

@@ -381,6 +381,15 @@ impl<F: Frontend> Agent<F> {
                         }
                     }
                     if self.heartbeat_deadline.is_some_and(|h| h <= now) {
+                        // A starved process can wake with the timer and the
+                        // client's heartbeat both ready: read what is already
+                        // there before calling the client dead.
+                        if let Some(frame) = self.conn.next().now_or_never() {
+                            if let Err(exit) = Box::pin(self.on_next(frame)).await {
+                                return exit;
+                            }
+                            continue;
+                        }
                         debug!("heartbeat timeout");
                         return Exit::new("heartbeat timeout");
                     }
@@ -395,26 +404,30 @@ impl<F: Frontend> Agent<F> {
                 }
                 // A WebSocket message, or one package off raw TCP.
                 frame = self.conn.next() => {
-                    self.last_inbound = Instant::now();
-                    let data = match frame {
-                        None => return Exit::new("client closed"),
-                        Some(Err(TransportError::TooLarge(e))) => {
-                            warn!(error = %e, limit = self.opts().max_message_size,
-                                  "client frame over the size limit; kicking");
-                            let reason = format!("{TOO_LARGE} (limit {} bytes)", self.opts().max_message_size);
-                            return Box::pin(self.kick(&reason)).await;
-                        }
-                        Some(Err(e)) => {
-                            return Exit::new(format!("{} error: {e}", self.conn.name()));
-                        }
-                        Some(Ok(data)) => data,
-                    };
-                    if let Err(exit) = Box::pin(self.on_frame(data)).await {
+                    if let Err(exit) = Box::pin(self.on_next(frame)).await {
                         return exit;
                     }
                 }
             }
         }
+    }
+
+    /// One item off the transport: a frame of packages, the end, or an
+    /// error.
+    async fn on_next(&mut self, frame: Option<Result<Bytes, TransportError>>) -> Result<(), Exit> {
+        self.last_inbound = Instant::now();
+        let data = match frame {
+            None => return Err(Exit::new("client closed")),
+            Some(Err(TransportError::TooLarge(e))) => {
+                let limit = self.opts().max_message_size;
+                warn!(error = %e, limit, "client frame over the size limit; kicking");
+                let reason = format!("{TOO_LARGE} (limit {limit} bytes)");
+                return Err(Box::pin(self.kick(&reason)).await);
+            }
+            Some(Err(e)) => return Err(Exit::new(format!("{} error: {e}", self.conn.name()))),
+            Some(Ok(data)) => data,
+        };
+        Box::pin(self.on_frame(data)).await
     }
 
     /// Feeds every queued frame, then flushes once (one or a few socket

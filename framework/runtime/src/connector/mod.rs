@@ -432,6 +432,10 @@ impl ConnectorOptions {
         if let Some(ms) = l.write_window_ms {
             self.write_window = (ms > 0).then(|| Duration::from_millis(ms));
         }
+        if let Some(secs) = l.heartbeat_secs {
+            self.heartbeat = (secs > 0).then(|| Duration::from_secs(secs));
+            self.heartbeat_timeout = None;
+        }
         self
     }
 
@@ -457,5 +461,39 @@ impl ConnectorOptions {
             )
             .max_message_size(Some(self.max_message_size))
             .max_frame_size(Some(self.max_message_size))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `connector.json`'s heartbeat and write window reach the options,
+    /// `0` turning each off; absent fields leave the code's values.
+    #[test]
+    fn heartbeat_and_write_window_from_connector_json() {
+        let code = ConnectorOptions {
+            heartbeat: Some(Duration::from_secs(3)),
+            heartbeat_timeout: Some(Duration::from_secs(5)),
+            ..Default::default()
+        };
+        let untouched = code.clone().with_limits(&ConnectorLimits::default());
+        assert_eq!(untouched.heartbeat, Some(Duration::from_secs(3)));
+        assert_eq!(untouched.write_window, None);
+        let set = code.clone().with_limits(&ConnectorLimits {
+            heartbeat_secs: Some(20),
+            write_window_ms: Some(10),
+            ..Default::default()
+        });
+        assert_eq!(set.heartbeat, Some(Duration::from_secs(20)));
+        assert_eq!(set.effective_timeout(), Some(Duration::from_secs(40)));
+        assert_eq!(set.write_window, Some(Duration::from_millis(10)));
+        let off = code.with_limits(&ConnectorLimits {
+            heartbeat_secs: Some(0),
+            write_window_ms: Some(0),
+            ..Default::default()
+        });
+        assert_eq!((off.heartbeat, off.write_window), (None, None));
+        assert_eq!(off.effective_timeout(), None);
     }
 }
