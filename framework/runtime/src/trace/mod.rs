@@ -63,14 +63,14 @@ pub fn scope<F: Future>(ctx: TraceContext, fut: F) -> Scoped<F> {
 /// the exported trace and the ids are the exported span's; without it, the
 /// ids are generated here (same trace id as `parent`, a new span id).
 pub fn begin(span: &tracing::Span, parent: Option<TraceContext>) -> TraceContext {
-    #[cfg(feature = "otlp")]
-    let exported = otel::adopt(span, parent);
-    #[cfg(not(feature = "otlp"))]
-    let exported = None;
-    let ctx = exported.unwrap_or_else(|| match parent {
+    let own = || match parent {
         Some(p) => p.child(),
         None => TraceContext::new_root(),
-    });
+    };
+    #[cfg(feature = "otlp")]
+    let ctx = otel::adopt(span, parent).unwrap_or_else(own);
+    #[cfg(not(feature = "otlp"))]
+    let ctx = own();
     span.record("trace_id", tracing::field::display(ctx.trace_id));
     ctx
 }
