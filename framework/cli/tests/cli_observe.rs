@@ -425,9 +425,36 @@ fn check_one_trace(app: &TestApp, sends: usize) {
         }
     }
     assert!(matched >= sends, "{matched} traced sends");
+    check_remote_trace(app);
     // Different requests, different traces.
     let mut ids: Vec<String> = connector_lines.iter().filter_map(trace_id).collect();
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), connector_lines.len(), "one trace per request");
+}
+
+/// A typed remote call continues the trace too (`traceparent` metadata):
+/// each user's `enter` on a connector calls `ChatRemote.Add` on
+/// chat-server-1, whose `rpc` span has the request's trace id.
+fn check_remote_trace(app: &TestApp) {
+    let route = "connector.entryHandler.enter";
+    let mut front = json_log(app, "connector-server-1");
+    front.extend(json_log(app, "connector-server-2"));
+    let entered: Vec<String> = front
+        .iter()
+        .filter(|l| l["message"] == "client request answered" && l["span"]["route"] == route)
+        .filter_map(trace_id)
+        .collect();
+    assert_eq!(entered.len(), 3, "one traced enter per user");
+    let remote: Vec<serde_json::Value> = json_log(app, "chat-server-1")
+        .into_iter()
+        .filter(|l| l["message"] == "rpc handled" && l["span"]["method"] == "/chat.ChatRemote/Add")
+        .collect();
+    for id in &entered {
+        let line = remote
+            .iter()
+            .find(|l| trace_id(l).as_deref() == Some(id.as_str()))
+            .unwrap_or_else(|| panic!("no ChatRemote.Add line of trace {id} on chat-server-1"));
+        assert_eq!(line["span"]["server"], "chat-server-1", "{line}");
+    }
 }

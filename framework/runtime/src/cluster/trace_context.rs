@@ -89,16 +89,16 @@ pub struct Traced<S> {
     server_id: Arc<str>,
 }
 
-/// A call's future, in its span and with its trace context in scope.
-type InTrace<F> = tracing::instrument::Instrumented<crate::trace::Scoped<F>>;
-
 impl<S, B> Service<http::Request<B>> for Traced<S>
 where
     S: Service<http::Request<B>>,
+    S::Future: Send + 'static,
+    S::Response: Send,
+    S::Error: Send,
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = Either<S::Future, InTrace<S::Future>>;
+    type Future = Either<S::Future, crate::BoxFuture<'static, Result<S::Response, S::Error>>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -120,6 +120,18 @@ where
             .get(TRACEPARENT)
             .and_then(|v| v.to_str().ok());
         let ctx = crate::trace::begin_from(&span, parent);
-        Either::Right(crate::trace::scope(ctx, self.inner.call(request)).instrument(span))
+        let call = self.inner.call(request);
+        let started = std::time::Instant::now();
+        let traced = crate::trace::scope(ctx, async move {
+            let answer = call.await;
+            // The callee's end of a traced call, at debug (as a forwarded
+            // request's "forwarded request handled").
+            tracing::debug!(
+                elapsed_us = started.elapsed().as_micros() as u64,
+                "rpc handled"
+            );
+            answer
+        });
+        Either::Right(Box::pin(traced.instrument(span)))
     }
 }
