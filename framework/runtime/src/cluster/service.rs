@@ -369,16 +369,8 @@ async fn run_forwarded_message(
     // The frontend's trace goes on here (a new one without a valid
     // traceparent: an older frontend, or a hand-made call).
     let trace = crate::trace::begin_from(&span, Some(&msg.traceparent));
-    let started = std::time::Instant::now();
     let task = node.handle(session, msg.route, msg.body, msg.is_request);
-    let task = crate::trace::scope(trace, async move {
-        let answer = task.await;
-        tracing::debug!(
-            elapsed_us = started.elapsed().as_micros() as u64,
-            "forwarded request handled"
-        );
-        answer
-    });
+    let task = crate::trace::scope_logged(trace, "forwarded request handled", task);
     let guarded = AssertUnwindSafe(task.instrument(span)).catch_unwind();
     match tokio::time::timeout(HANDLER_DEADLINE, guarded).await {
         Ok(Ok(Some(body))) => proto::ForwardResponse {

@@ -120,18 +120,7 @@ where
             .get(TRACEPARENT)
             .and_then(|v| v.to_str().ok());
         let ctx = crate::trace::begin_from(&span, parent);
-        let call = self.inner.call(request);
-        let started = std::time::Instant::now();
-        let traced = crate::trace::scope(ctx, async move {
-            let answer = call.await;
-            // The callee's end of a traced call, at debug (as a forwarded
-            // request's "forwarded request handled").
-            tracing::debug!(
-                elapsed_us = started.elapsed().as_micros() as u64,
-                "rpc handled"
-            );
-            answer
-        });
+        let traced = crate::trace::scope_logged(ctx, "rpc handled", self.inner.call(request));
         Either::Right(Box::pin(traced.instrument(span)))
     }
 }

@@ -54,6 +54,22 @@ pub fn scope<F: Future>(ctx: TraceContext, fut: F) -> Scoped<F> {
     CURRENT.scope(ctx, fut)
 }
 
+/// [`scope`], then one `debug` line `done` with `elapsed_us` once `fut`
+/// has finished: a server's end of a traced request or call, logged in the
+/// span the caller instruments this with.
+pub fn scope_logged<F: Future>(
+    ctx: TraceContext,
+    done: &'static str,
+    fut: F,
+) -> Scoped<impl Future<Output = F::Output>> {
+    let started = std::time::Instant::now();
+    scope(ctx, async move {
+        let output = fut.await;
+        tracing::debug!(elapsed_us = started.elapsed().as_micros() as u64, "{done}");
+        output
+    })
+}
+
 /// Starts this server's part of a trace on `span` and records its
 /// `trace_id` field (declare it with `trace_id = tracing::field::Empty`).
 /// `parent` is the caller's context (from `traceparent`); `None` starts a
