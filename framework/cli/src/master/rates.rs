@@ -90,7 +90,7 @@ impl Rates {
                             )
                         }
                         // None before it: the process's life so far.
-                        None if age < MIN_WINDOW_SECS => (reading.figures, row.uptime_secs as f64),
+                        None if age < MIN_WINDOW_SECS => (reading.figures, life(row)),
                         _ => {
                             let base = std::mem::replace(&mut seen.newer, reading.clone());
                             let window = (
@@ -111,11 +111,19 @@ impl Rates {
                             newer: reading.clone(),
                         },
                     );
-                    (reading.figures, row.uptime_secs as f64)
+                    (reading.figures, life(row))
                 }
             };
             row.requests_per_sec = Some(if secs > 0.0 { window.count / secs } else { 0.0 });
             row.p99_ms = window.quantile(0.99).map(|s| s * 1000.0);
         }
     }
+}
+
+/// Seconds the process has lived, for a first reading: `uptime_secs` is
+/// whole seconds, so a process younger than [`MIN_WINDOW_SECS`] counts as
+/// that old (its rate is then per second over its first second, not a
+/// division by zero).
+fn life(row: &ServerStatus) -> f64 {
+    (row.uptime_secs as f64).max(MIN_WINDOW_SECS)
 }
