@@ -15,6 +15,8 @@ export type SendResponse = { code: number, error: boolean, } | Record<symbol, ne
 
 export type OnChat = { msg: string, from: string, target: string, };
 
+export type OnSystem = { msg: string, };
+
 export type UserEvent = { route: string, user: string, };
 
 /** Request body by route. */
@@ -36,4 +38,5 @@ export type Pushes = {
   "onChat": OnChat;
   "onAdd": UserEvent;
   "onLeave": UserEvent;
+  "onSystem": OnSystem;
 };
