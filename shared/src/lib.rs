@@ -6,6 +6,9 @@
 
 use serde::{Deserialize, Serialize};
 
+#[cfg(test)]
+mod typescript;
+
 /// Route of the gate's only handler.
 pub const ROUTE_QUERY_ENTRY: &str = "gate.gateHandler.queryEntry";
 /// Route of the connector's login handler.
@@ -25,6 +28,7 @@ pub const PUSH_SYSTEM: &str = "onSystem";
 pub const TARGET_ALL: &str = "*";
 
 /// `gate.gateHandler.queryEntry` request.
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueryEntryRequest {
     #[serde(default)]
@@ -33,6 +37,7 @@ pub struct QueryEntryRequest {
 
 /// `gate.gateHandler.queryEntry` response: `{"code":200,"host":..,"port":..}`
 /// or `{"code":500}`.
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueryEntryResponse {
     pub code: u16,
@@ -43,6 +48,7 @@ pub struct QueryEntryResponse {
 }
 
 /// `connector.entryHandler.enter` request.
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnterRequest {
     pub username: String,
@@ -53,6 +59,7 @@ pub struct EnterRequest {
 /// `{"code":400,"message":".."}` when the name or room breaks the
 /// [`check_name`] rules, `{"code":500,"error":true}` when the name is taken
 /// in that room.
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum EnterResponse {
@@ -81,6 +88,7 @@ impl EnterResponse {
 
 /// `chat.chatHandler.send` request. The server trusts only `content` and
 /// `target`; room and sender come from the session.
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SendRequest {
     #[serde(default)]
@@ -93,6 +101,7 @@ pub struct SendRequest {
 
 /// `chat.chatHandler.send` response: `{}` on success, `{"code":500,"error":true}`
 /// when the room or the target does not exist.
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum SendResponse {
@@ -101,6 +110,7 @@ pub enum SendResponse {
 }
 
 /// `onChat` push body.
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OnChat {
     pub msg: String,
@@ -109,6 +119,7 @@ pub struct OnChat {
 }
 
 /// `onSystem` push body.
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OnSystem {
     pub msg: String,
@@ -117,6 +128,7 @@ pub struct OnSystem {
 /// `onAdd` / `onLeave` push body: `{"route":"onAdd","user":"bob"}`. The
 /// `route` key is an artefact of Pomelo's legacy `pushMessage(msg)` form that
 /// chatofpomelo's clients see, so we keep it.
+#[cfg_attr(test, derive(ts_rs::TS))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserEvent {
     pub route: String,

@@ -2,7 +2,7 @@
 
 use crate::master::proto;
 
-const HEADERS: [&str; 12] = [
+const HEADERS: [&str; 14] = [
     "id",
     "type",
     "pid",
@@ -12,6 +12,8 @@ const HEADERS: [&str; 12] = [
     "state",
     "uptime",
     "conns",
+    "req/s",
+    "p99",
     "RSS",
     "CPU",
     "restarts",
@@ -72,6 +74,14 @@ pub fn render(resp: &proto::ListResponse) -> String {
                 "-".into()
             },
             s.connections.to_string(),
+            match s.requests_per_sec {
+                Some(r) if running => format!("{r:.1}"),
+                _ => "-".into(),
+            },
+            match s.p99_ms {
+                Some(ms) if running => format!("{ms:.1}ms"),
+                _ => "-".into(),
+            },
             if running && s.rss_bytes > 0 {
                 format!("{:.1}M", s.rss_bytes as f64 / (1024.0 * 1024.0))
             } else {
@@ -155,6 +165,8 @@ pub fn to_json(resp: &proto::ListResponse) -> String {
                 "rssBytes": s.rss_bytes, "cpuPercent": s.cpu_percent, "restarts": s.restarts,
                 "lastError": s.last_error, "agentConnected": s.agent_connected,
                 "adopted": s.adopted, "supervisor": s.supervisor,
+                "metricsAddr": s.metrics_addr, "requestsPerSec": s.requests_per_sec,
+                "p99Ms": s.p99_ms,
             })
         })
         .collect();
@@ -183,6 +195,8 @@ mod tests {
             uptime_secs: 3725,
             rss_bytes: 3 * 1024 * 1024,
             cpu_percent: 12.345,
+            requests_per_sec: Some(12.46),
+            p99_ms: Some(2.44),
             restarts: 2,
             last_error: if state == "failed" {
                 "port taken".into()
@@ -226,7 +240,7 @@ mod tests {
         );
         assert_eq!(
             lines[2],
-            "chat-server-1   chat  1234  127.0.0.1  6050  -           running  1h02m   0      3.0M  12.3%  2"
+            "chat-server-1   chat  1234  127.0.0.1  6050  -           running  1h02m   0      12.5   2.4ms  3.0M  12.3%  2"
         );
         // A server without a process shows dashes, not stale numbers.
         assert!(
@@ -242,5 +256,7 @@ mod tests {
         let json: serde_json::Value = serde_json::from_str(&to_json(&resp)).unwrap();
         assert_eq!(json["servers"][1]["lastError"], "port taken");
         assert_eq!(json["master"]["pid"], 42);
+        assert_eq!(json["servers"][0]["requestsPerSec"], 12.46);
+        assert_eq!(json["servers"][0]["p99Ms"], 2.44);
     }
 }

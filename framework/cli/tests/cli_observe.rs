@@ -3,7 +3,10 @@
 //! exactly the traffic of a scripted chat, `/healthz` and `/readyz` answer,
 //! the master's startup output is short, and a server frozen with SIGSTOP
 //! (alive, answering nothing) is found by its health check, restarted, and
-//! serves again.
+//! serves again. With JSON logs on (`config/log.json`), one request's
+//! trace id is in the connector's and the chat server's log lines, and
+//! `shaddock list` shows each server's requests/s and p99 from the same
+//! figures.
 
 mod cli_support;
 
@@ -22,7 +25,12 @@ const IDS: [&str; 5] = [
     "chat-server-2",
 ];
 
-/// The chat app with a `metricsPort` on every server.
+/// JSON log files, and the per-request debug lines of the frontends and
+/// the chat servers (by server type; the gate stays at `info`).
+const LOG_JSON: &str = r#"{"development": {"format": "json",
+    "servers": {"connector": "info,shaddock=debug", "chat": "info,shaddock=debug"}}}"#;
+
+/// The chat app with a `metricsPort` on every server, and [`LOG_JSON`].
 fn start_observed_app() -> (TestApp, String, String, HashMap<String, u16>) {
     let mut ports = HashMap::new();
     let mut servers = chat_servers(&["connector-server-1", "connector-server-2"]);
@@ -31,7 +39,9 @@ fn start_observed_app() -> (TestApp, String, String, HashMap<String, u16>) {
         ports.insert(s.id.clone(), port);
         s.extra = Box::leak(format!(r#""metricsPort":{port}"#).into_boxed_str());
     }
-    let (app, gate, rid) = start_chat_servers(servers);
+    let (app, gate, rid) = start_chat_servers_with(servers, |dir| {
+        std::fs::write(dir.join("config/log.json"), LOG_JSON).unwrap();
+    });
     (app, gate, rid, ports)
 }
 
@@ -244,6 +254,9 @@ fn metrics_count_a_scripted_chat_and_health_restarts_a_frozen_server() {
         assert!(sample(s, "process_resident_memory_bytes", &[]) > 1e6, "{s}");
         assert!(sample(s, "process_cpu_seconds_total", &[]) > 0.0, "{s}");
     }
+    check_list_rates(&app);
+    check_one_trace(&app, sends as usize);
+
     // For docs/observability.md: what a scrape looks like.
     eprintln!("---- chat-server-1 /metrics ----\n{chat1}");
     let connector = scrape(ports["connector-server-2"]);
@@ -315,4 +328,133 @@ fn metrics_count_a_scripted_chat_and_health_restarts_a_frozen_server() {
     });
     let (status, _) = http_get(ports[victim], "/readyz").unwrap();
     assert_eq!(status, 200);
+}
+
+/// `shaddock list` during the chat: the connectors and chat-server-1
+/// served requests since the previous list (the one that started the app),
+/// chat-server-2 none.
+fn check_list_rates(app: &TestApp) {
+    let list = app.list();
+    for id in ["connector-server-1", "connector-server-2", "chat-server-1"] {
+        let s = server_in(&list, id);
+        let rate = s["requestsPerSec"].as_f64().unwrap_or(0.0);
+        let p99 = s["p99Ms"].as_f64().unwrap_or(0.0);
+        assert!(rate > 0.0 && p99 > 0.0, "{id} shows its traffic: {s}");
+    }
+    let idle = server_in(&list, "chat-server-2");
+    assert_eq!(idle["requestsPerSec"].as_f64(), Some(0.0), "{idle}");
+    assert!(idle["p99Ms"].is_null(), "no request, no p99: {idle}");
+    // The table: two more columns, figures in the rows.
+    let out = app.cli(&["list"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    eprintln!("---- shaddock list ----\n{text}");
+    let header = text.lines().nth(1).unwrap_or_default();
+    assert!(header.contains("conns  req/s  p99"), "{text}");
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("chat-server-1 "))
+        .unwrap_or_default();
+    assert!(
+        row.contains("ms "),
+        "chat-server-1's p99 in the table:\n{text}"
+    );
+}
+
+/// JSON lines of a server's log file.
+fn json_log(app: &TestApp, id: &str) -> Vec<serde_json::Value> {
+    let path = app.path().join(format!("logs/{id}.log"));
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
+    text.lines()
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("{id}.log: not JSON ({e}): {l}"))
+        })
+        .collect()
+}
+
+/// The `trace_id` of a log line's spans (innermost first).
+fn trace_id(line: &serde_json::Value) -> Option<String> {
+    let spans = line["spans"].as_array()?;
+    spans
+        .iter()
+        .rev()
+        .find_map(|s| s["trace_id"].as_str().map(String::from))
+}
+
+/// Every `chat.chatHandler.send` answered by a connector has a trace id,
+/// and chat-server-1 logged handling a request with that same id.
+fn check_one_trace(app: &TestApp, sends: usize) {
+    let route = "chat.chatHandler.send";
+    let answered = |line: &serde_json::Value| {
+        line["message"] == "client request answered" && line["span"]["route"] == route
+    };
+    let (connector_lines, chat_lines) =
+        eventually("both ends of every send in the JSON logs", WAIT, || {
+            let mut front = json_log(app, "connector-server-1");
+            front.extend(json_log(app, "connector-server-2"));
+            let front: Vec<_> = front.into_iter().filter(answered).collect();
+            let back: Vec<_> = json_log(app, "chat-server-1")
+                .into_iter()
+                .filter(|l| l["message"] == "forwarded request handled")
+                .collect();
+            if front.len() >= sends && back.len() >= sends {
+                Ok((front, back))
+            } else {
+                Err(format!(
+                    "{} connector lines, {} chat lines",
+                    front.len(),
+                    back.len()
+                ))
+            }
+        });
+    let mut matched = 0;
+    for line in &connector_lines {
+        let id = trace_id(line).unwrap_or_else(|| panic!("a trace_id on {line}"));
+        assert_eq!(id.len(), 32, "a W3C trace id: {id}");
+        let on_chat = chat_lines
+            .iter()
+            .find(|l| trace_id(l).as_deref() == Some(id.as_str()));
+        let on_chat = on_chat.unwrap_or_else(|| {
+            panic!("chat-server-1 logged no line of trace {id} (connector: {line})")
+        });
+        assert_eq!(on_chat["span"]["route"], route, "{on_chat}");
+        assert_eq!(on_chat["span"]["uid"], line["span"]["uid"], "{on_chat}");
+        matched += 1;
+        if matched == 1 {
+            // For docs/observability.md: one request on two servers.
+            eprintln!("---- one traced request ----\n{line}\n{on_chat}");
+        }
+    }
+    assert!(matched >= sends, "{matched} traced sends");
+    check_remote_trace(app);
+    // Different requests, different traces.
+    let mut ids: Vec<String> = connector_lines.iter().filter_map(trace_id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), connector_lines.len(), "one trace per request");
+}
+
+/// A typed remote call continues the trace too (`traceparent` metadata):
+/// each user's `enter` on a connector calls `ChatRemote.Add` on
+/// chat-server-1, whose `rpc` span has the request's trace id.
+fn check_remote_trace(app: &TestApp) {
+    let route = "connector.entryHandler.enter";
+    let mut front = json_log(app, "connector-server-1");
+    front.extend(json_log(app, "connector-server-2"));
+    let entered: Vec<String> = front
+        .iter()
+        .filter(|l| l["message"] == "client request answered" && l["span"]["route"] == route)
+        .filter_map(trace_id)
+        .collect();
+    assert_eq!(entered.len(), 3, "one traced enter per user");
+    let remote: Vec<serde_json::Value> = json_log(app, "chat-server-1")
+        .into_iter()
+        .filter(|l| l["message"] == "rpc handled" && l["span"]["method"] == "/chat.ChatRemote/Add")
+        .collect();
+    for id in &entered {
+        let line = remote
+            .iter()
+            .find(|l| trace_id(l).as_deref() == Some(id.as_str()))
+            .unwrap_or_else(|| panic!("no ChatRemote.Add line of trace {id} on chat-server-1"));
+        assert_eq!(line["span"]["server"], "chat-server-1", "{line}");
+    }
 }

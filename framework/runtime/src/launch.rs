@@ -28,7 +28,9 @@
 //!    elsewhere) and `connector.json` (the per-client budgets of this
 //!    server's type over the app's [`ConnectorOptions`]), and finds this
 //!    server;
-//! 3. logs to `<log-dir>/<server-id>.log` (and stderr);
+//! 3. logs to `<log-dir>/<server-id>.log` (and stderr), as text or JSON,
+//!    at the server's level (`config/log.json`, [`LogConfig`](crate::config::LogConfig);
+//!    `RUST_LOG` wins);
 //! 4. calls the app's setup closure, then refuses a servers.json whose server
 //!    types the app registered nothing for (a typo would otherwise start a
 //!    server that serves nothing);
@@ -513,7 +515,20 @@ pub fn run_with(args: LaunchArgs, setup: impl FnOnce(Setup) -> Setup) -> ExitCod
 
 fn serve(args: LaunchArgs, setup: impl FnOnce(Setup) -> Setup) -> anyhow::Result<()> {
     let (base, dict) = prepare(&args)?;
-    let _log = crate::logging::init(&args.server_id, &args.log_dir)?;
+    let log = crate::config::LogConfig::load(
+        &args.config_dir,
+        base.env(),
+        &base.server.id,
+        &base.server.server_type,
+    )?;
+    let log = crate::logging::LogSettings {
+        json: log.json,
+        level: log.level,
+        level_source: log.level_source,
+        otlp_endpoint: log.otlp_endpoint,
+        service: base.server.server_type.clone(),
+    };
+    let _log = crate::logging::init_with(&args.server_id, &args.log_dir, &log)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -10,7 +10,7 @@
 //! | layer | module | what it holds |
 //! |---|---|---|
 //! | wire | [`protocol`] | the Pomelo codec (crate `shaddock-protocol`): packages, messages, handshake, route dictionary, protobuf bodies, the dispatch [`hash`]. Pure: bytes in, values out |
-//! | base | [`config`], [`error`], [`logging`], [`telemetry`] | `servers.json` and friends, the cluster error type, log files, metrics and health (`/metrics`, `/healthz`, `/readyz`) |
+//! | base | [`config`], [`error`], [`logging`], [`telemetry`], [`trace`] | `servers.json` and friends, the cluster error type, log files (text or JSON), metrics and health (`/metrics`, `/healthz`, `/readyz`), W3C trace context of client requests |
 //! | membership | [`discovery`] | the live server list ([`discovery::Servers`]) and the [`discovery::Discovery`] trait with its backends: a static list, the master's stream, etcd |
 //! | connection state | [`session`] | one client connection's session: uid, settings, outbound queue; the frontend's [`session::SessionService`] |
 //! | client I/O | [`connector`] | accepts WebSockets and runs each connection's state machine (handshake, heartbeats, kick); hands messages to a [`connector::Frontend`] |
@@ -39,6 +39,7 @@ pub mod config;
 pub mod error;
 pub mod logging;
 pub mod telemetry;
+pub mod trace;
 
 pub mod discovery;
 

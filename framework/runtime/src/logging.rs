@@ -1,7 +1,10 @@
-//! Logging: `logs/<server-id>.log` plus stderr, filtered by `RUST_LOG`.
+//! Logging: `logs/<server-id>.log` plus stderr, as text or JSON, filtered
+//! by `RUST_LOG` or the server's level from `config/log.json`.
 //!
-//! Connection spans carry `server` and `sid`, request spans `route`, so one
-//! grep over a log file follows a client through the system.
+//! Connection spans carry `server` and `sid`, request spans `route`, `uid`
+//! and `trace_id` (the same on every server a request crosses, see
+//! [`crate::trace`]), so one grep over the log files follows a client
+//! request through the cluster.
 //!
 //! Both writers are non-blocking: a server started by `shaddock start` has
 //! its stderr piped to the master, and the master is not on the data path.
@@ -13,30 +16,77 @@ use std::io::Write;
 use std::path::Path;
 
 use tracing_appender::non_blocking::WorkerGuard;
-use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt;
 use tracing_subscriber::prelude::*;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 /// Console lines queued while stderr does not take them (a hung reader);
 /// beyond that they are dropped.
 const CONSOLE_QUEUE: usize = 10_000;
 
+#[cfg(feature = "otlp")]
+mod otlp;
+
 /// Keeps the log writers running; dropping it flushes them.
-#[derive(Debug)]
 #[must_use = "dropping the guard stops the log writers"]
 pub struct LogGuard {
     _file: WorkerGuard,
     _console: WorkerGuard,
+    /// The OpenTelemetry exporter, flushed on drop (`otlp` feature).
+    _export: Option<Box<dyn std::any::Any + Send>>,
+}
+
+impl std::fmt::Debug for LogGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogGuard")
+            .field("export", &self._export.is_some())
+            .finish()
+    }
+}
+
+/// How a server logs (from `config/log.json`, see
+/// [`LogConfig`](crate::config::LogConfig); the launcher fills it in).
+#[derive(Debug, Clone, Default)]
+pub struct LogSettings {
+    /// One JSON object per line (file, and the console of a server not
+    /// started by the master) instead of text.
+    pub json: bool,
+    /// The filter when `RUST_LOG` is not set (`RUST_LOG` syntax); `None`:
+    /// `info`.
+    pub level: Option<String>,
+    /// Where `level` came from, for the error an invalid one gets.
+    pub level_source: String,
+    /// Export spans over OTLP/gRPC to this endpoint (`otlp` feature).
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the exported spans (the server type), with the
+    /// server id as `service.instance.id`.
+    pub service: String,
 }
 
 /// Installs the global subscriber. Keep the returned guard alive for the
 /// life of the process: dropping it flushes and stops the writers.
 ///
-/// Without `RUST_LOG` the level is `info`. Fails if `log_dir` cannot be
-/// created or a global subscriber is already installed. Also installs a
-/// panic hook that writes the panic to the log file before the default
-/// hook prints it on stderr.
+/// Without `RUST_LOG` the level is `info`, the format text (or what
+/// `SHADDOCK_LOG_FORMAT` says). Fails if `log_dir` cannot be created or a
+/// global subscriber is already installed. Also installs a panic hook that
+/// writes the panic to the log file before the default hook prints it on
+/// stderr.
 pub fn init(server_id: &str, log_dir: impl AsRef<Path>) -> anyhow::Result<LogGuard> {
+    let json = std::env::var("SHADDOCK_LOG_FORMAT").is_ok_and(|f| f == "json");
+    let settings = LogSettings {
+        json,
+        ..LogSettings::default()
+    };
+    init_with(server_id, log_dir, &settings)
+}
+
+/// [`init`] with a server's settings: its format and level (`RUST_LOG`
+/// still wins over `level`), and OpenTelemetry export.
+pub fn init_with(
+    server_id: &str,
+    log_dir: impl AsRef<Path>,
+    settings: &LogSettings,
+) -> anyhow::Result<LogGuard> {
     let dir = log_dir.as_ref();
     std::fs::create_dir_all(dir)
         .map_err(|e| anyhow::anyhow!("cannot create log directory {}: {e}", dir.display()))?;
@@ -47,26 +97,49 @@ pub fn init(server_id: &str, log_dir: impl AsRef<Path>) -> anyhow::Result<LogGua
         .buffered_lines_limit(CONSOLE_QUEUE)
         .thread_name("shaddock-console-log")
         .finish(QuietStderr);
-    let filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::registry()
+    let filter = file_filter(settings)?;
+    let under_master = std::env::var_os("SHADDOCK_MASTER").is_some();
+    let mut layers: Vec<Box<dyn Layer<Registry> + Send + Sync>> = Vec::new();
+    // The master merges its servers' consoles into its own output for
+    // people: text there, whatever the format of the files.
+    if settings.json && !under_master {
+        layers.push(
+            json_layer(console)
+                .with_filter(console_filter().unwrap_or_else(&filter))
+                .boxed(),
+        );
+    } else {
         // The console layer gets its own field formatter type: span fields
         // are cached per formatter type, and sharing `DefaultFields` with
         // the file layer would leak the console's colour codes into the file.
-        .with(
+        layers.push(
             fmt::layer()
                 .fmt_fields(console_fields())
                 .with_ansi(console_colours())
                 .with_writer(console)
-                .with_filter(console_filter().unwrap_or_else(filter)),
-        )
-        .with(
+                .with_filter(console_filter().unwrap_or_else(&filter))
+                .boxed(),
+        );
+    }
+    if settings.json {
+        layers.push(json_layer(writer).with_filter(filter()).boxed());
+    } else {
+        layers.push(
             fmt::layer()
                 .with_ansi(false)
                 .with_writer(writer)
-                .with_filter(filter()),
-        )
+                .with_filter(filter())
+                .boxed(),
+        );
+    }
+    let export = export_layer(server_id, settings, &filter, &mut layers)?;
+    tracing_subscriber::registry()
+        .with(layers)
         .try_init()
         .map_err(|e| anyhow::anyhow!("logging already initialised: {e}"))?;
+    if let Some(warning) = export_warning(settings) {
+        tracing::warn!("{warning}");
+    }
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         tracing::error!("panic: {info}");
@@ -75,6 +148,83 @@ pub fn init(server_id: &str, log_dir: impl AsRef<Path>) -> anyhow::Result<LogGua
     Ok(LogGuard {
         _file: file_guard,
         _console: console_guard,
+        _export: export,
+    })
+}
+
+/// One JSON object per line: `timestamp`, `level`, `message` and the
+/// event's fields at the top level, `target`, the innermost span's fields
+/// as `span` and every open span's as `spans` (so `spans[].trace_id`).
+fn json_layer<W>(writer: W) -> impl Layer<Registry> + Send + Sync
+where
+    W: for<'w> fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    fmt::layer()
+        .json()
+        .flatten_event(true)
+        .with_current_span(true)
+        .with_span_list(true)
+        .with_writer(writer)
+}
+
+/// The file's filter, made fresh for each layer (an `EnvFilter` is not
+/// `Clone`): `RUST_LOG` when set (an invalid one falls back to `info`, as
+/// before), else the configured level (an invalid one is an error naming
+/// where it came from), else `info`.
+fn file_filter(settings: &LogSettings) -> anyhow::Result<impl Fn() -> EnvFilter + use<>> {
+    let spec = match (std::env::var("RUST_LOG"), &settings.level) {
+        (Ok(env), _) => env,
+        (Err(_), Some(level)) => {
+            EnvFilter::try_new(level).map_err(|e| {
+                anyhow::anyhow!(
+                    "{}: invalid log level `{level}`: {e}; write a level (error, warn, info, debug,                      trace) or RUST_LOG-style directives (`info,shaddock::cluster=debug`)",
+                    settings.level_source
+                )
+            })?;
+            level.clone()
+        }
+        (Err(_), None) => "info".to_owned(),
+    };
+    Ok(move || EnvFilter::try_new(&spec).unwrap_or_else(|_| EnvFilter::new("info")))
+}
+
+/// The OpenTelemetry layer when an endpoint is configured (`otlp`
+/// feature); without the feature, a configured endpoint gets a warning
+/// once the subscriber is up.
+#[cfg(feature = "otlp")]
+fn export_layer(
+    server_id: &str,
+    settings: &LogSettings,
+    filter: &dyn Fn() -> EnvFilter,
+    layers: &mut Vec<Box<dyn Layer<Registry> + Send + Sync>>,
+) -> anyhow::Result<Option<Box<dyn std::any::Any + Send>>> {
+    let Some(endpoint) = &settings.otlp_endpoint else {
+        return Ok(None);
+    };
+    let (layer, guard) = otlp::layer(endpoint, &settings.service, server_id)?;
+    layers.push(layer.with_filter(filter()).boxed());
+    Ok(Some(Box::new(guard)))
+}
+
+#[cfg(not(feature = "otlp"))]
+fn export_layer(
+    _server_id: &str,
+    _settings: &LogSettings,
+    _filter: &dyn Fn() -> EnvFilter,
+    _layers: &mut Vec<Box<dyn Layer<Registry> + Send + Sync>>,
+) -> anyhow::Result<Option<Box<dyn std::any::Any + Send>>> {
+    Ok(None)
+}
+
+/// What to say, once logging is up, about an export this build cannot do.
+fn export_warning(settings: &LogSettings) -> Option<String> {
+    let endpoint = settings.otlp_endpoint.as_ref()?;
+    (!cfg!(feature = "otlp")).then(|| {
+        format!(
+            "config/log.json sets otlp.endpoint ({endpoint}), but this build has no \
+             OpenTelemetry export, so no span is exported; build the app with the `otlp` \
+             feature of the shaddock crate (features = [\"otlp\"]) or remove the setting"
+        )
     })
 }
 

@@ -489,6 +489,7 @@ async fn a_forwarded_notify_is_a_notify_on_the_backend_and_nothing_comes_back() 
         body: bytes::Bytes::from_static(b"{}"),
         session: Some(session.clone()),
         is_request,
+        ..Default::default()
     };
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     tx.send(message(0, "chat.room.note", false)).await.unwrap();

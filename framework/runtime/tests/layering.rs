@@ -19,6 +19,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("error", 1),
     ("logging", 1),
     ("telemetry", 1),
+    ("trace", 1),
     ("discovery", 2),
     ("session", 3),
     ("connector", 4),

@@ -1,3 +1,4 @@
+// @ts-check
 // The chat page: chatofpomelo's client flow (`docs/protocol.md` §7.1)
 // on our own Pomelo client.
 //
@@ -9,9 +10,23 @@
 //
 // The gate comes from `?gate=HOST:PORT`, limited to the gates the web server
 // lists (see gate.js).
+//
+// The messages' types come from the Rust types of `shared/` (generated into
+// types/chat.d.ts): with `// @ts-check` above, an editor or `tsc -p
+// web-server/public/js` checks every request body, reply and push here
+// against them (see docs/chat.md).
 
 import { PomeloClient } from './pomelo-client.js';
 import { fetchGates, gateAddress } from './gate.js';
+
+/** @typedef {import('./types/chat').QueryEntryResponse} QueryEntryResponse */
+/** @typedef {import('./types/chat').EnterRequest} EnterRequest */
+/** @typedef {import('./types/chat').EnterResponse} EnterResponse */
+/** @typedef {import('./types/chat').SendRequest} SendRequest */
+/** @typedef {import('./types/chat').SendResponse} SendResponse */
+/** @typedef {import('./types/chat').OnChat} OnChat */
+/** @typedef {import('./types/chat').UserEvent} UserEvent */
+/** @typedef {import('./types/chat').OnSystem} OnSystem */
 
 const NAME_PATTERN = /^[a-zA-Z0-9_\u4e00-\u9fa5]{1,20}$/;
 const GATE_ROUTE = 'gate.gateHandler.queryEntry';
@@ -19,6 +34,7 @@ const ENTER_ROUTE = 'connector.entryHandler.enter';
 const SEND_ROUTE = 'chat.chatHandler.send';
 const EVERYONE = '*';
 
+/** Page elements are not type-checked (only the messages are). @type {(id: string) => any} */
 const $ = (id) => document.getElementById(id);
 
 const ui = {
@@ -86,6 +102,7 @@ function setBusy(busy) {
   ui.loginButton.textContent = busy ? 'Connecting…' : 'Join room';
 }
 
+/** @returns {Promise<QueryEntryResponse>} */
 async function queryEntry(gate, name) {
   const client = new PomeloClient();
   try {
@@ -143,31 +160,37 @@ async function enterRoom(name, room, host, port) {
     showLoginError(`Cannot connect to the chat server at ${host}:${port}.`);
     return;
   }
+  /** @type {EnterResponse} */
   let reply;
   try {
-    reply = await client.request(ENTER_ROUTE, { username: name, rid: room });
+    /** @type {EnterRequest} */
+    const body = { username: name, rid: room };
+    reply = await client.request(ENTER_ROUTE, body);
   } catch (err) {
     console.warn(err);
     client.disconnect();
     showLoginError('The chat server did not answer. Try again.');
     return;
   }
-  if (reply.error || reply.code === 500 || !Array.isArray(reply.users)) {
+  if (!('users' in reply) || !Array.isArray(reply.users)) {
     client.disconnect();
     // code 400 carries the server's own check of name and room (the same
     // rules as validateField, in case this page and the server disagree).
     let problem = 'The chat server refused to let you in. Try again.';
-    if (reply.error) problem = `The name "${name}" is taken in this room. Please choose another name.`;
-    else if (reply.code === 400 && reply.message) problem = String(reply.message);
+    if ('error' in reply && reply.error) {
+      problem = `The name "${name}" is taken in this room. Please choose another name.`;
+    } else if ('message' in reply && reply.code === 400 && reply.message) {
+      problem = String(reply.message);
+    }
     showLoginError(problem);
     ui.name.focus();
     return;
   }
   session = { client, name, room, members: new Set(), connector: `${host}:${port}` };
   client.on('onChat', onChat);
-  client.on('onAdd', (push) => push && push.user && addMember(push.user, true));
-  client.on('onLeave', (push) => push && push.user && removeMember(push.user));
-  client.on('onSystem', (push) => push && addSystem(`System: ${String(push.msg ?? '')}`));
+  client.on('onAdd', (/** @type {UserEvent} */ push) => push && push.user && addMember(push.user, true));
+  client.on('onLeave', (/** @type {UserEvent} */ push) => push && push.user && removeMember(push.user));
+  client.on('onSystem', (/** @type {OnSystem} */ push) => push && addSystem(`System: ${String(push.msg ?? '')}`));
   client.on('kick', (info) => {
     if (session && session.client === client) session.kickReason = info && info.reason;
   });
@@ -236,6 +259,7 @@ function removeMember(user) {
   addSystem(`${user} left.`);
 }
 
+/** @param {OnChat} push */
 function onChat(push) {
   if (!session || !push) return;
   const from = String(push.from ?? '');
@@ -310,8 +334,11 @@ async function onSend(event) {
   const { client, name, room } = session;
   ui.message.value = '';
   try {
-    const reply = await client.request(SEND_ROUTE, { rid: room, content, from: name, target });
-    if (reply && (reply.code === 500 || reply.error)) {
+    /** @type {SendRequest} */
+    const body = { rid: room, content, from: name, target };
+    /** @type {SendResponse} */
+    const reply = await client.request(SEND_ROUTE, body);
+    if (reply && 'code' in reply && (reply.code === 500 || reply.error)) {
       addSystem(`Could not deliver your message${target === EVERYONE ? '' : ` to ${target}`}.`, true);
       return;
     }

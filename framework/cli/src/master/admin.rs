@@ -36,6 +36,8 @@ pub struct AdminService {
     /// Where `Reload` reads servers.json.
     config_dir: PathBuf,
     started: Instant,
+    /// `list`'s requests/s and p99, from the servers' `/metrics`.
+    rates: super::rates::Rates,
     /// The other hosts' supervisors (etcd configured).
     peers: Option<Peers>,
     /// Accepts the cluster key of another host's supervisor.
@@ -73,6 +75,7 @@ impl AdminService {
             env,
             config_dir,
             started: Instant::now(),
+            rates: Default::default(),
             peers: None,
             cluster_key: None,
             placement: None,
@@ -333,6 +336,7 @@ impl proto::admin_server::Admin for AdminService {
             servers: self.supervisor.status(),
             unreachable: Vec::new(),
         };
+        self.rates.fill(&mut resp.servers).await;
         let peers = match &self.peers {
             Some(peers) if !request.get_ref().local_only => peers,
             _ => return Ok(Response::new(resp)),

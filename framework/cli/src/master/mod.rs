@@ -27,7 +27,9 @@ pub mod guard;
 pub mod hosts;
 pub mod membership;
 pub mod procinfo;
+pub mod rates;
 pub mod records;
+pub mod scrape;
 pub mod supervisor;
 
 /// Generated types of `proto/admin.proto`, plus the membership types the

@@ -759,6 +759,8 @@ impl Supervisor {
                     last_error: s.last_error.clone(),
                     agent_connected: s.agent.is_some(),
                     adopted: s.adopted && s.pid.is_some(),
+                    metrics_addr: super::scrape::metrics_addr(&s.info).unwrap_or_default(),
+                    ..Default::default()
                 }
             })
             .collect()

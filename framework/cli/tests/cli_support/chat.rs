@@ -115,7 +115,17 @@ pub fn chat_servers(connectors: &[&str]) -> Vec<Srv> {
 
 /// [`start_chat_app`] with the given servers.
 pub fn start_chat_servers(servers: Vec<Srv>) -> (TestApp, String, String) {
+    start_chat_servers_with(servers, |_| {})
+}
+
+/// [`start_chat_servers`], after `prepare` has seen the app folder (to add
+/// config files).
+pub fn start_chat_servers_with(
+    servers: Vec<Srv>,
+    prepare: impl FnOnce(&std::path::Path),
+) -> (TestApp, String, String) {
     let mut app = TestApp::new(&servers);
+    prepare(app.path());
     let out = app.start_daemon_with(&game_server(), &["--no-web"]);
     assert_eq!(code(&out), 0, "start -D failed: {}", stderr(&out));
     let gate = format!(

@@ -361,6 +361,12 @@ impl Frontend for App {
         async move {
             let response = call.await;
             metrics.response(label, started, response.as_deref());
+            // One line per request at debug (in the request's span: route,
+            // uid, trace_id), the frontend's end of a traced request.
+            tracing::debug!(
+                elapsed_us = started.elapsed().as_micros() as u64,
+                "client request answered"
+            );
             response
         }
     }

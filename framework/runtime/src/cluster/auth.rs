@@ -39,10 +39,11 @@ pub const KEY_HEADER: &str = "x-shaddock-cluster-key";
 /// At most one refusal log line per this interval per server.
 pub const LOG_EVERY: Duration = Duration::from_secs(1);
 
-/// A pooled channel that adds the cluster key to every call. Every tonic
-/// client (`ClusterClient::new(channel)`, a generated `FooClient::new`)
-/// takes it like a plain [`Channel`].
-pub type ClusterChannel = InterceptedService<Channel, ClusterKey>;
+/// A pooled channel that adds the cluster key (and the caller's trace
+/// context, see [`trace_context`](super::trace_context)) to every call.
+/// Every tonic client (`ClusterClient::new(channel)`, a generated
+/// `FooClient::new`) takes it like a plain [`Channel`].
+pub type ClusterChannel = InterceptedService<Channel, super::trace_context::Outbound>;
 
 /// Client interceptor: adds the secret to each outgoing call.
 #[derive(Clone, Debug, Default)]

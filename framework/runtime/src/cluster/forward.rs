@@ -128,6 +128,10 @@ impl ClusterForwarder {
             body,
             session: Some(session.into()),
             is_request,
+            // The request's trace continues on the backend.
+            traceparent: crate::trace::current()
+                .map(|t| t.traceparent())
+                .unwrap_or_default(),
         };
         let started = std::time::Instant::now();
         if !is_request {

@@ -9,6 +9,7 @@
 //! The transport (gRPC, `framework/runtime/proto/cluster.proto`):
 //!
 //! * [`auth`] — the cluster secret on every call, checked by every server.
+//! * [`trace_context`] — the request's W3C trace context on unary calls.
 //! * [`pool`] — one lazily connected tonic channel per server id (redials).
 //! * `mux` — request/response over one long-lived bidi stream per peer.
 //! * [`forward`] — [`ClusterForwarder`], the gRPC [`Forwarder`].
@@ -41,6 +42,7 @@ pub mod service;
 pub mod session_remote;
 pub mod shard;
 pub mod tls;
+pub mod trace_context;
 
 pub use auth::{ClusterChannel, ClusterKey, KeyCheck};
 pub use channel::{Channel, ChannelService};

@@ -18,6 +18,7 @@ use tonic::transport::Endpoint;
 use super::ClusterError;
 use super::Servers;
 use super::auth::{ClusterChannel, ClusterKey};
+use super::trace_context::Outbound;
 
 /// HTTP/2 flow-control window per stream (the connection gets 4×). The
 /// 64 KiB default throttles a busy forward/push stream.
@@ -110,7 +111,7 @@ impl Pool {
             .initial_stream_window_size(Some(WINDOW))
             .initial_connection_window_size(Some(WINDOW * 4))
             .connect_lazy();
-        let channel = InterceptedService::new(channel, self.key.clone());
+        let channel = InterceptedService::new(channel, Outbound::new(self.key.clone()));
         channels.insert(server_id.to_string(), (uri, channel.clone()));
         Ok(channel)
     }

@@ -28,6 +28,7 @@ use tonic::transport::server::TcpIncoming;
 
 use super::auth::KeyCheck;
 use super::service::{ClusterService, LocalNode};
+use super::trace_context::TraceLayer;
 use crate::config::{ClusterSecret, ServerInfo};
 
 /// What a generated tonic server (`FooServer<T>`) is.
@@ -143,6 +144,7 @@ impl RpcServer {
                 .initial_stream_window_size(Some(super::pool::WINDOW))
                 .initial_connection_window_size(Some(super::pool::WINDOW * 4))
                 .layer(InterceptorLayer::new(check))
+                .layer(TraceLayer::new(&server_id))
                 .add_routes(routes)
                 .serve_with_incoming_shutdown(incoming, async {
                     let _ = stopped.await;

@@ -362,9 +362,15 @@ async fn run_forwarded_message(
         server = node.server_id(),
         frontend = %session.frontend_id,
         sid = session.sid,
-        route = %msg.route
+        uid = session.uid.as_deref(),
+        route = %msg.route,
+        trace_id = tracing::field::Empty,
     );
+    // The frontend's trace goes on here (a new one without a valid
+    // traceparent: an older frontend, or a hand-made call).
+    let trace = crate::trace::begin_from(&span, Some(&msg.traceparent));
     let task = node.handle(session, msg.route, msg.body, msg.is_request);
+    let task = crate::trace::scope_logged(trace, "forwarded request handled", task);
     let guarded = AssertUnwindSafe(task.instrument(span)).catch_unwind();
     match tokio::time::timeout(HANDLER_DEADLINE, guarded).await {
         Ok(Ok(Some(body))) => proto::ForwardResponse {

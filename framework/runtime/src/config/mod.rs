@@ -2,9 +2,10 @@
 //! `config/master.json` ([`MasterConfig`]), the optional
 //! `config/dictionary.json` ([`load_dictionary`]) and the cluster secret
 //! (`config/cluster.json`, [`ClusterSecret`]), the optional per-client
-//! budgets of the frontends (`config/connector.json`, [`ConnectorLimits`])
-//! and the optional protobuf schemas (`config/serverProtos.json`,
-//! `config/clientProtos.json`, [`load_protos`]).
+//! budgets of the frontends (`config/connector.json`, [`ConnectorLimits`]),
+//! the optional protobuf schemas (`config/serverProtos.json`,
+//! `config/clientProtos.json`, [`load_protos`]) and the optional log
+//! settings (`config/log.json`, [`LogConfig`]).
 //!
 //! The field names are Pomelo's (§7.6 of `docs/protocol.md`) so a
 //! Pomelo user can bring their servers.json across unchanged:
@@ -61,6 +62,7 @@ mod dictionary;
 mod error;
 mod etcd;
 mod fields;
+mod log;
 mod master;
 mod overrides;
 mod protos;
@@ -74,6 +76,7 @@ pub use connector::{CONNECTOR_FILE, ConnectorLimits};
 pub use dictionary::{DICTIONARY_FILE, load_dictionary};
 pub use error::ConfigError;
 pub use etcd::{ETCD_ENDPOINTS_VAR, EtcdConfig};
+pub use log::{LOG_FILE, LOG_FORMAT_VAR, LogConfig};
 pub use master::{MASTER_FILE, MasterConfig};
 pub use overrides::{ENV_PREFIX, EnvOverrides, FieldOverride, MASTER_FIELDS, SERVER_FIELDS};
 pub use protos::{CLIENT_PROTOS_FILE, SERVER_PROTOS_FILE, load_protos};

@@ -673,8 +673,18 @@ fn spawn_request<F: Frontend>(
     slot: Option<InFlight>,
 ) {
     let guard = app.inflight().enter();
-    let span = info_span!("request", route = %msg.route, id = msg.id);
-    tokio::spawn(
+    // Under the connection's span (server, sid): the route, the uid once
+    // bound, and the trace every server of this request logs.
+    let span = info_span!(
+        "request",
+        route = %msg.route,
+        id = msg.id,
+        uid = live.uid().as_deref(),
+        trace_id = tracing::field::Empty
+    );
+    let trace = crate::trace::begin(&span, None);
+    tokio::spawn(crate::trace::scope(
+        trace,
         async move {
             let is_request = msg.kind == MessageType::Request;
             let session = Session::local(live.clone(), app.sessions().clone());
@@ -700,5 +710,5 @@ fn spawn_request<F: Frontend>(
             drop(slot);
         }
         .instrument(span),
-    );
+    ));
 }

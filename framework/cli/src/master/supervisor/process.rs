@@ -568,16 +568,9 @@ async fn probe_ready(inner: Arc<Inner>, id: String, info: ServerInfo, pid: u32) 
 /// `running` under `pid`. Never resolves for a server without a
 /// `metricsPort`.
 async fn watch_health(inner: &Inner, id: &str, info: &ServerInfo, pid: u32) -> String {
-    let Some(port) = info.metrics_port else {
+    let Some(addr) = crate::master::scrape::metrics_addr(info) else {
         return std::future::pending().await;
     };
-    let host = info.bind_host.clone().unwrap_or_else(|| info.host.clone());
-    let host = if host == "0.0.0.0" {
-        "127.0.0.1".into()
-    } else {
-        host
-    };
-    let addr = format!("{host}:{port}");
     let mut failures = 0u32;
     loop {
         tokio::time::sleep(HEALTH_INTERVAL).await;
