@@ -63,7 +63,11 @@ use crate::session::{LiveSession, Session};
 
 /// Plain TCP (shared with the push fan-out through its [`Wire`]), or TLS
 /// over it (`wss://`, `tcp+tls`), with the sniffed first bytes given back.
-type ClientStream = Rewind<Either<SharedTcp, tokio_rustls::server::TlsStream<TcpStream>>>;
+///
+/// The TLS stream is boxed: it is large (the TLS session's state and
+/// buffers), and inline it would make every plain connection's task as
+/// big — an idle connection's memory is a benchmark target.
+type ClientStream = Rewind<Either<SharedTcp, Box<tokio_rustls::server::TlsStream<TcpStream>>>>;
 /// The client's packages, over a WebSocket or raw TCP.
 type Transport = PackageTransport<ClientStream>;
 
@@ -114,7 +118,9 @@ pub(crate) async fn serve<F: Frontend>(
         let deadline = Instant::now() + opts.handshake_timeout;
         let (tracker, mut address) = conn;
         let trusted = opts.trusted_proxies.trusts(peer.ip());
-        let reason = match open(opts, tcp, trusted, deadline).await {
+        // Boxed: the opening (PROXY header, TLS, upgrade) is over before
+        // the connection idles, and its state must not stay in the task.
+        let reason = match Box::pin(open(opts, tcp, trusted, deadline)).await {
             Ok((conn, client, wire)) => {
                 let mut conn = conn;
                 let mut refused = None;
@@ -215,7 +221,7 @@ async fn open(
                 .await
                 .map_err(|_| "TLS handshake timed out".to_owned())?
                 .map_err(|e| format!("TLS handshake failed: {e}"))?;
-            Either::Right(tls_stream)
+            Either::Right(Box::new(tls_stream))
         }
         None => {
             let shared = Wire::new(tcp);
@@ -498,8 +504,22 @@ impl<F: Frontend> Agent<F> {
         Exit::new(format!("kick: {reason}"))
     }
 
+    /// Writes one frame of the agent's own (handshake reply, heartbeat).
+    /// On plain TCP it goes straight to the [`Wire`], framed there like a
+    /// push: tungstenite's write buffer is then never allocated for an
+    /// idle connection.
     async fn write_one(&mut self, frame: Bytes) -> Result<(), Exit> {
         let limit = self.opts().write_timeout;
+        if let Some(wire) = &self.wire {
+            if let Err(e) = wire.write_own(&frame) {
+                return Err(Exit::new(format!("write failed: {e}")));
+            }
+            return match timeout(limit, self.conn.flush()).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(Exit::new(format!("write failed: {e}"))),
+                Err(_) => Err(Exit::new("write timeout")),
+            };
+        }
         match timeout(limit, self.conn.send(frame)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(Exit::new(format!("write failed: {e}"))),

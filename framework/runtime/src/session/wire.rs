@@ -119,37 +119,23 @@ impl Wire {
         max_bytes: usize,
         defer: bool,
     ) -> Result<Pushed, Refused> {
-        let mut header = [0u8; 10];
-        let header = if self.websocket.load(std::sync::atomic::Ordering::Relaxed) {
-            let n = ws_binary_header(frame.len(), &mut header);
-            &header[..n]
-        } else {
-            &header[..0]
-        };
+        let mut buf = [0u8; 10];
+        let header = self.framing(frame.len(), &mut buf);
         let len = header.len() + frame.len();
         let mut st = lock(&self.state);
         if st.closed {
             return Err(Refused::Closing);
         }
         if st.pending.is_empty() && !defer {
-            let written = match self
-                .tcp
-                .try_write_vectored(&[IoSlice::new(header), IoSlice::new(frame)])
-            {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+            return match self.write_or_queue(&mut st, header, frame) {
+                Ok(false) => Ok(Pushed::Written),
+                Ok(true) => Ok(Pushed::WakeAgent),
                 Err(_) => {
                     // The agent sees the broken socket on its side too.
                     st.closed = true;
-                    return Err(Refused::Closing);
+                    Err(Refused::Closing)
                 }
             };
-            if written == len {
-                return Ok(Pushed::Written);
-            }
-            st.partial_head = written > 0;
-            queue_tail(&mut st, header, frame, written);
-            return Ok(Pushed::WakeAgent);
         }
         let was_empty = st.pending.is_empty();
         if !was_empty && (st.pending_frames >= max_frames || st.pending_bytes + len > max_bytes) {
@@ -166,6 +152,54 @@ impl Wire {
         } else {
             Pushed::Queued
         })
+    }
+
+    /// Writes (or queues behind what waits) one frame of the agent's own —
+    /// handshake reply, heartbeat — framed like a push; unlike a push it is
+    /// taken while closing and is not counted against the bounds (the
+    /// agent writes few, and flushes before the next).
+    pub(crate) fn write_own(&self, frame: &Bytes) -> io::Result<()> {
+        let mut buf = [0u8; 10];
+        let header = self.framing(frame.len(), &mut buf);
+        self.write_or_queue(&mut lock(&self.state), header, frame)
+            .map(|_| ())
+    }
+
+    /// The transport's framing of a `len`-byte frame: a WebSocket header
+    /// (written into `buf`), or nothing on raw TCP.
+    fn framing<'a>(&self, len: usize, buf: &'a mut [u8; 10]) -> &'a [u8] {
+        if self.websocket.load(std::sync::atomic::Ordering::Relaxed) {
+            let n = ws_binary_header(len, buf);
+            &buf[..n]
+        } else {
+            &buf[..0]
+        }
+    }
+
+    /// Writes `header` + `frame` now when nothing waits, and queues what
+    /// the socket does not take (all of it behind waiting bytes). Returns
+    /// whether bytes were left queued.
+    fn write_or_queue(&self, st: &mut State, header: &[u8], frame: &Bytes) -> io::Result<bool> {
+        let written = if st.pending.is_empty() {
+            match self
+                .tcp
+                .try_write_vectored(&[IoSlice::new(header), IoSlice::new(frame)])
+            {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+                Err(e) => return Err(e),
+            }
+        } else {
+            0
+        };
+        if written == header.len() + frame.len() {
+            return Ok(false);
+        }
+        if st.pending.is_empty() {
+            st.partial_head = written > 0;
+        }
+        queue_tail(st, header, frame, written);
+        Ok(true)
     }
 
     /// Refuses pushes from now on (the connection is closing). The agent
