@@ -75,10 +75,24 @@ pub async fn login_over(
     name: &str,
     rid: &str,
 ) -> (User, EnterResponse) {
+    login_with(cluster, scheme, name, rid, options()).await
+}
+
+/// [`login_over`] with the client's `options` (e.g. `resumable`).
+pub async fn login_with(
+    cluster: &ProcCluster,
+    scheme: &str,
+    name: &str,
+    rid: &str,
+    options: ClientOptions,
+) -> (User, EnterResponse) {
     let entry = query_entry_over(cluster, scheme, name).await;
     assert_eq!(entry.code, 200, "gate refused {name}: {entry:?}");
     let (host, port) = (entry.host.unwrap(), entry.port.unwrap());
-    let client = connect(&format!("{scheme}://{host}:{port}")).await;
+    let url = format!("{scheme}://{host}:{port}");
+    let client = Client::connect(&url, options)
+        .await
+        .unwrap_or_else(|e| panic!("connect {url}: {e}"));
     let resp = client
         .request(
             shared::ROUTE_ENTER,

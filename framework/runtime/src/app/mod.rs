@@ -43,7 +43,7 @@ use crate::connector::{Acceptor, CheckClient, ConnectorOptions, Frontend, Tracke
 use crate::discovery::{Discovery, DiscoveryContext, StaticDiscovery};
 use crate::handler::{self, AfterFilter, BeforeFilter, Handler, HandlerError, Pipeline};
 use crate::protocol::RouteDictionary;
-use crate::session::{Session, SessionService};
+use crate::session::{Resume, Session, SessionService};
 
 /// How long a stopping server may take to leave the cluster (deregister,
 /// and for a backend the hand-off to its peers) before its RPC server stops.
@@ -597,6 +597,12 @@ impl AppBuilder {
         )
         .with_queue_bytes(self.options.queue_bytes)
         .with_protos(self.options.protos.clone());
+        let secret = self.cluster.as_ref().and_then(|c| c.secret());
+        let sessions = sessions.with_resume(Resume::new(
+            self.server.id.as_str(),
+            self.options.resume_window,
+            secret.map(|s| s.expose()),
+        ));
         let clustered = self.cluster.is_some();
         let cluster = self.cluster.unwrap_or_else(Cluster::standalone);
         let keeper = (clustered && self.sharded.contains(&self.server.server_type)).then(|| {

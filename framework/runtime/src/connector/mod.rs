@@ -197,6 +197,12 @@ pub struct ConnectorOptions {
     /// loaded by the launcher): announced in the handshake, used for the
     /// routes they name. `None`: JSON everywhere.
     pub protos: Option<Arc<Protos>>,
+    /// Session resume (`session/resume.rs`, protocol.md §13.6): how long
+    /// the session of a dropped connection is kept for its client to come
+    /// back with its token; pushes meanwhile wait in its outbound queue
+    /// (`queue_bound` / `queue_bytes`). Only clients that ask for resume in
+    /// their handshake are kept. Zero: off.
+    pub resume_window: Duration,
 }
 
 /// The transports a frontend serves on its client port.
@@ -320,6 +326,7 @@ impl Default for ConnectorOptions {
             check_client: None,
             write_window: None,
             protos: None,
+            resume_window: Duration::from_secs(5),
         }
     }
 }
@@ -404,6 +411,9 @@ impl ConnectorOptions {
         }
         if let Some(v) = l.max_message_size {
             self.max_message_size = v.max(16);
+        }
+        if let Some(ms) = l.resume_window_ms {
+            self.resume_window = Duration::from_millis(ms);
         }
         if let Some(ms) = l.idle_timeout_ms {
             self.idle_timeout = (ms > 0).then(|| Duration::from_millis(ms));

@@ -11,7 +11,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
-use super::{LiveSession, Session, SessionError, Tracker};
+use super::{LiveSession, Resume, Session, SessionError, Tracker};
 use crate::protocol::encode_data_frame;
 use crate::protocol::{EncodeError, Message, Protos, RouteDictionary};
 use crate::session::SessionSnapshot;
@@ -40,6 +40,8 @@ struct Inner {
     /// Close work still running ([`Session::on_closed_async`]): a graceful
     /// stop waits for it, so a user's leave call is made before exit.
     closing: Tracker,
+    /// Session resume (`session/resume.rs`); `None`: off.
+    resume: Option<Resume>,
 }
 
 /// sid → (key, uid) of one server type.
@@ -73,6 +75,7 @@ impl SessionService {
                 uids: RwLock::default(),
                 keys: RwLock::default(),
                 closing: Tracker::default(),
+                resume: None,
             }),
         }
     }
@@ -93,6 +96,20 @@ impl SessionService {
             inner.protos = protos;
         }
         self
+    }
+
+    /// Keeps dropped sessions for `resume`'s window (call before the
+    /// service is cloned).
+    pub fn with_resume(mut self, resume: Resume) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.resume = Some(resume);
+        }
+        self
+    }
+
+    /// Session resume, when on.
+    pub fn resume(&self) -> Option<&Resume> {
+        self.inner.resume.as_ref()
     }
 
     /// Close work still running (listeners added with
