@@ -12,7 +12,7 @@ use serde_json::Value;
 use shaddock_client::ClientOptions;
 use shared::{EnterResponse, PUSH_ADD, PUSH_CHAT, PUSH_LEAVE, TARGET_ALL};
 use support::Topo;
-use support::chat::{User, WAIT, enter, login_with, options};
+use support::chat::{User, WAIT, enter, enter_on, login_with, options};
 
 fn resumable() -> ClientOptions {
     ClientOptions {
@@ -169,17 +169,7 @@ async fn after_the_window_the_leave_is_announced_and_the_token_is_spent() {
     // new, empty session, and logging in again works.
     let url = format!("ws://127.0.0.1:{}", bob.port);
     assert!(!bob.client.resume(&url).await.unwrap(), "nothing to resume");
-    let again: EnterResponse = bob
-        .client
-        .request(
-            shared::ROUTE_ENTER,
-            &shared::EnterRequest {
-                username: "bob".into(),
-                rid: "gone".into(),
-            },
-        )
-        .await
-        .unwrap();
+    let again = enter_on(&bob.client, "bob", "gone").await;
     assert!(matches!(again, EnterResponse::Users { .. }), "{again:?}");
     assert_eq!(amy.expect_push(PUSH_ADD).await["user"], "bob");
 }

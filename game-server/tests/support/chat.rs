@@ -89,11 +89,34 @@ pub async fn login_with(
     let entry = query_entry_over(cluster, scheme, name).await;
     assert_eq!(entry.code, 200, "gate refused {name}: {entry:?}");
     let (host, port) = (entry.host.unwrap(), entry.port.unwrap());
-    let url = format!("{scheme}://{host}:{port}");
+    login_at(&format!("{scheme}://{host}"), port, name, rid, options).await
+}
+
+/// Connects to the frontend at `base:port` (no gate) and sends `enter`.
+pub async fn login_at(
+    base: &str,
+    port: u16,
+    name: &str,
+    rid: &str,
+    options: ClientOptions,
+) -> (User, EnterResponse) {
+    let url = format!("{base}:{port}");
     let client = Client::connect(&url, options)
         .await
         .unwrap_or_else(|e| panic!("connect {url}: {e}"));
-    let resp = client
+    let resp = enter_on(&client, name, rid).await;
+    let user = User {
+        name: name.into(),
+        rid: rid.into(),
+        client,
+        port,
+    };
+    (user, resp)
+}
+
+/// `connector.entryHandler.enter` on an open connection.
+pub async fn enter_on(client: &Client, name: &str, rid: &str) -> EnterResponse {
+    client
         .request(
             shared::ROUTE_ENTER,
             &EnterRequest {
@@ -102,14 +125,7 @@ pub async fn login_with(
             },
         )
         .await
-        .expect("enter answered");
-    let user = User {
-        name: name.into(),
-        rid: rid.into(),
-        client,
-        port,
-    };
-    (user, resp)
+        .expect("enter answered")
 }
 
 /// [`login`] that must succeed; returns the user and the room's names.

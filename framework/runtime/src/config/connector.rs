@@ -79,6 +79,9 @@ pub struct ConnectorLimits {
     /// How long a dropped session waits for its client to resume (`0`:
     /// off; protocol.md §13.6).
     pub resume_window_ms: Option<u64>,
+    /// A second login of a uid held on another frontend: `"refuse"` the
+    /// new one or `"kick"` the old one (`ConnectorOptions::duplicate_login`).
+    pub duplicate_login: Option<String>,
 }
 
 impl ConnectorLimits {

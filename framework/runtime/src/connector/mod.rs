@@ -203,6 +203,35 @@ pub struct ConnectorOptions {
     /// (`queue_bound` / `queue_bytes`). Only clients that ask for resume in
     /// their handshake are kept. Zero: off.
     pub resume_window: Duration,
+    /// What the app should do with a login of a uid another frontend holds
+    /// (`connector.json` `duplicate-login`). The framework does not decide
+    /// it alone: the app's directory of uids (the chat's room owners) reads
+    /// it; see `docs/scaling.md`.
+    pub duplicate_login: DuplicateLogin,
+}
+
+/// A second login of a uid held elsewhere (Pomelo #579, #745: without a
+/// rule the uid is bound twice and its pushes arrive twice).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DuplicateLogin {
+    /// The new login is refused; the first session keeps going.
+    #[default]
+    Refuse,
+    /// The old session is kicked; the new one takes its place.
+    Kick,
+}
+
+impl DuplicateLogin {
+    /// From `connector.json`'s `"duplicate-login": "refuse" | "kick"`.
+    pub fn parse(name: &str) -> Result<Self, String> {
+        match name {
+            "refuse" => Ok(DuplicateLogin::Refuse),
+            "kick" => Ok(DuplicateLogin::Kick),
+            other => Err(format!(
+                "unknown duplicate-login policy `{other}` (expected \"refuse\" or \"kick\")"
+            )),
+        }
+    }
 }
 
 /// The transports a frontend serves on its client port.
@@ -327,6 +356,7 @@ impl Default for ConnectorOptions {
             write_window: None,
             protos: None,
             resume_window: Duration::from_secs(5),
+            duplicate_login: DuplicateLogin::Refuse,
         }
     }
 }
@@ -370,6 +400,10 @@ impl ConnectorOptions {
         if let Some(names) = &limits.transports {
             self.transports = Transports::parse(names)
                 .map_err(|e| format!("connector.json `transports`: {e}"))?;
+        }
+        if let Some(policy) = &limits.duplicate_login {
+            self.duplicate_login = DuplicateLogin::parse(policy)
+                .map_err(|e| format!("connector.json `duplicate-login`: {e}"))?;
         }
         if self.proxy_protocol && self.trusted_proxies.is_empty() {
             return Err(
