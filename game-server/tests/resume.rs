@@ -174,6 +174,58 @@ async fn after_the_window_the_leave_is_announced_and_the_token_is_spent() {
     assert_eq!(amy.expect_push(PUSH_ADD).await["user"], "bob");
 }
 
+/// The pushes kept for a parked session are bounded by its outbound queue:
+/// past `max-queued-frames` the resume ends and the session closes as
+/// before (the room hears the leave long before the window ends).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overflowing_parked_session_is_closed_before_its_window() {
+    let connector_json = format!(
+        r#"{{"{}": {{"connector": {{"resume-window-ms": 30000, "max-queued-frames": 3}}}}}}"#,
+        support::ENV
+    );
+    let cluster = support::ProcCluster::try_start_with(
+        support::bin().as_ref(),
+        Topo::new(1, 1).servers(),
+        &[],
+        &[("connector.json", &connector_json)],
+    )
+    .await
+    .expect("cluster up");
+    let (amy, _) = enter(&cluster, "amy", "full").await;
+    let bob = enter_resumable(&cluster, "ws", "bob", "full").await;
+    assert_eq!(amy.expect_push(PUSH_ADD).await["user"], "bob");
+    bob.client.abort().await;
+    assert!(
+        cluster
+            .wait_log_line("connector-server-1", &["session kept for resume"], WAIT)
+            .await
+    );
+    let dropped = Instant::now();
+    for i in 0..4 {
+        send_ok(&amy, &format!("fill {i}"), TARGET_ALL).await;
+        hears(&amy, "amy", &format!("fill {i}")).await;
+    }
+    assert_eq!(amy.expect_push(PUSH_LEAVE).await["user"], "bob");
+    assert!(
+        dropped.elapsed() < Duration::from_secs(10),
+        "closed on overflow, not after the 30 s window"
+    );
+    assert!(
+        cluster
+            .wait_log_line(
+                "connector-server-1",
+                &[
+                    "parked session closed",
+                    "outbound queue overflow while parked"
+                ],
+                WAIT
+            )
+            .await
+    );
+    let url = format!("ws://127.0.0.1:{}", bob.port);
+    assert!(!bob.client.resume(&url).await.unwrap(), "nothing to resume");
+}
+
 /// A client that does not ask for resume (every Pomelo client) is closed
 /// at once, as before: its reply carries no `sys.resume` and its room hears
 /// the leave without waiting for a window.
