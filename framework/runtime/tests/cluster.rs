@@ -131,6 +131,32 @@ async fn backend_binds_pushes_settings_and_kicks_through_the_frontend() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kick_by_uid_from_a_backend_reaches_the_user_on_another_connector() {
+    let cluster = TestCluster::start().await;
+    let (alice, _) = cluster.enter(0, "alice", "room1").await;
+    let (bob, _) = cluster.enter(1, "bob", "room1").await;
+    // Bob's request runs on a chat server, which kicks alice without
+    // knowing that connector 0 holds her.
+    let resp: Value = bob
+        .request("chat.room.kick_uid", &json!({"uid": "alice"}))
+        .await
+        .unwrap();
+    assert_eq!(resp, json!({"unreachable": []}));
+    assert_eq!(
+        alice.closed_within(WAIT).await,
+        Some(CloseReason::Kicked("kicked by uid".into()))
+    );
+    assert!(bob.is_open(), "only alice is kicked");
+    // A uid nobody holds: every frontend answers, nothing happens.
+    let resp: Value = bob
+        .request("chat.room.kick_uid", &json!({"uid": "nobody"}))
+        .await
+        .unwrap();
+    assert_eq!(resp, json!({"unreachable": []}));
+    assert!(bob.is_open());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn channel_push_reaches_members_on_two_frontends_exactly_once() {
     let cluster = TestCluster::start().await;
     let room = "room1";

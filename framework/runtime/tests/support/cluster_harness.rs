@@ -276,6 +276,7 @@ fn register(b: shaddock::app::AppBuilder) -> shaddock::app::AppBuilder {
         .handler("chat.room.bind", bind)
         .handler("chat.room.settings", settings)
         .handler("chat.room.kick", kick)
+        .handler("chat.room.kick_uid", kick_uid)
         .handler("chat.room.sleep", sleep)
         .handler("chat.room.broadcast", broadcast)
         .handler("chat.room.panic", panic_handler)
@@ -404,6 +405,15 @@ async fn kick(_app: App, session: Session, req: Value) -> Result<Value, HandlerE
         .kick(req["reason"].as_str().unwrap_or("kicked"))
         .await?;
     Ok(json!({}))
+}
+
+/// Kicks `uid` on whichever connector holds it: the backend does not say
+/// where.
+async fn kick_uid(app: App, _session: Session, req: Value) -> Result<Value, HandlerError> {
+    let uid = req["uid"].as_str().ok_or("uid missing")?;
+    let ops = app.cluster().session_ops();
+    let unreachable = ops.kick_uid_everywhere(uid, "kicked by uid").await;
+    Ok(json!({ "unreachable": unreachable }))
 }
 
 async fn sleep(app: App, _session: Session, req: Value) -> Result<Value, HandlerError> {
