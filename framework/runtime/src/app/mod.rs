@@ -601,6 +601,8 @@ impl AppBuilder {
         let sessions = sessions.with_resume(Resume::new(
             self.server.id.as_str(),
             self.options.resume_window,
+            // As many as the connections allowed: each may hold a queue.
+            self.options.max_connections.unwrap_or(usize::MAX),
             secret.map(|s| s.expose()),
         ));
         let clustered = self.cluster.is_some();

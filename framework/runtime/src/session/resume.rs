@@ -60,6 +60,10 @@ pub struct Resume {
 struct Inner {
     frontend_id: Arc<str>,
     window: Duration,
+    /// Most sessions parked at once: each may hold a full outbound queue,
+    /// so a wave of drops must not grow memory past what as many open
+    /// connections could hold.
+    max_parked: usize,
     key: hmac::Key,
     parked: Mutex<HashMap<u64, Parked>>,
 }
@@ -94,8 +98,15 @@ impl std::fmt::Debug for Resume {
 
 impl Resume {
     /// Resume on `frontend_id` with `window`; tokens signed with a key
-    /// derived from `secret` (the cluster secret), or a random one.
-    pub fn new(frontend_id: impl Into<Arc<str>>, window: Duration, secret: Option<&str>) -> Self {
+    /// derived from `secret` (the cluster secret), or a random one. At most
+    /// `max_parked` sessions wait at once (beyond it a drop closes the
+    /// session as without resume, logged).
+    pub fn new(
+        frontend_id: impl Into<Arc<str>>,
+        window: Duration,
+        max_parked: usize,
+        secret: Option<&str>,
+    ) -> Self {
         let key = match secret {
             Some(secret) => {
                 let master = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
@@ -116,6 +127,7 @@ impl Resume {
             inner: Arc::new(Inner {
                 frontend_id: frontend_id.into(),
                 window,
+                max_parked: max_parked.max(1),
                 key,
                 parked: Mutex::default(),
             }),
@@ -330,10 +342,18 @@ impl ResumeConn {
         let Some(nonce) = self.nonce else {
             return false;
         };
-        let keep = dropped
+        let mut keep = dropped
             && !resume.window().is_zero()
             && live.is_working()
             && live.close_requested().is_none();
+        if keep && resume.parked() >= resume.inner.max_parked {
+            tracing::warn!(
+                sid = live.sid(),
+                max = resume.inner.max_parked,
+                "too many sessions waiting for resume; closing this one now"
+            );
+            keep = false;
+        }
         if keep {
             resume.park(sessions, live.clone(), nonce, reason.to_owned(), None);
         }
@@ -350,6 +370,7 @@ mod tests {
         let r = Resume::new(
             "connector-1",
             Duration::from_secs(5),
+            8,
             Some("0123456789abcdef"),
         );
         let token = r.token(42, 7);
@@ -365,12 +386,14 @@ mod tests {
         let peer = Resume::new(
             "connector-2",
             Duration::from_secs(5),
+            8,
             Some("0123456789abcdef"),
         );
         assert_eq!(peer.verify(&token).unwrap().frontend_id, "connector-1");
         let other = Resume::new(
             "connector-1",
             Duration::from_secs(5),
+            8,
             Some("fedcba9876543210"),
         );
         assert_eq!(other.verify(&token), Err("bad signature"));
@@ -388,8 +411,8 @@ mod tests {
 
     #[test]
     fn without_a_secret_each_frontend_has_its_own_key() {
-        let a = Resume::new("f", Duration::from_secs(1), None);
-        let b = Resume::new("f", Duration::from_secs(1), None);
+        let a = Resume::new("f", Duration::from_secs(1), 8, None);
+        let b = Resume::new("f", Duration::from_secs(1), 8, None);
         assert!(a.verify(&a.token(1, 2)).is_ok());
         assert_eq!(b.verify(&a.token(1, 2)), Err("bad signature"));
     }
