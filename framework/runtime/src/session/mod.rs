@@ -29,7 +29,7 @@ pub use live::{ClosedListener, LiveSession, PushError};
 pub use remote::{RemoteSessionOps, SessionSnapshot};
 pub(crate) use resume::ResumeConn;
 pub use resume::{Resume, TokenClaims};
-pub use service::SessionService;
+pub use service::{BindHook, SessionService};
 pub use tracker::{Tracker, TrackerGuard};
 
 use crate::error::ClusterError;

@@ -42,7 +42,12 @@ struct Inner {
     closing: Tracker,
     /// Session resume (`session/resume.rs`); `None`: off.
     resume: Option<Resume>,
+    /// Run after each successful bind (the app tells subscribed backends).
+    on_bind: Option<BindHook>,
 }
+
+/// Called with a session just bound to a uid.
+pub type BindHook = Arc<dyn Fn(&Arc<LiveSession>) + Send + Sync>;
 
 /// sid → (key, uid) of one server type.
 type KeysBySid = HashMap<u64, (String, String)>;
@@ -76,6 +81,7 @@ impl SessionService {
                 keys: RwLock::default(),
                 closing: Tracker::default(),
                 resume: None,
+                on_bind: None,
             }),
         }
     }
@@ -103,6 +109,15 @@ impl SessionService {
     pub fn with_resume(mut self, resume: Resume) -> Self {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             inner.resume = Some(resume);
+        }
+        self
+    }
+
+    /// Runs `hook` after every successful bind (call before the service is
+    /// cloned).
+    pub fn with_bind_hook(mut self, hook: BindHook) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.on_bind = Some(hook);
         }
         self
     }
@@ -258,6 +273,9 @@ impl SessionService {
             .or_default()
             .push(sid);
         tracing::debug!(sid, uid, "session bound");
+        if let Some(hook) = &self.inner.on_bind {
+            hook(&live);
+        }
         Ok(())
     }
 

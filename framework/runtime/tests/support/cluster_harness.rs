@@ -282,6 +282,19 @@ fn register(b: shaddock::app::AppBuilder) -> shaddock::app::AppBuilder {
         .handler("chat.room.panic", panic_handler)
         .handler("chat.room.burst", burst)
         .handler("chat.room.note", note)
+        // The chat servers hear of every session bind and close.
+        .session_events_to("chat")
+        .on_session_event(|app, event| {
+            let line = format!(
+                "{} {:?} {} {} {}",
+                app.server_id(),
+                event.kind,
+                event.uid,
+                event.frontend_id,
+                event.reason
+            );
+            SESSION_EVENTS.lock().unwrap().push(line);
+        })
         .before_route(
             "chat.room.note",
             |ctx: shaddock::app::FilterContext| async move {
@@ -293,6 +306,10 @@ fn register(b: shaddock::app::AppBuilder) -> shaddock::app::AppBuilder {
             },
         )
 }
+
+/// Every session event a chat server received, as
+/// `"<server> <Bound|Closed> <uid> <frontend> <reason>"`.
+pub static SESSION_EVENTS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
 
 /// Every run of `chat.room.note` on a backend: (server, whether it ran as
 /// a request). A client's notify must arrive as a notify.
