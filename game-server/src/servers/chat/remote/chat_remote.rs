@@ -61,19 +61,25 @@ impl chat_remote_server::ChatRemote for ChatRemote {
                     "`{uid}` is in room `{rid}` through {old}"
                 )));
             }
-            Some(old) if old != frontend_id => {
-                self.take_over(&rid, &uid, &old).await;
-                true
-            }
-            _ => false,
+            Some(old) if old != frontend_id => Some(old),
+            _ => None,
         };
+        // Moved before the older session is kicked: its leave call, which
+        // may come back before the kick's answer, then finds the member at
+        // the new connector and announces nothing.
+        if let (Some(old), Some(channel)) = (&moved, self.app.channels().get(&rid, false)) {
+            channel.leave(&uid, old);
+        }
         // Joined in one step with the room's creation: a room is destroyed
         // when its last member leaves, and a join racing that leave must not
         // land in the destroyed room.
         let (channel, _) = self.app.channels().add_member(&rid, &uid, &frontend_id);
-        tracing::info!(server = %self.app.server_id(), rid = %rid, uid = %uid, moved, "user joined room");
+        tracing::info!(server = %self.app.server_id(), rid = %rid, uid = %uid, moved = moved.is_some(), "user joined room");
+        if let Some(old) = &moved {
+            self.kick_older(&rid, &uid, old).await;
+        }
         // Everyone but the newcomer (a member that moved never left).
-        if !moved
+        if moved.is_none()
             && let Err(e) = channel
                 .push_except(shared::PUSH_ADD, &UserEvent::added(name_of(&uid)), &uid)
                 .await
@@ -108,16 +114,12 @@ impl chat_remote_server::ChatRemote for ChatRemote {
 }
 
 impl ChatRemote {
-    /// `duplicate-login: kick`: kicks `uid`'s session on connector `old`
-    /// and takes the member out of the room quietly (it joins again from
-    /// the new connector at once).
-    async fn take_over(&self, rid: &str, uid: &str, old: &str) {
+    /// `duplicate-login: kick`: kicks `uid`'s older session on connector
+    /// `old` (the member already moved to the new connector).
+    async fn kick_older(&self, rid: &str, uid: &str, old: &str) {
         let ops = self.app.cluster().session_ops();
         if let Err(e) = ops.kick_by_uid(old, uid, shared::KICK_ELSEWHERE).await {
-            tracing::warn!(rid = %rid, uid = %uid, old = %old, error = %e, "kicking the older session failed; moving the member anyway");
-        }
-        if let Some(channel) = self.app.channels().get(rid, false) {
-            channel.leave(uid, old);
+            tracing::warn!(rid = %rid, uid = %uid, old = %old, error = %e, "kicking the older session failed");
         }
         tracing::info!(rid = %rid, uid = %uid, old = %old, "second login: older session kicked (duplicate-login: kick)");
     }
