@@ -246,7 +246,14 @@ impl Resume {
                 None => {}
             }
             tokio::select! {
-                _ = stop.cancelled() => return,
+                // Claimed wins over a wake-up; a wake-up this loop took may
+                // have been meant for the connection that now holds the
+                // session: hand one back.
+                biased;
+                _ = stop.cancelled() => {
+                    live.rewake();
+                    return;
+                }
                 _ = tokio::time::sleep_until(deadline) => break "resume window expired".to_owned(),
                 // A push or a kick: look at the close request again.
                 _ = live.wait_outbound() => {}
