@@ -26,6 +26,9 @@ pub const PUSH_LEAVE: &str = "onLeave";
 pub const PUSH_SYSTEM: &str = "onSystem";
 /// `target` value that addresses the whole room.
 pub const TARGET_ALL: &str = "*";
+/// KICK reason of a session replaced by a login of the same name through
+/// another connector (`duplicate-login: kick`).
+pub const KICK_ELSEWHERE: &str = "logged in elsewhere";
 
 /// `gate.gateHandler.queryEntry` request.
 #[cfg_attr(test, derive(ts_rs::TS))]

@@ -87,6 +87,10 @@ pub struct ClientOptions {
     /// only the ephemeral port range (~28 000 ports) to offer and servers
     /// may cap connections per address (docs/benchmarks.md).
     pub local_addr: Option<std::net::IpAddr>,
+    /// Ask the server for session resume (`sys.resume: true`): it then
+    /// keeps this client's session for a while when the connection drops,
+    /// and [`Client::resume`] gets it back (protocol.md §13.6).
+    pub resumable: bool,
 }
 
 impl Default for ClientOptions {
@@ -102,6 +106,7 @@ impl Default for ClientOptions {
             tls: None,
             protos: ProtoCache::default(),
             local_addr: None,
+            resumable: false,
         }
     }
 }
@@ -169,6 +174,8 @@ impl From<serde_json::Error> for ClientError {
 pub(crate) enum Command {
     Frame(Bytes),
     Close,
+    /// Drop the connection without a close handshake (a network loss).
+    Abort,
 }
 
 /// Where the pushes of one route go.
@@ -194,6 +201,8 @@ pub(crate) struct Shared {
     pub(crate) subscriptions: PushRoutes,
     pub(crate) pushes: mpsc::Sender<Push>,
     pub(crate) closed: watch::Sender<Option<CloseReason>>,
+    /// The latest session resume token the server gave.
+    pub(crate) resume_token: Mutex<Option<String>>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -203,7 +212,8 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// A connected, handshaken client. Dropping it closes the connection.
 pub struct Client {
     shared: Arc<Shared>,
-    commands: mpsc::Sender<Command>,
+    /// To the current connection's task (replaced by [`Client::resume`]).
+    commands: Mutex<mpsc::Sender<Command>>,
     pushes: tokio::sync::Mutex<mpsc::Receiver<Push>>,
     next_id: AtomicU32,
     handshake: HandshakeResponse,
@@ -216,9 +226,8 @@ impl Client {
     /// native clients; same API) — performs the handshake and the ACK, and
     /// starts the connection task.
     pub async fn connect(url: &str, options: ClientOptions) -> Result<Self, ClientError> {
-        let (ws, handshake) = tokio::time::timeout(options.connect_timeout, open(url, &options))
-            .await
-            .map_err(|_| ClientError::ConnectTimeout(url.to_owned()))??;
+        let resume = options.resumable.then_some(Value::Bool(true));
+        let (ws, handshake) = open_within(url, &options, resume).await?;
         let protos = options
             .protos
             .after_handshake(&handshake)
@@ -226,7 +235,6 @@ impl Client {
                 url: url.to_owned(),
                 reason,
             })?;
-        let (commands, command_rx) = mpsc::channel(256);
         let (push_tx, push_rx) = mpsc::channel(options.push_capacity.max(1));
         let shared = Arc::new(Shared {
             pending: Mutex::default(),
@@ -235,24 +243,61 @@ impl Client {
             subscriptions: Mutex::default(),
             pushes: push_tx,
             closed: watch::channel(None).0,
+            resume_token: Mutex::new(handshake.sys.resume.as_ref().map(|r| r.token.clone())),
         });
-        let heartbeat = handshake.sys.heartbeat.map(Duration::from_secs);
-        tokio::spawn(task::run(
-            ws,
-            shared.clone(),
-            command_rx,
-            heartbeat,
-            options.send_heartbeats,
-        ));
+        let commands = start_task(ws, &shared, &handshake, &options);
         Ok(Self {
             shared,
-            commands,
+            commands: Mutex::new(commands),
             pushes: tokio::sync::Mutex::new(push_rx),
             // Continue after 0 like the browser client: first id is 1.
             next_id: AtomicU32::new(1),
             handshake,
             options,
         })
+    }
+
+    /// The session resume token the server gave (when
+    /// [`ClientOptions::resumable`] is on and the server offers resume).
+    pub fn resume_token(&self) -> Option<String> {
+        lock(&self.shared.resume_token).clone()
+    }
+
+    /// Drops the connection without a close handshake, as a network loss
+    /// would (tests use it; the server may keep the session for resume).
+    pub async fn abort(&self) {
+        let _ = self.commands().send(Command::Abort).await;
+        let _ = self.closed_within(Duration::from_secs(2)).await;
+    }
+
+    /// Reconnects to `url` (the same connector, or another of the cluster)
+    /// with the resume token and continues on the new connection: same
+    /// handle, pushes, subscriptions and request ids. `Ok(true)`: the
+    /// server gave the session back (same uid and state; the pushes sent
+    /// meanwhile follow in order). `Ok(false)`: it had no session for the
+    /// token any more (the window passed) — the connection is a new, empty
+    /// session, so log in again. A connection still open is dropped first.
+    pub async fn resume(&self, url: &str) -> Result<bool, ClientError> {
+        let token = self.resume_token().ok_or_else(|| ClientError::Connect {
+            url: url.to_owned(),
+            reason: "no resume token: connect with ClientOptions::resumable against a \
+                     frontend with session resume on"
+                .into(),
+        })?;
+        if self.is_open() {
+            self.abort().await;
+        }
+        let (ws, handshake) = open_within(url, &self.options, Some(Value::String(token))).await?;
+        let offer = handshake.sys.resume.clone();
+        *lock(&self.shared.resume_token) = offer.as_ref().map(|r| r.token.clone());
+        self.shared.closed.send_replace(None);
+        let commands = start_task(ws, &self.shared, &handshake, &self.options);
+        *lock(&self.commands) = commands;
+        Ok(offer.is_some_and(|r| r.resumed))
+    }
+
+    fn commands(&self) -> mpsc::Sender<Command> {
+        lock(&self.commands).clone()
     }
 
     /// The server's handshake reply.
@@ -330,7 +375,7 @@ impl Client {
             route: route.to_owned(),
             after,
         };
-        match tokio::time::timeout_at(deadline, self.commands.send(Command::Frame(frame))).await {
+        match tokio::time::timeout_at(deadline, self.commands().send(Command::Frame(frame))).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => return Err(ClientError::Closed(self.close_reason_or_closed())),
             Err(_) => return Err(timeout()),
@@ -363,7 +408,7 @@ impl Client {
     pub async fn send_frame(&self, frame: Bytes) -> Result<(), ClientError> {
         match tokio::time::timeout(
             self.options.request_timeout,
-            self.commands.send(Command::Frame(frame)),
+            self.commands().send(Command::Frame(frame)),
         )
         .await
         {
@@ -441,7 +486,7 @@ impl Client {
 
     /// Closes the connection and waits (briefly) for the task to finish.
     pub async fn close(&self) {
-        let _ = self.commands.send(Command::Close).await;
+        let _ = self.commands().send(Command::Close).await;
         let _ = self.closed_within(Duration::from_secs(2)).await;
     }
 }
@@ -609,10 +654,41 @@ async fn connect_transport(url: &str, options: &ClientOptions) -> Result<Conn, S
     Ok(PackageTransport::WebSocket(ws))
 }
 
-/// Connects, then HANDSHAKE and ACK.
+/// [`open`] within the connect timeout.
+async fn open_within(
+    url: &str,
+    options: &ClientOptions,
+    resume: Option<Value>,
+) -> Result<(Conn, HandshakeResponse), ClientError> {
+    tokio::time::timeout(options.connect_timeout, open(url, options, resume))
+        .await
+        .map_err(|_| ClientError::ConnectTimeout(url.to_owned()))?
+}
+
+/// Starts the task of a handshaken connection; returns its command queue.
+fn start_task(
+    ws: Conn,
+    shared: &Arc<Shared>,
+    handshake: &HandshakeResponse,
+    options: &ClientOptions,
+) -> mpsc::Sender<Command> {
+    let (commands, command_rx) = mpsc::channel(256);
+    let heartbeat = handshake.sys.heartbeat.map(Duration::from_secs);
+    tokio::spawn(task::run(
+        ws,
+        shared.clone(),
+        command_rx,
+        heartbeat,
+        options.send_heartbeats,
+    ));
+    commands
+}
+
+/// Connects, then HANDSHAKE (with `sys.resume` when given) and ACK.
 async fn open(
     url: &str,
     options: &ClientOptions,
+    resume: Option<Value>,
 ) -> Result<(Conn, HandshakeResponse), ClientError> {
     let connect_err = |reason: String| ClientError::Connect {
         url: url.to_owned(),
@@ -627,6 +703,9 @@ async fn open(
     sys.insert("protoVersion".into(), options.protos.version());
     for (k, v) in &options.handshake_sys {
         sys.insert(k.clone(), v.clone());
+    }
+    if let Some(resume) = resume {
+        sys.insert("resume".into(), resume);
     }
     let mut root = Map::new();
     root.insert("sys".into(), Value::Object(sys));

@@ -47,15 +47,16 @@ pub(super) async fn run(
                 let mut frame = match command {
                     Some(Command::Frame(f)) => f,
                     Some(Command::Close) | None => break CloseReason::Closed,
+                    Some(Command::Abort) => return abort(ws, &shared),
                 };
                 // Batch: feed everything already queued, then flush once.
-                let mut close = false;
+                let mut close = None;
                 let result = async {
                     loop {
                         ws.feed(frame).await?;
                         match commands.try_recv() {
                             Ok(Command::Frame(f)) => frame = f,
-                            Ok(Command::Close) => { close = true; break; }
+                            Ok(c @ (Command::Close | Command::Abort)) => { close = Some(c); break; }
                             Err(_) => break,
                         }
                     }
@@ -64,8 +65,10 @@ pub(super) async fn run(
                 if let Err(e) = result {
                     break CloseReason::Error(format!("write failed: {e}"));
                 }
-                if close {
-                    break CloseReason::Closed;
+                match close {
+                    Some(Command::Abort) => return abort(ws, &shared),
+                    Some(_) => break CloseReason::Closed,
+                    None => {}
                 }
             }
             _ = &mut timer, if wake.is_some() => {
@@ -132,6 +135,16 @@ pub(super) async fn run(
     let _ = tokio::time::timeout(Duration::from_millis(500), ws.close()).await;
     lock(&shared.pending).clear();
     shared.closed.send_replace(Some(reason));
+}
+
+/// Ends the connection without a close handshake: the socket just goes
+/// away, as in a network loss ([`Client::abort`](super::Client::abort)).
+fn abort(ws: Conn, shared: &Shared) {
+    drop(ws);
+    lock(&shared.pending).clear();
+    shared
+        .closed
+        .send_replace(Some(CloseReason::Error("aborted".into())));
 }
 
 fn deliver(shared: &Shared, body: Bytes) {

@@ -58,6 +58,10 @@ pub struct HandshakeSys {
         skip_serializing_if = "Option::is_none"
     )]
     pub dict_version: Option<String>,
+    /// Shaddock's session resume (not Pomelo's): `true` asks for a resume
+    /// token, a token string asks for that session back (protocol.md §13.6).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume: Option<Value>,
 }
 
 /// A string field that tolerates other JSON types (they become `None`).
@@ -97,6 +101,9 @@ pub struct HandshakeReply<'a> {
     pub client_proto_version: Option<&'a Value>,
     /// Custom `user` data from the app's handshake hook.
     pub user: Option<Value>,
+    /// Session resume's `sys.resume` (`{"token","windowMs","resumed"}`),
+    /// only for a client that asked (protocol.md §13.6).
+    pub resume: Option<Value>,
 }
 
 impl HandshakeReply<'_> {
@@ -121,6 +128,9 @@ impl HandshakeReply<'_> {
                 sys.insert("protos".into(), protos.announcement().clone());
             }
             sys.insert("useProto".into(), Value::Bool(true));
+        }
+        if let Some(resume) = &self.resume {
+            sys.insert("resume".into(), resume.clone());
         }
         let mut root = Map::new();
         root.insert("code".into(), Value::from(CODE_OK));
@@ -168,6 +178,20 @@ pub struct ServerSys {
     /// client uses its cached protos when `protos` was left out).
     #[serde(default, rename = "useProto")]
     pub use_proto: Option<bool>,
+    /// Session resume (protocol.md §13.6), when the client asked for it.
+    #[serde(default)]
+    pub resume: Option<ResumeOffer>,
+}
+
+/// The server's `sys.resume`: the token to reconnect with, how long the
+/// server keeps a dropped session, and whether this handshake resumed one.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct ResumeOffer {
+    pub token: String,
+    #[serde(rename = "windowMs")]
+    pub window_ms: u64,
+    #[serde(default)]
+    pub resumed: bool,
 }
 
 impl HandshakeResponse {

@@ -11,7 +11,9 @@ use shaddock::cluster::{ClusterError, ClusterOptions, RemoteSessionOps, SessionS
 use shaddock_client::{CloseReason, Push};
 use shaddock_testkit::eventually_async;
 use support::cluster_harness::echo::{SayRequest, echo_client::EchoClient};
-use support::cluster_harness::{CHATS, CONNECTORS, NOTES, TestCluster, chat_for_room};
+use support::cluster_harness::{
+    CHATS, CONNECTORS, NOTES, SESSION_EVENTS, TestCluster, chat_for_room,
+};
 
 const QUIET: Duration = Duration::from_millis(300);
 const WAIT: Duration = Duration::from_secs(5);
@@ -128,6 +130,60 @@ async fn backend_binds_pushes_settings_and_kicks_through_the_frontend() {
     assert!(err.to_string().contains("not a frontend"), "{err}");
     let err = ops.kick_by_uid("nowhere", "x", "y").await.unwrap_err();
     assert!(matches!(err, ClusterError::UnknownServer(_)), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kick_by_uid_from_a_backend_reaches_the_user_on_another_connector() {
+    let cluster = TestCluster::start().await;
+    let (alice, _) = cluster.enter(0, "alice", "room1").await;
+    let (bob, _) = cluster.enter(1, "bob", "room1").await;
+    // Bob's request runs on a chat server, which kicks alice without
+    // knowing that connector 0 holds her.
+    let resp: Value = bob
+        .request("chat.room.kick_uid", &json!({"uid": "alice"}))
+        .await
+        .unwrap();
+    assert_eq!(resp, json!({"unreachable": []}));
+    assert_eq!(
+        alice.closed_within(WAIT).await,
+        Some(CloseReason::Kicked("kicked by uid".into()))
+    );
+    assert!(bob.is_open(), "only alice is kicked");
+    // A uid nobody holds: every frontend answers, nothing happens.
+    let resp: Value = bob
+        .request("chat.room.kick_uid", &json!({"uid": "nobody"}))
+        .await
+        .unwrap();
+    assert_eq!(resp, json!({"unreachable": []}));
+    assert!(bob.is_open());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backends_that_subscribed_hear_of_session_binds_and_closes() {
+    let cluster = TestCluster::start().await;
+    let (evan, _) = cluster.enter(1, "evan", "room9").await;
+    // Each chat server hears of the bind, whichever one runs evan's room.
+    let seen = |needle: String| {
+        let events = SESSION_EVENTS.lock().unwrap().clone();
+        CHATS.iter().all(|chat| {
+            events
+                .iter()
+                .any(|e| e.starts_with(&format!("{chat} {needle}")))
+        })
+    };
+    let bound = format!("Bound evan {}", CONNECTORS[1]);
+    eventually_async("every chat server to hear evan's bind", WAIT, || {
+        let ok = seen(bound.clone());
+        async move { ok }
+    })
+    .await;
+    evan.close().await;
+    let closed = format!("Closed evan {} client closed", CONNECTORS[1]);
+    eventually_async("every chat server to hear evan's close", WAIT, || {
+        let ok = seen(closed.clone());
+        async move { ok }
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -75,11 +75,48 @@ pub async fn login_over(
     name: &str,
     rid: &str,
 ) -> (User, EnterResponse) {
+    login_with(cluster, scheme, name, rid, options()).await
+}
+
+/// [`login_over`] with the client's `options` (e.g. `resumable`).
+pub async fn login_with(
+    cluster: &ProcCluster,
+    scheme: &str,
+    name: &str,
+    rid: &str,
+    options: ClientOptions,
+) -> (User, EnterResponse) {
     let entry = query_entry_over(cluster, scheme, name).await;
     assert_eq!(entry.code, 200, "gate refused {name}: {entry:?}");
     let (host, port) = (entry.host.unwrap(), entry.port.unwrap());
-    let client = connect(&format!("{scheme}://{host}:{port}")).await;
-    let resp = client
+    login_at(&format!("{scheme}://{host}"), port, name, rid, options).await
+}
+
+/// Connects to the frontend at `base:port` (no gate) and sends `enter`.
+pub async fn login_at(
+    base: &str,
+    port: u16,
+    name: &str,
+    rid: &str,
+    options: ClientOptions,
+) -> (User, EnterResponse) {
+    let url = format!("{base}:{port}");
+    let client = Client::connect(&url, options)
+        .await
+        .unwrap_or_else(|e| panic!("connect {url}: {e}"));
+    let resp = enter_on(&client, name, rid).await;
+    let user = User {
+        name: name.into(),
+        rid: rid.into(),
+        client,
+        port,
+    };
+    (user, resp)
+}
+
+/// `connector.entryHandler.enter` on an open connection.
+pub async fn enter_on(client: &Client, name: &str, rid: &str) -> EnterResponse {
+    client
         .request(
             shared::ROUTE_ENTER,
             &EnterRequest {
@@ -88,14 +125,7 @@ pub async fn login_over(
             },
         )
         .await
-        .expect("enter answered");
-    let user = User {
-        name: name.into(),
-        rid: rid.into(),
-        client,
-        port,
-    };
-    (user, resp)
+        .expect("enter answered")
 }
 
 /// [`login`] that must succeed; returns the user and the room's names.

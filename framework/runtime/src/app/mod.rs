@@ -21,6 +21,7 @@
 //! so handlers take it by value.
 
 pub mod admin;
+mod events;
 mod node;
 pub mod remotes;
 
@@ -43,7 +44,7 @@ use crate::connector::{Acceptor, CheckClient, ConnectorOptions, Frontend, Tracke
 use crate::discovery::{Discovery, DiscoveryContext, StaticDiscovery};
 use crate::handler::{self, AfterFilter, BeforeFilter, Handler, HandlerError, Pipeline};
 use crate::protocol::RouteDictionary;
-use crate::session::{Session, SessionService};
+use crate::session::{Resume, Session, SessionService};
 
 /// How long a stopping server may take to leave the cluster (deregister,
 /// and for a backend the hand-off to its peers) before its RPC server stops.
@@ -93,6 +94,8 @@ struct AppInner {
     actions: admin::AdminActions,
     /// An operator drained this frontend: no new connections.
     draining: AtomicBool,
+    /// Backend: what to do with the session events it subscribed to.
+    session_event: Option<events::SessionEventHook>,
 }
 
 impl App {
@@ -110,6 +113,8 @@ impl App {
             lost: None,
             check_client: None,
             actions: admin::AdminActions::default(),
+            events_to: Vec::new(),
+            session_event: None,
         }
     }
 
@@ -373,6 +378,13 @@ impl Frontend for App {
 }
 
 /// What [`AppBuilder::on_member_lost`] runs: the app, the channel, the uid.
+/// Adds `server_type` to `types` once.
+fn add_type(types: &mut Vec<String>, server_type: &str) {
+    if !types.iter().any(|t| t == server_type) {
+        types.push(server_type.to_string());
+    }
+}
+
 type MemberLostHook = Arc<dyn Fn(App, Arc<Channel>, String) + Send + Sync>;
 
 /// Builds an [`App`]. Registration order does not matter.
@@ -388,6 +400,9 @@ pub struct AppBuilder {
     discovery: Option<Arc<dyn Discovery>>,
     check_client: Option<CheckClient>,
     actions: admin::AdminActions,
+    /// Server types told of session binds and closes.
+    events_to: Vec<String>,
+    session_event: Option<events::SessionEventHook>,
 }
 
 impl AppBuilder {
@@ -555,9 +570,7 @@ impl AppBuilder {
     /// server of the app (frontends take part too). Use a router that moves
     /// little, such as [`RendezvousRouter`](crate::router::RendezvousRouter).
     pub fn shard(mut self, server_type: &str) -> Self {
-        if !self.sharded.iter().any(|t| t == server_type) {
-            self.sharded.push(server_type.to_string());
-        }
+        add_type(&mut self.sharded, server_type);
         self
     }
 
@@ -570,6 +583,26 @@ impl AppBuilder {
         hook: impl Fn(App, Arc<Channel>, String) + Send + Sync + 'static,
     ) -> Self {
         self.lost = Some(Arc::new(hook));
+        self
+    }
+
+    /// Makes every frontend tell each server of `server_type` when a
+    /// session is bound to a uid and when a bound session closes (Pitaya
+    /// #382; see [`crate::cluster::session_events`]). Register it on every
+    /// server of the app, with [`on_session_event`](Self::on_session_event)
+    /// for what the backend does with them.
+    pub fn session_events_to(mut self, server_type: &str) -> Self {
+        add_type(&mut self.events_to, server_type);
+        self
+    }
+
+    /// Runs `hook(app, event)` on this server for each session event a
+    /// frontend sends it. It must not block; spawn for async work.
+    pub fn on_session_event(
+        mut self,
+        hook: impl Fn(App, crate::cluster::session_events::SessionEvent) + Send + Sync + 'static,
+    ) -> Self {
+        self.session_event = Some(Arc::new(hook));
         self
     }
 
@@ -597,6 +630,22 @@ impl AppBuilder {
         )
         .with_queue_bytes(self.options.queue_bytes)
         .with_protos(self.options.protos.clone());
+        let secret = self.cluster.as_ref().and_then(|c| c.secret());
+        let sessions = sessions.with_resume(Resume::new(
+            self.server.id.as_str(),
+            self.options.resume_window,
+            // As many as the connections allowed: each may hold a queue.
+            self.options.max_connections.unwrap_or(usize::MAX),
+            secret.map(|s| s.expose()),
+        ));
+        let sessions = match &self.cluster {
+            Some(cluster) if self.server.frontend && !self.events_to.is_empty() => sessions
+                .with_bind_hook(events::bind_hook(
+                    cluster.pool().clone(),
+                    self.events_to.clone(),
+                )),
+            _ => sessions,
+        };
         let clustered = self.cluster.is_some();
         let cluster = self.cluster.unwrap_or_else(Cluster::standalone);
         let keeper = (clustered && self.sharded.contains(&self.server.server_type)).then(|| {
@@ -624,6 +673,7 @@ impl AppBuilder {
                 keeper,
                 actions: self.actions.with_builtins(),
                 draining: AtomicBool::new(false),
+                session_event: self.session_event,
             }),
         };
         if let Some(hook) = self.lost {

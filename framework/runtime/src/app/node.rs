@@ -134,6 +134,12 @@ impl LocalNode for AppNode {
             .collect())
     }
 
+    fn session_event(&self, event: crate::cluster::session_events::SessionEvent) {
+        if let Some(hook) = &self.app.inner.session_event {
+            hook(self.app.clone(), event);
+        }
+    }
+
     fn resync(&self, frontend_id: String) -> BoxFuture<'static, ()> {
         let keeper = self.app.shard_keeper().cloned();
         Box::pin(async move {

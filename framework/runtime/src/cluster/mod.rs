@@ -21,6 +21,8 @@
 //! * [`rpc`] — [`Rpc`]: user remotes by route key or server id, with timeouts.
 //! * [`shard`] — [`ShardKeeper`]: key-owned channels rebuilt on their owner
 //!   after a crash or a membership change.
+//! * [`session_events`] — frontends tell subscribed backends of session
+//!   binds and closes.
 //! * [`runtime`] — [`Cluster`] / [`ClusterBuilder`]: all of the above for one app.
 
 /// Largest cluster message (a forwarded body, a push with its uid list).
@@ -39,6 +41,7 @@ pub mod rpc;
 pub mod runtime;
 pub mod server;
 pub mod service;
+pub mod session_events;
 pub mod session_remote;
 pub mod shard;
 pub mod tls;

@@ -137,6 +137,12 @@ pub trait LocalNode: Send + Sync + 'static {
         let _ = frontend_id;
         Box::pin(async {})
     }
+
+    /// Backend: a frontend's session was bound or closed
+    /// ([`session_events`](super::session_events)).
+    fn session_event(&self, event: super::session_events::SessionEvent) {
+        let _ = event;
+    }
 }
 
 /// The tonic service: wraps a [`LocalNode`].
@@ -285,6 +291,16 @@ impl Cluster for ClusterService {
     ) -> Result<Response<proto::ResyncReply>, Status> {
         self.node.resync(request.into_inner().frontend_id).await;
         Ok(Response::new(proto::ResyncReply {}))
+    }
+
+    async fn session_event(
+        &self,
+        request: Request<proto::SessionEventRequest>,
+    ) -> Result<Response<proto::SessionEventReply>, Status> {
+        let event = super::session_events::SessionEvent::from_proto(request.into_inner())
+            .ok_or_else(|| Status::invalid_argument("unknown session event kind"))?;
+        self.node.session_event(event);
+        Ok(Response::new(proto::SessionEventReply {}))
     }
 }
 

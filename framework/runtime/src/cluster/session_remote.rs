@@ -52,6 +52,37 @@ impl ClusterSessionOps {
     }
 }
 
+impl ClusterSessionOps {
+    /// Kicks every session bound to `uid` on every frontend of the
+    /// cluster, wherever the caller is and without knowing where the user
+    /// is (a parked session too: `session/resume.rs`). Returns the
+    /// frontends that could not be asked (down, or not answering within the
+    /// timeout); the error of each is logged.
+    pub async fn kick_uid_everywhere(&self, uid: &str, reason: &str) -> Vec<String> {
+        let list = self.pool.servers().snapshot();
+        // A frontend without a cluster port (a gate) cannot be asked; it
+        // binds no uids either.
+        let frontends: Vec<String> = list
+            .all()
+            .iter()
+            .filter(|s| s.frontend && s.port.is_some())
+            .map(|s| s.id.clone())
+            .collect();
+        let calls = frontends.iter().map(|f| async move {
+            let result = self.kick_by_uid(f, uid, reason).await;
+            if let Err(e) = &result {
+                tracing::warn!(frontend = %f, %uid, error = %e, "kick by uid not delivered to this frontend");
+            }
+            result.is_err().then(|| f.clone())
+        });
+        futures_util::future::join_all(calls)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+}
+
 /// Maps a `SessionOp` status to the error a backend handler sees.
 fn status_to_error(frontend_id: &str, sid: u64, status: &tonic::Status) -> ClusterError {
     match status.code() {

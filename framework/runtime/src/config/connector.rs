@@ -25,7 +25,7 @@
 //!
 //! Every field is optional; `0` turns a limit off where off makes sense
 //! (`requests-per-second`, `idle-timeout-ms`, `max-connections`,
-//! `max-connections-per-address`). An unknown field is an error naming it,
+//! `max-connections-per-address`, `resume-window-ms`). An unknown field is an error naming it,
 //! so a typo does not silently leave a limit at its default. Each limit and
 //! its outcome: `docs/security.md`.
 
@@ -76,6 +76,12 @@ pub struct ConnectorLimits {
     /// Protobuf bodies where the app's protos name a route (default on
     /// when the app has protos); `false`: JSON everywhere on this frontend.
     pub use_protobuf: Option<bool>,
+    /// How long a dropped session waits for its client to resume (`0`:
+    /// off; protocol.md §13.6).
+    pub resume_window_ms: Option<u64>,
+    /// A second login of a uid held on another frontend: `"refuse"` the
+    /// new one or `"kick"` the old one (`ConnectorOptions::duplicate_login`).
+    pub duplicate_login: Option<String>,
 }
 
 impl ConnectorLimits {

@@ -59,7 +59,7 @@ use crate::protocol::{
 };
 use crate::session::live::{CloseRequest, STATE_INITED, STATE_WAIT_ACK, STATE_WORKING};
 use crate::session::wire::{SharedTcp, Wire};
-use crate::session::{LiveSession, Session};
+use crate::session::{LiveSession, ResumeConn, Session};
 
 /// Plain TCP (shared with the push fan-out through its [`Wire`]), or TLS
 /// over it (`wss://`, `tcp+tls`), with the sniffed first bytes given back.
@@ -85,11 +85,26 @@ pub const TOO_LARGE: &str = "message too large";
 pub const IDLE: &str = "idle timeout";
 
 /// Why an agent stopped; becomes the `closed` listeners' reason.
-struct Exit(String);
+struct Exit(String, Dropped);
+
+/// Whether the connection *dropped* (transport error, raw TCP EOF,
+/// heartbeat timeout) rather than being ended on purpose (a kick, a
+/// WebSocket close frame, a protocol violation): a dropped session may be
+/// kept for resume (`session/resume.rs`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Dropped {
+    No,
+    Yes,
+}
 
 impl Exit {
     fn new(reason: impl Into<String>) -> Self {
-        Self(reason.into())
+        Self(reason.into(), Dropped::No)
+    }
+
+    /// An exit the client may resume from.
+    fn dropped(reason: impl Into<String>) -> Self {
+        Self(reason.into(), Dropped::Yes)
     }
 }
 
@@ -118,6 +133,9 @@ pub(crate) async fn serve<F: Frontend>(
         let deadline = Instant::now() + opts.handshake_timeout;
         let (tracker, mut address) = conn;
         let trusted = opts.trusted_proxies.trusts(peer.ip());
+        // The session to close at the end: this connection's, the one it
+        // resumed, or none when it is kept for resume.
+        let mut closing = Some(live.clone());
         // Boxed: the opening (PROXY header, TLS, upgrade) is over before
         // the connection idles, and its state must not stay in the task.
         let reason = match Box::pin(open(opts, tcp, trusted, deadline)).await {
@@ -171,22 +189,30 @@ pub(crate) async fn serve<F: Frontend>(
                                 opts.kick_after_refusals,
                                 now,
                             ),
+                            resume: ResumeConn::default(),
                         };
-                        let Exit(reason) = agent.run().await;
+                        let Exit(reason, dropped) = agent.run().await;
                         // Nothing from the fan-out after the close frame.
-                        live.close_wire();
+                        agent.live.close_wire();
                         // Best effort: the peer may already be gone.
                         let _ =
                             Box::pin(timeout(Duration::from_millis(200), agent.conn.close())).await;
+                        let dropped = dropped == Dropped::Yes;
+                        let kept = agent
+                            .resume
+                            .end(app.sessions(), &agent.live, dropped, &reason);
+                        closing = (!kept).then(|| agent.live.clone());
                         reason
                     }
                 }
             }
             Err(reason) => reason,
         };
-        app.sessions().remove(live.sid());
         debug!(%reason, "connection closed");
-        live.finish(&reason);
+        if let Some(live) = closing {
+            app.sessions().remove(live.sid());
+            live.finish(&reason);
+        }
         drop((tracker, address));
     }
     .instrument(span)
@@ -305,6 +331,8 @@ struct Agent<F: Frontend> {
     /// With a write window: when to write what is queued.
     flush_at: Option<Instant>,
     budget: RequestBudget,
+    /// Session resume: the token it was given, a session it claimed.
+    resume: ResumeConn,
 }
 
 impl<F: Frontend> Agent<F> {
@@ -397,7 +425,7 @@ impl<F: Frontend> Agent<F> {
                             continue;
                         }
                         debug!("heartbeat timeout");
-                        return Exit::new("heartbeat timeout");
+                        return Exit::dropped("heartbeat timeout");
                     }
                     if let Some(idle) = self.opts().idle_timeout {
                         let due = self.last_inbound + idle;
@@ -423,6 +451,9 @@ impl<F: Frontend> Agent<F> {
     async fn on_next(&mut self, frame: Option<Result<Bytes, TransportError>>) -> Result<(), Exit> {
         self.last_inbound = Instant::now();
         let data = match frame {
+            // Raw TCP has no close handshake: its EOF may be a network
+            // drop. A WebSocket ends with a close frame.
+            None if self.conn.name() == "tcp" => return Err(Exit::dropped("client closed")),
             None => return Err(Exit::new("client closed")),
             Some(Err(TransportError::TooLarge(e))) => {
                 let limit = self.opts().max_message_size;
@@ -430,7 +461,9 @@ impl<F: Frontend> Agent<F> {
                 let reason = format!("{TOO_LARGE} (limit {limit} bytes)");
                 return Err(Box::pin(self.kick(&reason)).await);
             }
-            Some(Err(e)) => return Err(Exit::new(format!("{} error: {e}", self.conn.name()))),
+            Some(Err(e)) => {
+                return Err(Exit::dropped(format!("{} error: {e}", self.conn.name())));
+            }
             Some(Ok(data)) => data,
         };
         Box::pin(self.on_frame(data)).await
@@ -457,7 +490,7 @@ impl<F: Frontend> Agent<F> {
         // has to wait pays for a timer and the overflow watch below.
         let first = std::future::poll_fn(|cx| Poll::Ready(write.as_mut().poll(cx))).await;
         if let Poll::Ready(result) = first {
-            return result.map_err(|e| Stuck::Failed(Exit::new(format!("write failed: {e}"))));
+            return result.map_err(|e| Stuck::Failed(Exit::dropped(format!("write failed: {e}"))));
         }
         let write = timeout(limit, write);
         tokio::pin!(write);
@@ -472,7 +505,7 @@ impl<F: Frontend> Agent<F> {
                     }
                     return match result {
                         Ok(Ok(())) => Ok(()),
-                        Ok(Err(e)) => Err(Stuck::Failed(Exit::new(format!("write failed: {e}")))),
+                        Ok(Err(e)) => Err(Stuck::Failed(Exit::dropped(format!("write failed: {e}")))),
                         Err(_) => {
                             warn!(?limit, "client did not read for too long; kicking");
                             Err(Stuck::Timeout)
@@ -522,7 +555,7 @@ impl<F: Frontend> Agent<F> {
         }
         match timeout(limit, self.conn.send(frame)).await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(Exit::new(format!("write failed: {e}"))),
+            Ok(Err(e)) => Err(Exit::dropped(format!("write failed: {e}"))),
             Err(_) => Err(Exit::new("write timeout")),
         }
     }
@@ -539,6 +572,9 @@ impl<F: Frontend> Agent<F> {
             match (self.state, package.kind) {
                 (STATE_INITED, PackageType::Handshake) => self.on_handshake(&package.body).await?,
                 (STATE_WAIT_ACK, PackageType::HandshakeAck) => {
+                    if let Some(resumed) = self.resume.take_claimed() {
+                        self.adopt(resumed);
+                    }
                     self.state = STATE_WORKING;
                     self.live.set_state(STATE_WORKING);
                     self.idle_deadline = self.opts().idle_timeout.map(|i| self.last_inbound + i);
@@ -565,7 +601,10 @@ impl<F: Frontend> Agent<F> {
                 return Err(self.refuse_handshake(CODE_FAIL, "bad handshake").await);
             }
         };
-        let opts = self.opts();
+        // A handle of its own: the options stay borrowed while the resume
+        // state (`self.resume`) changes.
+        let app = self.app.clone();
+        let opts = app.connector_options();
         // Pomelo's `checkClient(type, version)`: false → 501, then close.
         if let Some(check) = &opts.check_client
             && !check.allows(
@@ -581,13 +620,19 @@ impl<F: Frontend> Agent<F> {
         if let Some(user) = request.user {
             self.live.set_handshake_user(user);
         }
+        let resume = (self.resume).handshake(
+            app.sessions().resume(),
+            request.sys.resume.as_ref(),
+            self.live.sid(),
+        );
         let reply = HandshakeReply {
             heartbeat_secs: opts.heartbeat_secs(),
-            dict: self.app.dictionary().map(|d| d.as_ref()),
+            dict: app.dictionary().map(|d| d.as_ref()),
             client_dict_version: request.sys.dict_version.as_deref(),
             protos: opts.protos.as_deref(),
             client_proto_version: request.sys.proto_version.as_ref(),
             user: None,
+            resume,
         };
         let frame = encode_package(PackageType::Handshake, &reply.to_json())
             .map_err(|e| Exit::new(format!("handshake reply too large: {e}")))?;
@@ -597,6 +642,17 @@ impl<F: Frontend> Agent<F> {
         crate::telemetry::m().handshakes_ok.increment(1);
         debug!(client = ?request.sys.client_type, "handshake answered");
         Ok(())
+    }
+
+    /// Session resume: this connection takes over the parked session its
+    /// handshake claimed (its own fresh one is dropped unseen) and writes
+    /// the pushes queued while it was parked.
+    fn adopt(&mut self, resumed: Arc<LiveSession>) {
+        let fresh = std::mem::replace(&mut self.live, resumed);
+        self.app.sessions().remove(fresh.sid());
+        fresh.finish("replaced by the session it resumed");
+        debug!(resumed_sid = self.live.sid(), "session resumed");
+        self.live.rewake();
     }
 
     /// §4.2: the error reply `{"code":<code>}`, then the close.

@@ -197,6 +197,41 @@ pub struct ConnectorOptions {
     /// loaded by the launcher): announced in the handshake, used for the
     /// routes they name. `None`: JSON everywhere.
     pub protos: Option<Arc<Protos>>,
+    /// Session resume (`session/resume.rs`, protocol.md §13.6): how long
+    /// the session of a dropped connection is kept for its client to come
+    /// back with its token; pushes meanwhile wait in its outbound queue
+    /// (`queue_bound` / `queue_bytes`). Only clients that ask for resume in
+    /// their handshake are kept. Zero: off.
+    pub resume_window: Duration,
+    /// What the app should do with a login of a uid another frontend holds
+    /// (`connector.json` `duplicate-login`). The framework does not decide
+    /// it alone: the app's directory of uids (the chat's room owners) reads
+    /// it; see `docs/scaling.md`.
+    pub duplicate_login: DuplicateLogin,
+}
+
+/// A second login of a uid held elsewhere (Pomelo #579, #745: without a
+/// rule the uid is bound twice and its pushes arrive twice).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DuplicateLogin {
+    /// The new login is refused; the first session keeps going.
+    #[default]
+    Refuse,
+    /// The old session is kicked; the new one takes its place.
+    Kick,
+}
+
+impl DuplicateLogin {
+    /// From `connector.json`'s `"duplicate-login": "refuse" | "kick"`.
+    pub fn parse(name: &str) -> Result<Self, String> {
+        match name {
+            "refuse" => Ok(DuplicateLogin::Refuse),
+            "kick" => Ok(DuplicateLogin::Kick),
+            other => Err(format!(
+                "unknown duplicate-login policy `{other}` (expected \"refuse\" or \"kick\")"
+            )),
+        }
+    }
 }
 
 /// The transports a frontend serves on its client port.
@@ -320,6 +355,8 @@ impl Default for ConnectorOptions {
             check_client: None,
             write_window: None,
             protos: None,
+            resume_window: Duration::from_secs(5),
+            duplicate_login: DuplicateLogin::Refuse,
         }
     }
 }
@@ -364,6 +401,10 @@ impl ConnectorOptions {
             self.transports = Transports::parse(names)
                 .map_err(|e| format!("connector.json `transports`: {e}"))?;
         }
+        if let Some(policy) = &limits.duplicate_login {
+            self.duplicate_login = DuplicateLogin::parse(policy)
+                .map_err(|e| format!("connector.json `duplicate-login`: {e}"))?;
+        }
         if self.proxy_protocol && self.trusted_proxies.is_empty() {
             return Err(
                 "connector.json: `proxy-protocol` needs `trusted-proxies` (the load \
@@ -404,6 +445,9 @@ impl ConnectorOptions {
         }
         if let Some(v) = l.max_message_size {
             self.max_message_size = v.max(16);
+        }
+        if let Some(ms) = l.resume_window_ms {
+            self.resume_window = Duration::from_millis(ms);
         }
         if let Some(ms) = l.idle_timeout_ms {
             self.idle_timeout = (ms > 0).then(|| Duration::from_millis(ms));

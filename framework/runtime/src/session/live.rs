@@ -6,7 +6,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 
 use bytes::Bytes;
@@ -91,6 +91,11 @@ pub struct LiveSession {
     /// go through `outbox`. Weak: the agent owns the socket, and a push
     /// racing with its close must not keep it open.
     wire: OnceLock<(Weak<Wire>, bool)>,
+    /// Set when the session is parked for resume (`session/resume.rs`):
+    /// from then on its frames wait in `outbox`, never on a wire (the
+    /// dropped socket's wire is gone; a resumed session keeps this
+    /// queue-and-wake path, as TLS clients do).
+    outbox_only: AtomicBool,
 }
 
 impl LiveSession {
@@ -111,6 +116,7 @@ impl LiveSession {
             outbox: Mutex::default(),
             wake: Notify::new(),
             wire: OnceLock::new(),
+            outbox_only: AtomicBool::new(false),
         }
     }
 
@@ -118,6 +124,21 @@ impl LiveSession {
     /// TCP), queued for the agent's next write window when `defer`.
     pub(crate) fn attach_wire(&self, wire: &Arc<Wire>, defer: bool) {
         let _ = self.wire.set((Arc::downgrade(wire), defer));
+    }
+
+    /// The wire frames go to, unless the session uses its outbox only.
+    fn wire(&self) -> Option<&(Weak<Wire>, bool)> {
+        if self.outbox_only.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.wire.get()
+    }
+
+    /// Sends every later frame through the outbox (session resume: the
+    /// socket of the wire is gone, and the next connection's agent drains
+    /// the outbox).
+    pub(crate) fn use_outbox_only(&self) {
+        self.outbox_only.store(true, Ordering::Relaxed);
     }
 
     pub fn sid(&self) -> u64 {
@@ -220,7 +241,7 @@ impl LiveSession {
         if !self.is_working() {
             return Err(PushError::NotWorking);
         }
-        if let Some((wire, defer)) = self.wire.get() {
+        if let Some((wire, defer)) = self.wire() {
             return self.send_on_wire(wire, *defer, frame);
         }
         let mut outbox = lock(&self.outbox);
@@ -251,7 +272,7 @@ impl LiveSession {
     /// says the caller must [`flush_wire`](Self::flush_wire) this session
     /// after the batch (its queue was empty). Elsewhere the same as `send`.
     pub(crate) fn send_deferred(&self, frame: Bytes) -> Result<bool, PushError> {
-        let Some((wire, false)) = self.wire.get() else {
+        let Some((wire, false)) = self.wire() else {
             return self.send(frame).map(|()| false);
         };
         if !self.is_working() {
@@ -273,7 +294,7 @@ impl LiveSession {
     /// Writes what [`send_deferred`](Self::send_deferred) queued; wakes the
     /// agent for what the socket does not take now.
     pub(crate) fn flush_wire(&self) {
-        if let Some(wire) = self.wire.get().and_then(|(w, _)| w.upgrade())
+        if let Some(wire) = self.wire().and_then(|(w, _)| w.upgrade())
             && !wire.flush_now()
         {
             self.wake.notify_one();
@@ -342,6 +363,12 @@ impl LiveSession {
     /// Re-arms the agent's wake-up (after it consumed one while busy).
     pub(crate) fn rewake(&self) {
         self.wake.notify_one();
+    }
+
+    /// The pending close request, if any, without draining the queue (a
+    /// parked session's watcher, `session/resume.rs`).
+    pub(crate) fn close_requested(&self) -> Option<CloseRequest> {
+        lock(&self.outbox).close.clone()
     }
 
     /// Whether the outbound queue overflowed (agent side).

@@ -13,10 +13,13 @@
 //! * `handle` — [`Session`], what handlers get: a live session on a
 //!   frontend, or a snapshot plus [`RemoteSessionOps`] on a backend.
 //!   Handlers are written once and run on either side.
+//! * `resume` — [`Resume`]: sessions of dropped connections kept for a
+//!   window, given back to a client that reconnects with its token.
 
 mod handle;
 pub(crate) mod live;
 mod remote;
+mod resume;
 mod service;
 mod tracker;
 pub(crate) mod wire;
@@ -24,7 +27,9 @@ pub(crate) mod wire;
 pub use handle::Session;
 pub use live::{ClosedListener, LiveSession, PushError};
 pub use remote::{RemoteSessionOps, SessionSnapshot};
-pub use service::SessionService;
+pub(crate) use resume::ResumeConn;
+pub use resume::{Resume, TokenClaims};
+pub use service::{BindHook, SessionService};
 pub use tracker::{Tracker, TrackerGuard};
 
 use crate::error::ClusterError;

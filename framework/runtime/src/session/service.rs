@@ -11,7 +11,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
-use super::{LiveSession, Session, SessionError, Tracker};
+use super::{LiveSession, Resume, Session, SessionError, Tracker};
 use crate::protocol::encode_data_frame;
 use crate::protocol::{EncodeError, Message, Protos, RouteDictionary};
 use crate::session::SessionSnapshot;
@@ -40,7 +40,14 @@ struct Inner {
     /// Close work still running ([`Session::on_closed_async`]): a graceful
     /// stop waits for it, so a user's leave call is made before exit.
     closing: Tracker,
+    /// Session resume (`session/resume.rs`); `None`: off.
+    resume: Option<Resume>,
+    /// Run after each successful bind (the app tells subscribed backends).
+    on_bind: Option<BindHook>,
 }
+
+/// Called with a session just bound to a uid.
+pub type BindHook = Arc<dyn Fn(&Arc<LiveSession>) + Send + Sync>;
 
 /// sid → (key, uid) of one server type.
 type KeysBySid = HashMap<u64, (String, String)>;
@@ -73,6 +80,8 @@ impl SessionService {
                 uids: RwLock::default(),
                 keys: RwLock::default(),
                 closing: Tracker::default(),
+                resume: None,
+                on_bind: None,
             }),
         }
     }
@@ -93,6 +102,29 @@ impl SessionService {
             inner.protos = protos;
         }
         self
+    }
+
+    /// Keeps dropped sessions for `resume`'s window (call before the
+    /// service is cloned).
+    pub fn with_resume(mut self, resume: Resume) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.resume = Some(resume);
+        }
+        self
+    }
+
+    /// Runs `hook` after every successful bind (call before the service is
+    /// cloned).
+    pub fn with_bind_hook(mut self, hook: BindHook) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.on_bind = Some(hook);
+        }
+        self
+    }
+
+    /// Session resume, when on.
+    pub fn resume(&self) -> Option<&Resume> {
+        self.inner.resume.as_ref()
     }
 
     /// Close work still running (listeners added with
@@ -241,6 +273,9 @@ impl SessionService {
             .or_default()
             .push(sid);
         tracing::debug!(sid, uid, "session bound");
+        if let Some(hook) = &self.inner.on_bind {
+            hook(&live);
+        }
         Ok(())
     }
 

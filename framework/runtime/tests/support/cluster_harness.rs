@@ -276,11 +276,25 @@ fn register(b: shaddock::app::AppBuilder) -> shaddock::app::AppBuilder {
         .handler("chat.room.bind", bind)
         .handler("chat.room.settings", settings)
         .handler("chat.room.kick", kick)
+        .handler("chat.room.kick_uid", kick_uid)
         .handler("chat.room.sleep", sleep)
         .handler("chat.room.broadcast", broadcast)
         .handler("chat.room.panic", panic_handler)
         .handler("chat.room.burst", burst)
         .handler("chat.room.note", note)
+        // The chat servers hear of every session bind and close.
+        .session_events_to("chat")
+        .on_session_event(|app, event| {
+            let line = format!(
+                "{} {:?} {} {} {}",
+                app.server_id(),
+                event.kind,
+                event.uid,
+                event.frontend_id,
+                event.reason
+            );
+            SESSION_EVENTS.lock().unwrap().push(line);
+        })
         .before_route(
             "chat.room.note",
             |ctx: shaddock::app::FilterContext| async move {
@@ -292,6 +306,10 @@ fn register(b: shaddock::app::AppBuilder) -> shaddock::app::AppBuilder {
             },
         )
 }
+
+/// Every session event a chat server received, as
+/// `"<server> <Bound|Closed> <uid> <frontend> <reason>"`.
+pub static SESSION_EVENTS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
 
 /// Every run of `chat.room.note` on a backend: (server, whether it ran as
 /// a request). A client's notify must arrive as a notify.
@@ -404,6 +422,15 @@ async fn kick(_app: App, session: Session, req: Value) -> Result<Value, HandlerE
         .kick(req["reason"].as_str().unwrap_or("kicked"))
         .await?;
     Ok(json!({}))
+}
+
+/// Kicks `uid` on whichever connector holds it: the backend does not say
+/// where.
+async fn kick_uid(app: App, _session: Session, req: Value) -> Result<Value, HandlerError> {
+    let uid = req["uid"].as_str().ok_or("uid missing")?;
+    let ops = app.cluster().session_ops();
+    let unreachable = ops.kick_uid_everywhere(uid, "kicked by uid").await;
+    Ok(json!({ "unreachable": unreachable }))
 }
 
 async fn sleep(app: App, _session: Session, req: Value) -> Result<Value, HandlerError> {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use shaddock::app::App;
 use shaddock::channel::Channel;
+use shaddock::session::RemoteSessionOps;
 use shaddock::tonic::{self, Request, Response, Status};
 use shared::{UserEvent, name_of};
 
@@ -32,6 +33,7 @@ impl chat_remote_server::ChatRemote for ChatRemote {
             frontend_id,
             rid,
             create,
+            kick_old,
         } = req.into_inner();
         // The connector routed with a list older than ours: the room lives
         // elsewhere now. Refuse (the client may retry) rather than start a
@@ -45,15 +47,42 @@ impl chat_remote_server::ChatRemote for ChatRemote {
         if !create && self.app.channels().get(&rid, false).is_none() {
             return Ok(Response::new(AddReply { users: Vec::new() }));
         }
+        // This server is the room's directory of uids: a uid is a member
+        // through one connector, so its pushes go out once.
+        let moved = match self
+            .app
+            .channels()
+            .get(&rid, false)
+            .and_then(|c| c.member(&uid))
+        {
+            Some(old) if old != frontend_id && !kick_old => {
+                tracing::info!(rid = %rid, uid = %uid, held_by = %old, "second login refused (duplicate-login: refuse)");
+                return Err(Status::already_exists(format!(
+                    "`{uid}` is in room `{rid}` through {old}"
+                )));
+            }
+            Some(old) if old != frontend_id => Some(old),
+            _ => None,
+        };
+        // Moved before the older session is kicked: its leave call, which
+        // may come back before the kick's answer, then finds the member at
+        // the new connector and announces nothing.
+        if let (Some(old), Some(channel)) = (&moved, self.app.channels().get(&rid, false)) {
+            channel.leave(&uid, old);
+        }
         // Joined in one step with the room's creation: a room is destroyed
         // when its last member leaves, and a join racing that leave must not
         // land in the destroyed room.
         let (channel, _) = self.app.channels().add_member(&rid, &uid, &frontend_id);
-        tracing::info!(server = %self.app.server_id(), rid = %rid, uid = %uid, "user joined room");
-        // Everyone but the newcomer.
-        if let Err(e) = channel
-            .push_except(shared::PUSH_ADD, &UserEvent::added(name_of(&uid)), &uid)
-            .await
+        tracing::info!(server = %self.app.server_id(), rid = %rid, uid = %uid, moved = moved.is_some(), "user joined room");
+        if let Some(old) = &moved {
+            self.kick_older(&rid, &uid, old).await;
+        }
+        // Everyone but the newcomer (a member that moved never left).
+        if moved.is_none()
+            && let Err(e) = channel
+                .push_except(shared::PUSH_ADD, &UserEvent::added(name_of(&uid)), &uid)
+                .await
         {
             tracing::warn!(rid = %rid, error = %e, "onAdd push failed");
         }
@@ -72,12 +101,27 @@ impl chat_remote_server::ChatRemote for ChatRemote {
             frontend_id,
             rid,
         } = req.into_inner();
-        if let Some(channel) = self.app.channels().get(&rid, false) {
-            channel.leave(&uid, &frontend_id);
+        // Only a member recorded at that connector leaves: one that moved
+        // to another connector (duplicate-login: kick) stays.
+        if let Some(channel) = self.app.channels().get(&rid, false)
+            && channel.leave(&uid, &frontend_id)
+        {
             tracing::info!(server = %self.app.server_id(), rid = %rid, uid = %uid, "user left room");
             announce_leave(&self.app, &channel, &uid).await;
         }
         Ok(Response::new(KickReply {}))
+    }
+}
+
+impl ChatRemote {
+    /// `duplicate-login: kick`: kicks `uid`'s older session on connector
+    /// `old` (the member already moved to the new connector).
+    async fn kick_older(&self, rid: &str, uid: &str, old: &str) {
+        let ops = self.app.cluster().session_ops();
+        if let Err(e) = ops.kick_by_uid(old, uid, shared::KICK_ELSEWHERE).await {
+            tracing::warn!(rid = %rid, uid = %uid, old = %old, error = %e, "kicking the older session failed");
+        }
+        tracing::info!(rid = %rid, uid = %uid, old = %old, "second login: older session kicked (duplicate-login: kick)");
     }
 }
 

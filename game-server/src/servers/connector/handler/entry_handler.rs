@@ -2,6 +2,7 @@
 
 use shaddock::app::App;
 use shaddock::cluster::SessionSnapshot;
+use shaddock::connector::DuplicateLogin;
 use shaddock::handler::HandlerError;
 use shaddock::session::Session;
 use shared::{EnterRequest, EnterResponse};
@@ -13,7 +14,10 @@ use crate::proto::{AddRequest, KickRequest, rpc};
 /// reads it) and joins the room on its chat server. A name or room that
 /// breaks [`shared::check_name`] → `{code: 400, message}` (before anything
 /// is bound or created); a name already in that room on this connector →
-/// `{code: 500, error: true}`.
+/// `{code: 500, error: true}`. Through another connector, the room's chat
+/// server (which knows where each member is) applies `duplicate-login`
+/// (connector.json): `refuse` answers the same, `kick` kicks the other
+/// session and this one takes its place, quietly for the room.
 pub async fn enter(
     app: App,
     session: Session,
@@ -46,12 +50,16 @@ pub async fn enter(
         frontend_id: app.server_id().into(),
         rid: rid.clone(),
         create: true,
+        kick_old: app.connector_options().duplicate_login == DuplicateLogin::Kick,
     };
     match rpc::ChatRemote::by_key(&app, &rid).add(req).await {
         Ok(reply) => Ok(EnterResponse::Users { users: reply.users }),
         Err(e) => {
             tracing::warn!(%uid, %rid, error = %e, "chatRemote.add failed");
             session.unregister_key("chat")?;
+            // Not in the room: free the uid (the close then has nothing to
+            // leave, and a retry can bind it again).
+            session.unbind().await?;
             Ok(EnterResponse::duplicate())
         }
     }
