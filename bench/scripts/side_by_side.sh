@@ -25,7 +25,8 @@
 # (200: rooms of 50), STORM_CONCURRENCY (1000 logins in flight),
 # SYSTEMS ("ours pomelo pomelo-nodelay"), SCENARIOS ("idle chat ramp storm"),
 # OUT (target/bench/<time>), WORK (/tmp/shaddock-bench),
-# BUDGETS (on; off lifts our per-client request budgets, for their cost).
+# BUDGETS (on; off lifts our per-client request budgets, for their cost),
+# CONNECTOR_JSON (extra connector.json members for ours, e.g. '"write-window-ms": 10').
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -74,7 +75,7 @@ if [ -z "${GS:-}" ]; then
   (cd "$ROOT" && cargo build --release -p game-server -p shaddock-bench) >&2
 fi
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
-BENCH="$TARGET_DIR/release/shaddock-bench"
+BENCH="${BENCH:-$TARGET_DIR/release/shaddock-bench}"
 GS="${GS:-$TARGET_DIR/release/game-server}"
 
 # ---------- ours ----------
@@ -114,8 +115,10 @@ EOF
   if [ "${BUDGETS:-on}" = off ]; then
     extra=', "requests-per-second": 0, "max-inflight": 1000000, "max-queued-bytes": 1073741824'
   fi
+  # CONNECTOR_JSON adds connector options, e.g. '"write-window-ms": 10'.
+  local conn_extra="$extra${CONNECTOR_JSON:+, $CONNECTOR_JSON}"
   printf '{"production": {"%s": {"max-connections": 0, "max-connections-per-address": 0%s}, "%s": {"max-connections": 0, "max-connections-per-address": 0%s}}}\n' \
-    gate "$extra" connector "$extra" > "$OURS/config/connector.json"
+    gate "$extra" connector "$conn_extra" > "$OURS/config/connector.json"
 }
 ours_start() {
   ours_stop
