@@ -8,7 +8,7 @@
 //! timed test: the thresholds are about correctness (every push delivered,
 //! no errors, a parsable JSON line), never about speed.
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -44,12 +44,7 @@ fn game_server() -> PathBuf {
     bin
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind a free port")
-}
+use shaddock_testkit::free_port;
 
 /// Kills its processes when dropped, so a failing assertion leaves nothing behind.
 struct Cluster {

@@ -20,8 +20,10 @@
 
 pub mod apt;
 pub mod etcd;
+pub mod ports;
+
+pub use ports::free_port;
 use std::fmt::Display;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -290,15 +292,10 @@ pub fn server(id: &str, ty: &str, port: Option<u16>, client_port: Option<u16>) -
     }
 }
 
-/// `n` distinct free loopback ports (all held until every one is picked).
+/// `n` distinct free loopback ports, outside the kernel's ephemeral range
+/// ([`ports`]).
 pub fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
+    (0..n).map(|_| free_port()).collect()
 }
 
 /// Writes `{"<env>": {...}}` for `servers` into `<dir>/config/servers.json`.

@@ -71,14 +71,9 @@ pub fn agent_server() -> PathBuf {
     .clone()
 }
 
-/// A free TCP port on 127.0.0.1 (bound and released).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+/// A free loopback port outside the ephemeral range (see
+/// `shaddock_testkit::ports`).
+pub use shaddock_testkit::free_port;
 
 /// One server line of servers.json.
 pub struct Srv {
