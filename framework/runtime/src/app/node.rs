@@ -118,7 +118,7 @@ impl LocalNode for AppNode {
         server_type: &str,
         owner_id: &str,
         candidates: &[String],
-    ) -> Result<Vec<(String, String)>, SessionOpError> {
+    ) -> Result<Vec<(String, String, u32)>, SessionOpError> {
         self.frontend_only()?;
         let list = self.app.cluster().servers().snapshot();
         let infos = candidate_infos(&list, server_type, candidates);
@@ -126,9 +126,9 @@ impl LocalNode for AppNode {
         Ok(self
             .app
             .sessions()
-            .keys(server_type)
+            .keys_with_resume(server_type)
             .into_iter()
-            .filter(|(key, _)| {
+            .filter(|(key, _, _)| {
                 owner_of(routers, server_type, key, &infos).is_some_and(|i| infos[i].id == owner_id)
             })
             .collect())

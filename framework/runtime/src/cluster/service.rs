@@ -119,15 +119,16 @@ pub trait LocalNode: Send + Sync + 'static {
     /// Applies a backend's session operation.
     fn session_op(&self, op: SessionOp) -> BoxFuture<'_, Result<(), SessionOpError>>;
 
-    /// Frontend: the `(key, uid)` registrations of this frontend's sessions
-    /// for `server_type` whose key `owner_id` owns among `candidates` (the
-    /// caller's list of that type, in order).
+    /// Frontend: the `(key, uid, resume window ms)` registrations of this
+    /// frontend's sessions for `server_type` whose key `owner_id` owns among
+    /// `candidates` (the caller's list of that type, in order). The window
+    /// is 0 for a session whose client did not ask for resume.
     fn members(
         &self,
         server_type: &str,
         owner_id: &str,
         candidates: &[String],
-    ) -> Result<Vec<(String, String)>, SessionOpError> {
+    ) -> Result<Vec<(String, String, u32)>, SessionOpError> {
         let _ = (server_type, owner_id, candidates);
         Err(SessionOpError::NotFrontend)
     }
@@ -142,6 +143,24 @@ pub trait LocalNode: Send + Sync + 'static {
     /// ([`session_events`](super::session_events)).
     fn session_event(&self, event: super::session_events::SessionEvent) {
         let _ = event;
+    }
+
+    /// Backend: a resumed session asks for the member its frontend's loss
+    /// left held ([`ShardKeeper::reattach`](super::shard::ShardKeeper::reattach)).
+    fn reattach(&self, req: proto::ReattachRequest) -> BoxFuture<'static, proto::ReattachReply> {
+        let _ = req;
+        Box::pin(async {
+            proto::ReattachReply {
+                reattached: false,
+                reason: "this server keeps no sharded channels".into(),
+                flushed: 0,
+            }
+        })
+    }
+
+    /// Which process answers under this server's id: its start time.
+    fn incarnation(&self) -> u64 {
+        crate::incarnation()
     }
 }
 
@@ -277,7 +296,11 @@ impl Cluster for ClusterService {
             Ok(entries) => Ok(Response::new(proto::MembersReply {
                 entries: entries
                     .into_iter()
-                    .map(|(key, uid)| proto::MemberEntry { key, uid })
+                    .map(|(key, uid, resume_window_ms)| proto::MemberEntry {
+                        key,
+                        uid,
+                        resume_window_ms,
+                    })
                     .collect(),
             })),
             Err(e @ SessionOpError::NotFrontend) => Err(Status::unimplemented(e.to_string())),
@@ -301,6 +324,24 @@ impl Cluster for ClusterService {
             .ok_or_else(|| Status::invalid_argument("unknown session event kind"))?;
         self.node.session_event(event);
         Ok(Response::new(proto::SessionEventReply {}))
+    }
+
+    async fn reattach(
+        &self,
+        request: Request<proto::ReattachRequest>,
+    ) -> Result<Response<proto::ReattachReply>, Status> {
+        Ok(Response::new(
+            self.node.reattach(request.into_inner()).await,
+        ))
+    }
+
+    async fn incarnation(
+        &self,
+        _request: Request<proto::IncarnationRequest>,
+    ) -> Result<Response<proto::IncarnationReply>, Status> {
+        Ok(Response::new(proto::IncarnationReply {
+            incarnation: self.node.incarnation(),
+        }))
     }
 }
 

@@ -623,7 +623,7 @@ impl<F: Frontend> Agent<F> {
         let resume = (self.resume).handshake(
             app.sessions().resume(),
             request.sys.resume.as_ref(),
-            self.live.sid(),
+            &self.live,
         );
         let reply = HandshakeReply {
             heartbeat_secs: opts.heartbeat_secs(),

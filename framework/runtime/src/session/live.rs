@@ -72,6 +72,9 @@ struct Data {
     /// The handshake's `user` object (boxed: most clients send none, and
     /// every connection pays for this field).
     handshake_user: Option<Box<Value>>,
+    /// Set when the client asked for resume (`session/resume.rs`): the
+    /// nonce its tokens carry. `None`: the session ends with its connection.
+    resume_nonce: Option<u64>,
 }
 
 /// One client connection on this frontend.
@@ -192,6 +195,16 @@ impl LiveSession {
 
     pub(crate) fn set_handshake_user(&self, user: Value) {
         lock(&self.data).handshake_user = Some(Box::new(user));
+    }
+
+    /// The nonce of this session's resume tokens, when its client asked
+    /// for resume.
+    pub(crate) fn resume_nonce(&self) -> Option<u64> {
+        lock(&self.data).resume_nonce
+    }
+
+    pub(crate) fn set_resume_nonce(&self, nonce: u64) {
+        lock(&self.data).resume_nonce = Some(nonce);
     }
 
     /// A copy of the settings map.

@@ -295,7 +295,7 @@ impl ResumeConn {
         &mut self,
         resume: Option<&Resume>,
         asked: Option<&Value>,
-        sid: u64,
+        live: &LiveSession,
     ) -> Option<Value> {
         let resume = resume.filter(|r| !r.window().is_zero())?;
         let asked = asked?;
@@ -314,7 +314,11 @@ impl ResumeConn {
         }
         let (sid, nonce) = match &self.claimed {
             Some(p) => (p.live.sid(), p.nonce),
-            None => (sid, *self.nonce.get_or_insert_with(Resume::nonce)),
+            None => {
+                let nonce = *self.nonce.get_or_insert_with(Resume::nonce);
+                live.set_resume_nonce(nonce);
+                (live.sid(), nonce)
+            }
         };
         Some(json!({
             "token": resume.token(sid, nonce),

@@ -227,6 +227,35 @@ impl SessionService {
             .unwrap_or_default()
     }
 
+    /// Every `(key, uid, resume window ms)` registered for `server_type` on
+    /// this frontend; the window is 0 for a session that cannot resume.
+    pub fn keys_with_resume(&self, server_type: &str) -> Vec<(String, String, u32)> {
+        let keys = read(&self.inner.keys);
+        let Some(by_sid) = keys.get(server_type) else {
+            return Vec::new();
+        };
+        let sessions = read(&self.inner.sessions);
+        by_sid
+            .iter()
+            .map(|(sid, (key, uid))| {
+                let window = sessions
+                    .get(sid)
+                    .map_or(0, |live| self.resume_window_ms(live));
+                (key.clone(), uid.clone(), window)
+            })
+            .collect()
+    }
+
+    /// How long `live` would be kept for resume, in ms (0: not resumable).
+    pub(crate) fn resume_window_ms(&self, live: &LiveSession) -> u32 {
+        match &self.inner.resume {
+            Some(r) if live.resume_nonce().is_some() => {
+                r.window().as_millis().min(u128::from(u32::MAX)) as u32
+            }
+            _ => 0,
+        }
+    }
+
     /// The handler-facing session of connection `sid`.
     pub fn get(&self, sid: u64) -> Option<Session> {
         self.live(sid).map(|l| Session::local(l, self.clone()))
