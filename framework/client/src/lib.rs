@@ -263,6 +263,12 @@ impl Client {
         lock(&self.shared.resume_token).clone()
     }
 
+    /// Sets the token [`resume`](Self::resume) sends: one kept from an
+    /// earlier connection (or an earlier run of the client app).
+    pub fn set_resume_token(&self, token: String) {
+        *lock(&self.shared.resume_token) = Some(token);
+    }
+
     /// Drops the connection without a close handshake, as a network loss
     /// would (tests use it; the server may keep the session for resume).
     pub async fn abort(&self) {

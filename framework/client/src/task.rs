@@ -12,6 +12,9 @@ use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::time::{Instant, sleep_until};
 
+/// The server's push route for a fresh resume token (`sys.resume`).
+const RESUME_TOKEN_ROUTE: &str = "sys.resume";
+
 /// Slack on the heartbeat deadline, as in the browser client.
 const SLACK: Duration = Duration::from_millis(100);
 
@@ -172,6 +175,18 @@ fn deliver(shared: &Shared, body: Bytes) {
                     }
                 },
             };
+            // A fresh session resume token (the session's uid, settings
+            // or keys changed): kept for `Client::resume`, not shown.
+            if msg.route == RESUME_TOKEN_ROUTE {
+                match serde_json::from_slice::<serde_json::Value>(&body) {
+                    Ok(v) => match v.get("token").and_then(|t| t.as_str()) {
+                        Some(token) => *lock(&shared.resume_token) = Some(token.to_owned()),
+                        None => tracing::warn!("resume token push without a token; ignored"),
+                    },
+                    Err(e) => tracing::warn!(error = %e, "resume token push is not JSON; ignored"),
+                }
+                return;
+            }
             let push = Push {
                 route: msg.route,
                 body,

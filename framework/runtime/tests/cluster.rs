@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use shaddock::cluster::{ClusterError, ClusterOptions, RemoteSessionOps, SessionSnapshot};
+use shaddock::connector::DuplicateLogin;
 use shaddock_client::{CloseReason, Push};
 use shaddock_testkit::eventually_async;
 use support::cluster_harness::echo::{SayRequest, echo_client::EchoClient};
@@ -572,4 +573,67 @@ async fn a_forwarded_notify_is_a_notify_on_the_backend_and_nothing_comes_back() 
     assert!(first.has_body);
     let more = tokio::time::timeout(QUIET, answers.message()).await;
     assert!(more.is_err(), "a second answer came: {more:?}");
+}
+
+/// The uid directory (`AppBuilder::uid_directory`): the same uid entering
+/// through the other connector — another room, so no room could notice —
+/// is refused while the first session lives, and welcome once it is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_uid_directory_refuses_a_second_login_through_another_connector() {
+    let cluster = TestCluster::start_with_directory(DuplicateLogin::Refuse).await;
+    let (alice, _) = cluster.enter(0, "alice", "room-a").await;
+    let second = cluster.client(1).await;
+    let resp: Value = second
+        .request(
+            "connector.entry.enter",
+            &json!({"uid": "alice", "room": "room-b"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp["code"], 500, "refused: {resp}");
+    assert!(
+        cluster.connectors[1].app.sessions().by_uid("alice").is_empty(),
+        "the bind on {} was undone",
+        CONNECTORS[1]
+    );
+    assert!(alice.is_open(), "the first session keeps going");
+    // A bind asked by a backend is claimed too.
+    let resp: Value = second
+        .request("chat.room.bind", &json!({"uid": "alice"}))
+        .await
+        .unwrap();
+    assert_eq!(resp["code"], 500, "refused from the backend too: {resp}");
+    // Gone: the uid is free again (the release reaches the owner).
+    alice.close().await;
+    eventually_async("alice's uid to be free", WAIT, || async {
+        let resp: Value = second
+            .request("chat.room.bind", &json!({"uid": "alice"}))
+            .await
+            .unwrap();
+        resp["uid"] == "alice"
+    })
+    .await;
+}
+
+/// With `duplicate-login: kick` the newcomer wins and the session on the
+/// other connector is kicked with the reason; only one session of the uid
+/// is left in the cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_uid_directory_kicks_the_older_session_on_another_connector() {
+    let cluster = TestCluster::start_with_directory(DuplicateLogin::Kick).await;
+    let (first, _) = cluster.enter(0, "carol", "room-c").await;
+    let (second, _) = cluster.enter(1, "carol", "room-d").await;
+    assert_eq!(
+        first.closed_within(WAIT).await,
+        Some(CloseReason::Kicked(
+            shaddock::cluster::directory::KICK_DUPLICATE.into()
+        ))
+    );
+    assert!(second.is_open());
+    let holders: usize = cluster
+        .connectors
+        .iter()
+        .map(|c| c.app.sessions().by_uid("carol").len())
+        .sum();
+    assert_eq!(holders, 1, "one session of carol in the cluster");
 }

@@ -24,6 +24,7 @@ pub mod admin;
 mod events;
 mod node;
 pub mod remotes;
+mod restore;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -37,6 +38,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use self::remotes::Remotes;
 use crate::channel::{Channel, ChannelService};
+use crate::cluster::directory::{UidClaims, UidDirectory};
 use crate::cluster::shard::{ShardKeeper, announce_restart};
 use crate::cluster::{Cluster, Forwarder, RemoteService, Rpc, RpcServer};
 use crate::config::ServerInfo;
@@ -96,7 +98,14 @@ struct AppInner {
     draining: AtomicBool,
     /// Backend: what to do with the session events it subscribed to.
     session_event: Option<events::SessionEventHook>,
+    /// Frontend: run for a session rebuilt from a lost frontend's token.
+    restored: Option<RestoredHook>,
+    /// This server's part of the uid directory, when its type keeps it.
+    directory: Option<UidDirectory>,
 }
+
+/// What [`AppBuilder::on_session_restored`] runs.
+type RestoredHook = Arc<dyn Fn(App, Session) + Send + Sync>;
 
 impl App {
     /// Starts building the app of `server`.
@@ -115,6 +124,8 @@ impl App {
             actions: admin::AdminActions::default(),
             events_to: Vec::new(),
             session_event: None,
+            restored: None,
+            directory: None,
         }
     }
 
@@ -242,6 +253,9 @@ impl App {
         if let Some(keeper) = &self.inner.keeper {
             keeper.start(membership.clone());
         }
+        if let Some(directory) = &self.inner.directory {
+            directory.start(membership.clone());
+        }
         // A frontend without a cluster port (a gate) registers no keys.
         if self.server().frontend && self.server().port.is_some() && self.inner.clustered {
             for server_type in &self.inner.sharded {
@@ -343,6 +357,14 @@ impl Frontend for App {
         App::inflight(self)
     }
 
+    fn restore_session(
+        &self,
+        claims: crate::session::TokenClaims,
+    ) -> impl Future<Output = Result<Arc<crate::session::LiveSession>, String>> + Send {
+        let app = self.clone();
+        async move { restore::restore_session(&app, claims).await }
+    }
+
     /// A local route runs here; another type's goes to the forwarder.
     fn dispatch(
         &self,
@@ -403,6 +425,9 @@ pub struct AppBuilder {
     /// Server types told of session binds and closes.
     events_to: Vec<String>,
     session_event: Option<events::SessionEventHook>,
+    restored: Option<RestoredHook>,
+    /// The server type that keeps the uid directory.
+    directory: Option<String>,
 }
 
 impl AppBuilder {
@@ -606,8 +631,36 @@ impl AppBuilder {
         self
     }
 
+    /// Runs `hook(app, session)` on a frontend for each session rebuilt
+    /// from the resume token of a frontend that was lost (a crash, a lost
+    /// host; `app/restore.rs`). The session comes back with its uid,
+    /// settings, keys and held pushes, but not with its `closed` listeners
+    /// — those are code: add them here as the login handler did (the chat:
+    /// leave the room when the user goes). It must not block.
+    pub fn on_session_restored(
+        mut self,
+        hook: impl Fn(App, Session) + Send + Sync + 'static,
+    ) -> Self {
+        self.restored = Some(Arc::new(hook));
+        self
+    }
+
+    /// Keeps a cluster-wide uid directory on the servers of `server_type`
+    /// (`cluster/directory.rs`): every bind on a frontend is claimed there,
+    /// so a second login of a uid through another frontend meets the
+    /// claiming frontend's `duplicate-login` (`refuse`: its bind fails with
+    /// `SessionError::Duplicate`; `kick`: the older session is kicked) —
+    /// for every uid, whether or not it is in a room. Register it on every
+    /// server of the app, like [`shard`](Self::shard).
+    pub fn uid_directory(mut self, server_type: &str) -> Self {
+        self.directory = Some(server_type.to_owned());
+        self
+    }
+
     pub fn build(mut self) -> App {
         self.pipeline.check();
+        // Fixed at start: a resume token names the process that issued it.
+        let _ = crate::incarnation();
         if let Some(check) = self.check_client.take() {
             self.options.check_client = Some(check);
         }
@@ -646,6 +699,33 @@ impl AppBuilder {
                 )),
             _ => sessions,
         };
+        let sessions = match (&self.cluster, &self.directory) {
+            (Some(cluster), Some(dir_type))
+                if self.server.frontend && self.server.port.is_some() =>
+            {
+                sessions.with_uid_claims(UidClaims::new(
+                    dir_type,
+                    &self.server.id,
+                    self.options.duplicate_login == crate::connector::DuplicateLogin::Kick,
+                    cluster.servers().clone(),
+                    cluster.pool().clone(),
+                    cluster.routers().clone(),
+                ))
+            }
+            _ => sessions,
+        };
+        let directory = match (&self.cluster, &self.directory) {
+            (Some(cluster), Some(dir_type)) if *dir_type == self.server.server_type => {
+                Some(UidDirectory::new(
+                    &self.server.id,
+                    dir_type,
+                    cluster.servers().clone(),
+                    cluster.pool().clone(),
+                    cluster.routers().clone(),
+                ))
+            }
+            _ => None,
+        };
         let clustered = self.cluster.is_some();
         let cluster = self.cluster.unwrap_or_else(Cluster::standalone);
         let keeper = (clustered && self.sharded.contains(&self.server.server_type)).then(|| {
@@ -674,6 +754,8 @@ impl AppBuilder {
                 actions: self.actions.with_builtins(),
                 draining: AtomicBool::new(false),
                 session_event: self.session_event,
+                restored: self.restored,
+                directory,
             }),
         };
         if let Some(hook) = self.lost {

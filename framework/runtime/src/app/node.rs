@@ -121,6 +121,22 @@ impl LocalNode for AppNode {
     ) -> Result<Vec<(String, String, u32)>, SessionOpError> {
         self.frontend_only()?;
         let list = self.app.cluster().servers().snapshot();
+        // The uid directory's pull: the bound uids the caller owns.
+        if let Some(dir_type) = crate::cluster::directory::directory_type(server_type) {
+            let infos = candidate_infos(&list, dir_type, candidates);
+            let routers = self.app.cluster().routers();
+            return Ok(self
+                .app
+                .sessions()
+                .bound_uids()
+                .into_iter()
+                .filter(|uid| {
+                    owner_of(routers, dir_type, uid, &infos)
+                        .is_some_and(|i| infos[i].id == owner_id)
+                })
+                .map(|uid| (uid.clone(), uid, 0))
+                .collect());
+        }
         let infos = candidate_infos(&list, server_type, candidates);
         let routers = self.app.cluster().routers();
         Ok(self
@@ -149,12 +165,33 @@ impl LocalNode for AppNode {
         })
     }
 
+    fn claim_uid(
+        &self,
+        req: crate::cluster::proto::ClaimUidRequest,
+    ) -> BoxFuture<'static, Result<crate::cluster::proto::ClaimUidReply, SessionOpError>> {
+        let dir = self.app.inner.directory.clone();
+        Box::pin(async move {
+            match dir {
+                Some(dir) => Ok(dir.claim(req).await),
+                None => Err(SessionOpError::Rejected(
+                    "this server keeps no uid directory (AppBuilder::uid_directory names another type)".into(),
+                )),
+            }
+        })
+    }
+
+    fn release_uid(&self, req: crate::cluster::proto::ReleaseUidRequest) {
+        if let Some(dir) = &self.app.inner.directory {
+            dir.release(&req);
+        }
+    }
+
     fn session_op(&self, op: SessionOp) -> BoxFuture<'_, Result<(), SessionOpError>> {
         Box::pin(async move {
             self.frontend_only()?;
             let sessions = self.app.sessions();
             let result = match op {
-                SessionOp::Bind { sid, uid } => sessions.bind(sid, &uid),
+                SessionOp::Bind { sid, uid } => sessions.bind_claimed(sid, &uid).await,
                 SessionOp::Unbind { sid, uid } => sessions.unbind(sid, &uid),
                 SessionOp::PushSettings { sid, settings } => sessions.set_settings(sid, settings),
                 SessionOp::KickBySid { sid, reason } => {

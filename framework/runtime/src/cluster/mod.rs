@@ -32,6 +32,7 @@ pub const MAX_RPC_MESSAGE: usize = 64 << 20;
 
 pub mod auth;
 pub mod channel;
+pub mod directory;
 pub mod forward;
 mod mux;
 pub mod pool;

@@ -158,6 +158,25 @@ pub trait LocalNode: Send + Sync + 'static {
         })
     }
 
+    /// Owner in the uid directory: a frontend bound `req.uid`
+    /// ([`UidDirectory::claim`](super::directory::UidDirectory::claim)).
+    fn claim_uid(
+        &self,
+        req: proto::ClaimUidRequest,
+    ) -> BoxFuture<'static, Result<proto::ClaimUidReply, SessionOpError>> {
+        let _ = req;
+        Box::pin(async {
+            Err(SessionOpError::Rejected(
+                "this server keeps no uid directory".into(),
+            ))
+        })
+    }
+
+    /// Owner in the uid directory: a session of `req.uid` closed.
+    fn release_uid(&self, req: proto::ReleaseUidRequest) {
+        let _ = req;
+    }
+
     /// Which process answers under this server's id: its start time.
     fn incarnation(&self) -> u64 {
         crate::incarnation()
@@ -333,6 +352,24 @@ impl Cluster for ClusterService {
         Ok(Response::new(
             self.node.reattach(request.into_inner()).await,
         ))
+    }
+
+    async fn claim_uid(
+        &self,
+        request: Request<proto::ClaimUidRequest>,
+    ) -> Result<Response<proto::ClaimUidReply>, Status> {
+        match self.node.claim_uid(request.into_inner()).await {
+            Ok(reply) => Ok(Response::new(reply)),
+            Err(e) => Err(Status::failed_precondition(e.to_string())),
+        }
+    }
+
+    async fn release_uid(
+        &self,
+        request: Request<proto::ReleaseUidRequest>,
+    ) -> Result<Response<proto::ReleaseUidReply>, Status> {
+        self.node.release_uid(request.into_inner());
+        Ok(Response::new(proto::ReleaseUidReply {}))
     }
 
     async fn incarnation(

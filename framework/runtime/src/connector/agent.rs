@@ -59,7 +59,7 @@ use crate::protocol::{
 };
 use crate::session::live::{CloseRequest, STATE_INITED, STATE_WAIT_ACK, STATE_WORKING};
 use crate::session::wire::{SharedTcp, Wire};
-use crate::session::{LiveSession, ResumeConn, Session};
+use crate::session::{LiveSession, Parked, ResumeConn, Session};
 
 /// Plain TCP (shared with the push fan-out through its [`Wire`]), or TLS
 /// over it (`wss://`, `tcp+tls`), with the sniffed first bytes given back.
@@ -620,10 +620,20 @@ impl<F: Frontend> Agent<F> {
         if let Some(user) = request.user {
             self.live.set_handshake_user(user);
         }
+        let restored = match request
+            .sys
+            .resume
+            .as_ref()
+            .and_then(serde_json::Value::as_str)
+        {
+            Some(token) => self.restore_foreign(token).await,
+            None => None,
+        };
         let resume = (self.resume).handshake(
-            app.sessions().resume(),
+            app.sessions(),
             request.sys.resume.as_ref(),
             &self.live,
+            restored,
         );
         let reply = HandshakeReply {
             heartbeat_secs: opts.heartbeat_secs(),
@@ -642,6 +652,29 @@ impl<F: Frontend> Agent<F> {
         crate::telemetry::m().handshakes_ok.increment(1);
         debug!(client = ?request.sys.client_type, "handshake answered");
         Ok(())
+    }
+
+    /// A resume token of another frontend, or of a previous run of this
+    /// one: the app rebuilds that session here if its frontend is lost
+    /// (`app/restore.rs`). `None`: not such a token, or no restore (logged).
+    async fn restore_foreign(&self, token: &str) -> Option<Parked> {
+        let resume = self.app.sessions().resume()?;
+        let claims = resume.verify(token).ok()?;
+        if resume.is_local(&claims) {
+            return None;
+        }
+        let window = resume.window();
+        let from = claims.frontend_id.clone();
+        match self.app.restore_session(claims).await {
+            Ok(live) => {
+                let nonce = live.resume_nonce()?;
+                Some(Parked::restored(live, nonce, window))
+            }
+            Err(why) => {
+                tracing::info!(%from, %why, "resume from a lost frontend refused; a new session starts");
+                None
+            }
+        }
     }
 
     /// Session resume: this connection takes over the parked session its

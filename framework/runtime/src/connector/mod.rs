@@ -81,6 +81,19 @@ pub trait Frontend: Clone + Send + Sync + 'static {
     /// Requests currently running (graceful shutdown waits for them).
     fn inflight(&self) -> &Tracker;
 
+    /// Session resume after a crash: rebuilds here the session `claims`
+    /// (a token of another frontend, or of a previous run of this one)
+    /// describe, once that frontend is known lost, with its members back
+    /// from their owners (`app/restore.rs`). `Err` says why not; the client
+    /// then starts a new session.
+    fn restore_session(
+        &self,
+        claims: crate::session::TokenClaims,
+    ) -> impl Future<Output = Result<Arc<crate::session::LiveSession>, String>> + Send {
+        let _ = claims;
+        async { Err("this frontend does not restore sessions of other frontends".to_owned()) }
+    }
+
     /// Runs one client message and returns the response body (`None`: send
     /// nothing — a notify, or a route Pomelo drops).
     fn dispatch(

@@ -143,7 +143,7 @@ impl Session {
     /// Binds `uid` to the connection (error if another uid is bound).
     pub async fn bind(&self, uid: &str) -> Result<(), SessionError> {
         match &self.inner.backing {
-            Backing::Local { service, .. } => service.bind(self.inner.sid, uid)?,
+            Backing::Local { service, .. } => service.bind_claimed(self.inner.sid, uid).await?,
             Backing::Remote { ops } => {
                 ops.bind(&self.inner.frontend_id, self.inner.sid, uid)
                     .await?
@@ -243,6 +243,18 @@ impl Session {
             uid: String::new(),
         })?;
         service.register_key(self.inner.sid, server_type, key, &uid)
+    }
+
+    /// How long this session is kept when its connection drops (and held
+    /// by the owners of its keys when its frontend is lost), in ms: the
+    /// frontend's `resume-window-ms` when the client asked for resume, else
+    /// 0. A backend that adds the user to a sharded channel passes it on
+    /// (`ChannelService::add_member_with`). Always 0 on a backend.
+    pub fn resume_window_ms(&self) -> u32 {
+        match &self.inner.backing {
+            Backing::Local { live, service } => service.resume_window_ms(live),
+            Backing::Remote { .. } => 0,
+        }
     }
 
     /// Forgets this session's key of `server_type` (frontend only).

@@ -27,8 +27,8 @@ pub(crate) mod wire;
 pub use handle::Session;
 pub use live::{ClosedListener, LiveSession, PushError};
 pub use remote::{RemoteSessionOps, SessionSnapshot};
-pub(crate) use resume::ResumeConn;
-pub use resume::{Resume, TokenClaims};
+pub(crate) use resume::{Parked, ResumeConn};
+pub use resume::{Resume, TOKEN_ROUTE, TokenClaims, TokenState};
 pub use service::{BindHook, SessionService};
 pub use tracker::{Tracker, TrackerGuard};
 
@@ -51,6 +51,10 @@ pub enum SessionError {
     NoSuchSession(u64),
     #[error("`{0}` is only available on the frontend that holds the connection")]
     FrontendOnly(&'static str),
+    /// The uid directory refused the bind (another frontend holds the uid
+    /// and `duplicate-login` is `refuse`), or could not be asked.
+    #[error("{0}")]
+    Duplicate(String),
     #[error("cluster call failed: {0}")]
     Cluster(#[from] ClusterError),
 }

@@ -25,12 +25,23 @@
 //! reply bytes and its close behaviour are exactly as before — a session
 //! that cannot come back would only delay its leave.
 //!
-//! The token is `base64url(frontend|sid|nonce) "." base64url(HMAC-SHA256)`
-//! with a key derived from the cluster secret, so any server of the cluster
-//! can check it (a frontend without a secret uses a random key of its own).
-//! It is opaque to clients. It is worth something only while its session
-//! is parked: the nonce is drawn per session, so a token of a previous
-//! incarnation's sid (sids restart at 1) matches nothing.
+//! The token is `base64url(JSON) "." base64url(HMAC-SHA256)` with a key
+//! derived from the cluster secret, so any server of the cluster can check
+//! it (a frontend without a secret uses a random key of its own). The JSON
+//! names the session — frontend id, the frontend process's incarnation,
+//! sid, a per-session nonce — and carries its state: uid, settings and
+//! keyed registrations. It is opaque to clients. On the frontend that
+//! parked the session it is worth something only while the session is
+//! parked (the nonce is drawn per session, so a token of a previous
+//! incarnation's sid matches nothing).
+//!
+//! **After a crash** (the token's frontend is gone, or answers as another
+//! incarnation) any frontend rebuilds the session from the token's state
+//! and asks the owner of each key for the member it held, with the pushes
+//! it held ([`TokenClaims::state`], `docs/scaling.md`). The state in a
+//! token is as old as the token, so a frontend sends a fresh one on the
+//! reserved push route [`TOKEN_ROUTE`] whenever the session's uid,
+//! settings or keys change.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -40,7 +51,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -49,7 +60,17 @@ use super::{LiveSession, SessionService, lock};
 
 /// Label the resume key is derived under from the cluster secret, so the
 /// secret itself never signs anything a client sees.
-const KEY_LABEL: &[u8] = b"shaddock session resume v1";
+const KEY_LABEL: &[u8] = b"shaddock session resume v2";
+
+/// Push route of a fresh token (`{"token": "..."}`), sent to a resumable
+/// session whenever its state changes. Only clients that asked for resume
+/// get it; the Shaddock clients keep the token and do not show the push.
+pub const TOKEN_ROUTE: &str = "sys.resume";
+
+/// Largest token payload that carries state; a session whose settings make
+/// it bigger gets a token without state (it resumes on its own frontend
+/// only), so a client never stores or sends kilobytes per reconnect.
+pub const MAX_STATE_BYTES: usize = 2048;
 
 /// A frontend's resume setup and its parked sessions. Cheap to clone.
 #[derive(Clone)]
@@ -79,12 +100,59 @@ pub(crate) struct Parked {
     stop: CancellationToken,
 }
 
+impl Parked {
+    /// A session rebuilt on this frontend from another frontend's token
+    /// (after that one was lost), waiting for its connection's ACK like a
+    /// claimed parked session: if the connection dies first, it is parked
+    /// for `window`.
+    pub(crate) fn restored(live: Arc<LiveSession>, nonce: u64, window: Duration) -> Self {
+        Parked {
+            live,
+            nonce,
+            deadline: Instant::now() + window,
+            reason: "resumed from another frontend, connection lost before its ACK".into(),
+            stop: CancellationToken::new(),
+        }
+    }
+}
+
 /// What a token says, once its signature checked out.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TokenClaims {
     pub frontend_id: String,
+    /// The frontend process that issued it ([`crate::incarnation`]).
+    pub incarnation: u64,
     pub sid: u64,
     pub nonce: u64,
+    /// The session's state when the token was issued; `None` when it was
+    /// too big to carry ([`MAX_STATE_BYTES`]).
+    pub state: Option<TokenState>,
+}
+
+/// A session's state as a token carries it: enough to rebuild the session
+/// on another frontend.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TokenState {
+    #[serde(rename = "u", default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+    /// Settings (Pomelo's `session.set` + `push`).
+    #[serde(rename = "st", default, skip_serializing_if = "Map::is_empty")]
+    pub settings: Map<String, Value>,
+    /// Keyed registrations: `(server type, key)`.
+    #[serde(rename = "k", default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<(String, String)>,
+}
+
+/// The signed JSON of a token.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Payload {
+    f: String,
+    i: u64,
+    s: u64,
+    /// The nonce in hex: JavaScript clients read JSON numbers as doubles.
+    n: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    x: Option<TokenState>,
 }
 
 impl std::fmt::Debug for Resume {
@@ -144,11 +212,28 @@ impl Resume {
         lock(&self.inner.parked).len()
     }
 
-    /// The token of session `sid` with `nonce`.
-    pub fn token(&self, sid: u64, nonce: u64) -> String {
-        let payload = format!("{}|{sid}|{nonce:016x}", self.inner.frontend_id);
-        let tag = hmac::sign(&self.inner.key, payload.as_bytes());
-        format!("{}.{}", B64.encode(payload), B64.encode(tag.as_ref()))
+    /// The token of session `sid` with `nonce`, carrying `state` unless it
+    /// is over [`MAX_STATE_BYTES`].
+    pub fn token(&self, sid: u64, nonce: u64, state: Option<TokenState>) -> String {
+        let mut payload = Payload {
+            f: self.inner.frontend_id.to_string(),
+            i: crate::incarnation(),
+            s: sid,
+            n: format!("{nonce:016x}"),
+            x: state,
+        };
+        let mut json = serde_json::to_vec(&payload).unwrap_or_default();
+        if json.len() > MAX_STATE_BYTES && payload.x.is_some() {
+            tracing::debug!(
+                sid,
+                bytes = json.len(),
+                "session state too big for its resume token; it resumes on this frontend only"
+            );
+            payload.x = None;
+            json = serde_json::to_vec(&payload).unwrap_or_default();
+        }
+        let tag = hmac::sign(&self.inner.key, &json);
+        format!("{}.{}", B64.encode(json), B64.encode(tag.as_ref()))
     }
 
     /// Checks `token`'s signature and reads it; `Err` says why not.
@@ -157,23 +242,25 @@ impl Resume {
         let payload = B64.decode(payload).map_err(|_| "not a resume token")?;
         let tag = B64.decode(tag).map_err(|_| "not a resume token")?;
         hmac::verify(&self.inner.key, &payload, &tag).map_err(|_| "bad signature")?;
-        let payload = String::from_utf8(payload).map_err(|_| "not a resume token")?;
-        // The frontend id may hold anything; sid and nonce are the last two.
-        let mut parts = payload.rsplitn(3, '|');
-        let nonce = parts.next().and_then(|n| u64::from_str_radix(n, 16).ok());
-        let sid = parts.next().and_then(|s| s.parse().ok());
-        match (parts.next(), sid, nonce) {
-            (Some(frontend), Some(sid), Some(nonce)) => Ok(TokenClaims {
-                frontend_id: frontend.to_owned(),
-                sid,
-                nonce,
-            }),
-            _ => Err("not a resume token"),
-        }
+        let p: Payload = serde_json::from_slice(&payload).map_err(|_| "not a resume token")?;
+        let nonce = u64::from_str_radix(&p.n, 16).map_err(|_| "not a resume token")?;
+        Ok(TokenClaims {
+            frontend_id: p.f,
+            incarnation: p.i,
+            sid: p.s,
+            nonce,
+            state: p.x,
+        })
+    }
+
+    /// Whether `claims` name a session of this very process (else its
+    /// frontend crashed, restarted, or is another one).
+    pub fn is_local(&self, claims: &TokenClaims) -> bool {
+        claims.frontend_id == *self.inner.frontend_id && claims.incarnation == crate::incarnation()
     }
 
     /// A fresh per-session nonce.
-    fn nonce() -> u64 {
+    pub(crate) fn nonce() -> u64 {
         let mut bytes = [0u8; 8];
         let _ = SystemRandom::new().fill(&mut bytes);
         u64::from_le_bytes(bytes)
@@ -185,6 +272,9 @@ impl Resume {
         let claims = self.verify(token)?;
         if claims.frontend_id != *self.inner.frontend_id {
             return Err("the token is another frontend's");
+        }
+        if claims.incarnation != crate::incarnation() {
+            return Err("the token is of a previous run of this frontend");
         }
         let mut parked = lock(&self.inner.parked);
         match parked.get(&claims.sid) {
@@ -288,19 +378,25 @@ pub(crate) struct ResumeConn {
 
 impl ResumeConn {
     /// The handshake's `sys.resume` (`true`, or a token): claims the
-    /// token's session if it is parked, and returns the reply's
-    /// `sys.resume` — `{"token", "windowMs", "resumed"}` — or `None` when
-    /// the client did not ask or this frontend has resume off.
+    /// token's session if it is parked here (or takes `restored`, the
+    /// session an app rebuilt from another frontend's token), and returns
+    /// the reply's `sys.resume` — `{"token", "windowMs", "resumed"}` — or
+    /// `None` when the client did not ask or this frontend has resume off.
     pub(crate) fn handshake(
         &mut self,
-        resume: Option<&Resume>,
+        sessions: &SessionService,
         asked: Option<&Value>,
         live: &LiveSession,
+        restored: Option<Parked>,
     ) -> Option<Value> {
-        let resume = resume.filter(|r| !r.window().is_zero())?;
+        let resume = sessions.resume().filter(|r| !r.window().is_zero())?;
         let asked = asked?;
         let mut resumed = false;
-        if let Some(token) = asked.as_str() {
+        if let Some(parked) = restored {
+            self.nonce = Some(parked.nonce);
+            self.claimed = Some(parked);
+            resumed = true;
+        } else if let Some(token) = asked.as_str() {
             match resume.claim(token) {
                 Ok(parked) => {
                     tracing::info!(resumed_sid = parked.live.sid(), uid = ?parked.live.uid(),
@@ -312,16 +408,16 @@ impl ResumeConn {
                 Err(why) => tracing::info!(why, "resume refused; a new session starts"),
             }
         }
-        let (sid, nonce) = match &self.claimed {
-            Some(p) => (p.live.sid(), p.nonce),
+        let token = match &self.claimed {
+            Some(p) => resume.token(p.live.sid(), p.nonce, Some(sessions.token_state(&p.live))),
             None => {
                 let nonce = *self.nonce.get_or_insert_with(Resume::nonce);
                 live.set_resume_nonce(nonce);
-                (live.sid(), nonce)
+                resume.token(live.sid(), nonce, Some(TokenState::default()))
             }
         };
         Some(json!({
-            "token": resume.token(sid, nonce),
+            "token": token,
             "windowMs": resume.window().as_millis() as u64,
             "resumed": resumed,
         }))
@@ -376,23 +472,37 @@ impl ResumeConn {
 mod tests {
     use super::*;
 
+    fn state() -> TokenState {
+        let mut settings = Map::new();
+        settings.insert("rid".into(), json!("lobby"));
+        TokenState {
+            uid: Some("bob*lobby".into()),
+            settings,
+            keys: vec![("chat".into(), "lobby".into())],
+        }
+    }
+
     #[test]
-    fn tokens_verify_and_name_their_session() {
+    fn tokens_verify_and_carry_their_session() {
         let r = Resume::new(
             "connector-1",
             Duration::from_secs(5),
             8,
             Some("0123456789abcdef"),
         );
-        let token = r.token(42, 7);
+        let token = r.token(42, 7, Some(state()));
+        let claims = r.verify(&token).unwrap();
         assert_eq!(
-            r.verify(&token),
-            Ok(TokenClaims {
+            claims,
+            TokenClaims {
                 frontend_id: "connector-1".into(),
+                incarnation: crate::incarnation(),
                 sid: 42,
-                nonce: 7
-            })
+                nonce: 7,
+                state: Some(state()),
+            }
         );
+        assert!(r.is_local(&claims), "issued by this very process");
         // Any server with the same secret can check it; another secret cannot.
         let peer = Resume::new(
             "connector-2",
@@ -400,7 +510,9 @@ mod tests {
             8,
             Some("0123456789abcdef"),
         );
-        assert_eq!(peer.verify(&token).unwrap().frontend_id, "connector-1");
+        let seen = peer.verify(&token).unwrap();
+        assert_eq!(seen.frontend_id, "connector-1");
+        assert!(!peer.is_local(&seen), "another frontend's");
         let other = Resume::new(
             "connector-1",
             Duration::from_secs(5),
@@ -408,23 +520,46 @@ mod tests {
             Some("fedcba9876543210"),
         );
         assert_eq!(other.verify(&token), Err("bad signature"));
-        // A changed byte anywhere fails.
+        // A changed byte anywhere fails: a client cannot rewrite its uid.
         let (payload, tag) = token.split_once('.').unwrap();
-        let forged = format!("{}.{tag}", B64.encode("connector-1|43|0000000000000007"));
+        let text = String::from_utf8(B64.decode(payload).unwrap()).unwrap();
+        let forged = text.replace("bob*lobby", "amy*lobby");
+        assert_ne!(forged, text);
+        let forged = format!("{}.{tag}", B64.encode(forged));
         assert_eq!(r.verify(&forged), Err("bad signature"));
         assert!(r.verify(&format!("{payload}.AAAA")).is_err());
         assert_eq!(r.verify("garbage"), Err("not a resume token"));
         assert_eq!(r.verify("a.b.c"), Err("not a resume token"));
-        // A frontend id with the separator in it still reads back.
-        let odd = r.token(1, u64::MAX);
+        // The whole u64 range of nonces survives JSON.
+        let odd = r.token(1, u64::MAX, None);
         assert_eq!(r.verify(&odd).unwrap().nonce, u64::MAX);
+    }
+
+    #[test]
+    fn a_token_of_another_run_of_this_frontend_is_not_local() {
+        let r = Resume::new("f", Duration::from_secs(5), 8, Some("0123456789abcdef"));
+        let mut claims = r.verify(&r.token(1, 2, None)).unwrap();
+        claims.incarnation -= 1;
+        assert!(!r.is_local(&claims));
+    }
+
+    #[test]
+    fn state_too_big_for_a_token_is_left_out() {
+        let r = Resume::new("f", Duration::from_secs(5), 8, Some("0123456789abcdef"));
+        let mut big = state();
+        big.settings
+            .insert("blob".into(), json!("x".repeat(MAX_STATE_BYTES)));
+        let token = r.token(1, 2, Some(big));
+        let claims = r.verify(&token).unwrap();
+        assert_eq!(claims.state, None, "no state: it resumes at home only");
+        assert!(token.len() < 400, "{} bytes", token.len());
     }
 
     #[test]
     fn without_a_secret_each_frontend_has_its_own_key() {
         let a = Resume::new("f", Duration::from_secs(1), 8, None);
         let b = Resume::new("f", Duration::from_secs(1), 8, None);
-        assert!(a.verify(&a.token(1, 2)).is_ok());
-        assert_eq!(b.verify(&a.token(1, 2)), Err("bad signature"));
+        assert!(a.verify(&a.token(1, 2, None)).is_ok());
+        assert_eq!(b.verify(&a.token(1, 2, None)), Err("bad signature"));
     }
 }

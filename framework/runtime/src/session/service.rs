@@ -11,7 +11,9 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use bytes::Bytes;
 use serde_json::{Map, Value};
 
+use super::resume::{TOKEN_ROUTE, TokenState};
 use super::{LiveSession, Resume, Session, SessionError, Tracker};
+use crate::cluster::directory::UidClaims;
 use crate::protocol::encode_data_frame;
 use crate::protocol::{EncodeError, Message, Protos, RouteDictionary};
 use crate::session::SessionSnapshot;
@@ -44,6 +46,8 @@ struct Inner {
     resume: Option<Resume>,
     /// Run after each successful bind (the app tells subscribed backends).
     on_bind: Option<BindHook>,
+    /// The cluster-wide uid directory, when the app keeps one.
+    claims: Option<UidClaims>,
 }
 
 /// Called with a session just bound to a uid.
@@ -82,6 +86,7 @@ impl SessionService {
                 closing: Tracker::default(),
                 resume: None,
                 on_bind: None,
+                claims: None,
             }),
         }
     }
@@ -120,6 +125,35 @@ impl SessionService {
             inner.on_bind = Some(hook);
         }
         self
+    }
+
+    /// Claims every bound uid in the cluster-wide uid directory (call
+    /// before the service is cloned).
+    pub fn with_uid_claims(mut self, claims: UidClaims) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.claims = Some(claims);
+        }
+        self
+    }
+
+    /// [`bind`](Self::bind), then the uid directory's claim (when the app
+    /// keeps one): refused there, the bind is undone and the error says
+    /// who holds the uid. What [`Session::bind`] runs on a frontend.
+    pub async fn bind_claimed(&self, sid: u64, uid: &str) -> Result<(), SessionError> {
+        self.bind(sid, uid)?;
+        let Some(claims) = &self.inner.claims else {
+            return Ok(());
+        };
+        if let Err(why) = claims.claim(sid, uid).await {
+            if let Some(live) = self.live(sid)
+                && live.unbind_uid(uid)
+            {
+                self.forget_uid(uid, sid);
+            }
+            tracing::info!(sid, uid, %why, "bind undone by the uid directory");
+            return Err(SessionError::Duplicate(why));
+        }
+        Ok(())
     }
 
     /// Session resume, when on.
@@ -164,6 +198,9 @@ impl SessionService {
         }
         if let Some(uid) = live.uid() {
             self.forget_uid(&uid, sid);
+            if let Some(claims) = &self.inner.claims {
+                claims.release(sid, &uid);
+            }
         }
     }
 
@@ -209,13 +246,18 @@ impl SessionService {
             .entry(server_type.to_string())
             .or_default()
             .insert(sid, (key.to_string(), uid.to_string()));
+        self.reissue_token(sid);
         Ok(())
     }
 
     /// Forgets session `sid`'s key of `server_type`.
     pub fn unregister_key(&self, sid: u64, server_type: &str) {
-        if let Some(by_sid) = write(&self.inner.keys).get_mut(server_type) {
-            by_sid.remove(&sid);
+        let removed = write(&self.inner.keys)
+            .get_mut(server_type)
+            .and_then(|by_sid| by_sid.remove(&sid))
+            .is_some();
+        if removed {
+            self.reissue_token(sid);
         }
     }
 
@@ -305,6 +347,7 @@ impl SessionService {
         if let Some(hook) = &self.inner.on_bind {
             hook(&live);
         }
+        self.reissue_token(sid);
         Ok(())
     }
 
@@ -318,6 +361,10 @@ impl SessionService {
             });
         }
         self.forget_uid(uid, sid);
+        if let Some(claims) = &self.inner.claims {
+            claims.release(sid, uid);
+        }
+        self.reissue_token(sid);
         Ok(())
     }
 
@@ -325,7 +372,88 @@ impl SessionService {
     pub fn set_settings(&self, sid: u64, settings: Map<String, Value>) -> Result<(), SessionError> {
         let live = self.live(sid).ok_or(SessionError::NoSuchSession(sid))?;
         live.merge_settings(settings);
+        self.reissue_token(sid);
         Ok(())
+    }
+
+    /// What a resume token of `live` carries: uid, settings, keys.
+    pub(crate) fn token_state(&self, live: &LiveSession) -> TokenState {
+        let sid = live.sid();
+        let mut keys: Vec<(String, String)> = read(&self.inner.keys)
+            .iter()
+            .filter_map(|(ty, by_sid)| by_sid.get(&sid).map(|(key, _)| (ty.clone(), key.clone())))
+            .collect();
+        keys.sort();
+        TokenState {
+            uid: live.uid(),
+            settings: live.settings(),
+            keys,
+        }
+    }
+
+    /// Sends session `sid` a fresh resume token (on [`TOKEN_ROUTE`]) when
+    /// its client asked for resume: its uid, settings or keys changed, and
+    /// a frontend that rebuilds it after a crash must see them.
+    fn reissue_token(&self, sid: u64) {
+        let Some(resume) = &self.inner.resume else {
+            return;
+        };
+        let Some(live) = self.live(sid) else { return };
+        let Some(nonce) = live.resume_nonce() else {
+            return;
+        };
+        let token = resume.token(sid, nonce, Some(self.token_state(&live)));
+        let body = serde_json::json!({ "token": token }).to_string();
+        if let Some(frame) = self.encode_push_frame(TOKEN_ROUTE, Bytes::from(body)) {
+            // Not WORKING yet (a session being restored): its handshake
+            // reply carries the token.
+            let _ = live.send(frame);
+        }
+    }
+
+    /// Rebuilds, as a new session of this frontend, the session a token of
+    /// a lost frontend describes: bound to its uid, with its settings and
+    /// keys, ready to take pushes (queued until a connection adopts it).
+    /// The caller asks the keys' owners for the members they held, and
+    /// [`discard`](Self::discard)s it if that fails.
+    pub(crate) fn restore(
+        &self,
+        state: &TokenState,
+        nonce: u64,
+    ) -> Result<Arc<LiveSession>, String> {
+        let uid = state
+            .uid
+            .as_deref()
+            .ok_or("the session was not bound to a uid: nothing to resume")?;
+        if !self.live_by_uid(uid).is_empty() {
+            return Err(format!("`{uid}` already has a session on this frontend"));
+        }
+        let live = self.create();
+        live.use_outbox_only();
+        live.set_state(super::live::STATE_WORKING);
+        live.set_resume_nonce(nonce);
+        live.merge_settings(state.settings.clone());
+        let sid = live.sid();
+        let done = self
+            .bind(sid, uid)
+            .map_err(|e| e.to_string())
+            .and_then(|()| {
+                state.keys.iter().try_for_each(|(ty, key)| {
+                    self.register_key(sid, ty, key, uid)
+                        .map_err(|e| e.to_string())
+                })
+            });
+        if let Err(e) = done {
+            self.discard(&live, "restore failed");
+            return Err(e);
+        }
+        Ok(live)
+    }
+
+    /// Forgets a session nobody saw (a restore that failed).
+    pub(crate) fn discard(&self, live: &Arc<LiveSession>, reason: &str) {
+        self.remove(live.sid());
+        live.finish(reason);
     }
 
     /// Pomelo's `session.export()` of session `sid`.

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use shaddock::app::App;
 use shaddock::cluster::{Cluster, ClusterBuilder, ClusterOptions, RpcServer};
 use shaddock::config::ServerInfo;
-use shaddock::connector::{Acceptor, ConnectorOptions};
+use shaddock::connector::{Acceptor, ConnectorOptions, DuplicateLogin};
 use shaddock::handler::HandlerError;
 use shaddock::router::RouteContext;
 use shaddock::session::Session;
@@ -173,6 +173,16 @@ impl TestCluster {
     }
 
     pub async fn start_with(options: ClusterOptions) -> Self {
+        Self::start_full(options, None).await
+    }
+
+    /// A cluster whose chat servers keep the uid directory, every
+    /// connector with `policy` (`duplicate-login`).
+    pub async fn start_with_directory(policy: DuplicateLogin) -> Self {
+        Self::start_full(ClusterOptions::default(), Some(policy)).await
+    }
+
+    async fn start_full(options: ClusterOptions, directory: Option<DuplicateLogin>) -> Self {
         let mut rpc_listeners = Vec::new();
         let mut client_listeners = Vec::new();
         let mut servers = Vec::new();
@@ -204,9 +214,14 @@ impl TestCluster {
                 .route("chat", chat_router)
                 .options(options.clone())
                 .build();
-            let app = register(App::builder(server.clone()))
+            let mut builder = register(App::builder(server.clone()));
+            if directory.is_some() {
+                builder = builder.uid_directory("chat");
+            }
+            let app = builder
                 .connector(ConnectorOptions {
                     heartbeat: Some(Duration::from_secs(3)),
+                    duplicate_login: directory.unwrap_or_default(),
                     ..ConnectorOptions::default()
                 })
                 .cluster(cluster.clone())
