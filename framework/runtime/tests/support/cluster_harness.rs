@@ -173,6 +173,17 @@ impl TestCluster {
     }
 
     pub async fn start_with(options: ClusterOptions) -> Self {
+        Self::build(options, false).await
+    }
+
+    /// Like [`start`](Self::start) with the chat channels sharded by key
+    /// (the chat servers have a `ShardKeeper`; it is not started: nothing
+    /// reconciles unless a test asks).
+    pub async fn start_sharded() -> Self {
+        Self::build(ClusterOptions::default(), true).await
+    }
+
+    async fn build(options: ClusterOptions, sharded: bool) -> Self {
         let mut rpc_listeners = Vec::new();
         let mut client_listeners = Vec::new();
         let mut servers = Vec::new();
@@ -204,7 +215,11 @@ impl TestCluster {
                 .route("chat", chat_router)
                 .options(options.clone())
                 .build();
-            let app = register(App::builder(server.clone()))
+            let mut builder = register(App::builder(server.clone()));
+            if sharded {
+                builder = builder.shard("chat");
+            }
+            let app = builder
                 .connector(ConnectorOptions {
                     heartbeat: Some(Duration::from_secs(3)),
                     ..ConnectorOptions::default()
