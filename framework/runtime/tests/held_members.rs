@@ -120,3 +120,123 @@ async fn a_held_member_gets_its_pushes_on_the_connector_it_resumed_on() {
     let again = reattach(owner_id, "alice").await;
     assert!(again.reattached && again.flushed == 0, "{again:?}");
 }
+
+/// alice bound on connector `at` and added to `rooms` on their owner with
+/// a resume window (the lead's join passes the window; here it is direct).
+async fn resumable_alice(
+    cluster: &TestCluster,
+    at: usize,
+    rooms: &[&str],
+) -> (
+    shaddock_client::Client,
+    Vec<std::sync::Arc<shaddock::cluster::Channel>>,
+) {
+    let alice = cluster.client(at).await;
+    let _: Value = alice
+        .request("chat.room.bind", &json!({"uid": "alice"}))
+        .await
+        .unwrap();
+    let mut channels = Vec::new();
+    for room in rooms {
+        let owner = cluster
+            .chats
+            .iter()
+            .find(|n| n.app.server_id() == chat_for_room(room))
+            .unwrap();
+        let (channel, added) = owner.app.channels().add_member_with(
+            room,
+            "alice",
+            CONNECTORS[at],
+            Some(Duration::from_secs(30)),
+        );
+        assert!(added);
+        channels.push(channel);
+    }
+    (alice, channels)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frontend_that_answers_again_gets_its_held_member_back() {
+    let mut cluster = TestCluster::start_sharded().await;
+    let (alice, channels) = resumable_alice(&cluster, 0, &["lobby"]).await;
+    let lobby = &channels[0];
+    cluster.connectors[0].stop_rpc().await;
+    let report = lobby.push("onChat", &json!({"n": 1})).await.unwrap();
+    assert!(report.failed.is_empty());
+    assert!(lobby.is_held("alice"));
+    // Connector 1 was only unreachable for a moment: its session is still
+    // there. The owner's probe hands the held push over and makes alice
+    // live again, without any Reattach call.
+    cluster.connectors[0].restart_rpc().await;
+    assert_eq!(push_of(&alice, "onChat").await["n"], 1);
+    shaddock_testkit::eventually_async("alice live again", WAIT, || async {
+        !lobby.is_held("alice")
+    })
+    .await;
+    assert_eq!(lobby.members_at(CONNECTORS[0]), ["alice"]);
+    lobby.push("onChat", &json!({"n": 2})).await.unwrap();
+    assert_eq!(push_of(&alice, "onChat").await["n"], 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_pushes_and_new_ones_arrive_in_order_over_concurrent_reattaches() {
+    let mut cluster = TestCluster::start_sharded().await;
+    let lobby_owner = chat_for_room("lobby");
+    let other = (0..)
+        .map(|i| format!("room-{i}"))
+        .find(|r| chat_for_room(r) == lobby_owner)
+        .unwrap();
+    let (_alice, channels) = resumable_alice(&cluster, 0, &["lobby", &other]).await;
+    let (lobby, hall) = (channels[0].clone(), channels[1].clone());
+    cluster.connectors[0].stop_rpc().await;
+    // Held pushes from both channels share one buffer, in push order.
+    for n in 0..20 {
+        let channel = if n % 2 == 0 { &lobby } else { &hall };
+        let report = channel.push("onChat", &json!({ "n": n })).await.unwrap();
+        assert!(report.failed.is_empty(), "{n}: {report:?}");
+    }
+    assert!(lobby.is_held("alice") && hall.is_held("alice"));
+
+    let resumed = cluster.client(1).await;
+    let _: Value = resumed
+        .request("chat.room.bind", &json!({"uid": "alice"}))
+        .await
+        .unwrap();
+    let pool = cluster.connectors[1].cluster.pool().clone();
+    let reattach = |key: String| {
+        let pool = pool.clone();
+        async move {
+            let mut client = ClusterClient::new(pool.channel(lobby_owner).unwrap());
+            client
+                .reattach(ReattachRequest {
+                    server_type: "chat".into(),
+                    key,
+                    uid: "alice".into(),
+                    from_frontend: CONNECTORS[0].into(),
+                    to_frontend: CONNECTORS[1].into(),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    // Both rooms reattach at once while the lobby keeps pushing: nothing
+    // new may overtake a held push.
+    let pushing = async {
+        for n in 20..60 {
+            lobby.push("onChat", &json!({ "n": n })).await.unwrap();
+            tokio::task::yield_now().await;
+        }
+    };
+    let (a, b, ()) = tokio::join!(reattach("lobby".into()), reattach(other.clone()), pushing);
+    assert!(a.reattached && b.reattached, "{a:?} {b:?}");
+    assert!(a.flushed + b.flushed >= 20, "{a:?} {b:?}");
+    let mut got = Vec::new();
+    for _ in 0..60 {
+        got.push(push_of(&resumed, "onChat").await["n"].as_u64().unwrap());
+    }
+    assert_eq!(got, (0..60).collect::<Vec<_>>());
+    assert_eq!(lobby.member("alice").as_deref(), Some(CONNECTORS[1]));
+    assert_eq!(hall.member("alice").as_deref(), Some(CONNECTORS[1]));
+    assert!(!lobby.is_held("alice") && !hall.is_held("alice"));
+}

@@ -552,6 +552,10 @@ pub const HELD_FRAMES: usize = 256;
 pub const HELD_BYTES: usize = 256 * 1024;
 /// How many recent hold ends are remembered to tell a late `Reattach` why.
 const ENDED_MEMORY: usize = 1024;
+/// How often held members whose frontend is still listed are offered their
+/// held pushes there again (a push that timed out on a slow but living
+/// frontend must not make its members leave at the end of their window).
+pub const HOLD_PROBE_EVERY: Duration = Duration::from_secs(1);
 
 /// The held pushes of one uid (one buffer, whatever channels hold it).
 struct HeldUid {
@@ -583,12 +587,18 @@ struct Holds {
     /// A hold started: the sweeper recomputes its next deadline.
     wake: tokio::sync::Notify,
     sweeping: AtomicBool,
+    /// A probe round runs (see [`HOLD_PROBE_EVERY`]).
+    probing: AtomicBool,
     server: OnceLock<String>,
+    /// The server list: which frontends are still there.
+    servers: crate::discovery::Servers,
 }
 
 impl Holds {
-    fn new() -> Self {
+    fn new(servers: crate::discovery::Servers) -> Self {
         Holds {
+            probing: AtomicBool::new(false),
+            servers,
             count: AtomicUsize::new(0),
             state: Mutex::new(HoldState::default()),
             lost: Mutex::new(None),
@@ -741,9 +751,21 @@ impl Holds {
         // Strong: the task ends as soon as nothing is held.
         let h = self.clone();
         rt.spawn(async move {
+            let mut probe_at = tokio::time::Instant::now() + HOLD_PROBE_EVERY;
             loop {
                 let woken = h.wake.notified();
                 let next = h.sweep();
+                if next.is_some() && tokio::time::Instant::now() >= probe_at {
+                    probe_at = tokio::time::Instant::now() + HOLD_PROBE_EVERY;
+                    if !h.probing.swap(true, Ordering::AcqRel) {
+                        let p = h.clone();
+                        tokio::spawn(async move {
+                            p.probe().await;
+                            p.probing.store(false, Ordering::Release);
+                        });
+                    }
+                }
+                let next = next.map(|n| n.min(probe_at));
                 if next.is_none() {
                     h.sweeping.store(false, Ordering::Release);
                     // A hold that started meanwhile found the flag set.
@@ -758,6 +780,59 @@ impl Holds {
                 }
             }
         });
+    }
+
+    /// Offers the held pushes of each held member whose frontend is still
+    /// listed to that frontend again: if its session is there (a push only
+    /// timed out, or the frontend came back with the session), the flush
+    /// succeeds and the member is live again; otherwise it stays held. A
+    /// member with nothing held is left alone: only a delivered push shows
+    /// the session is there. One round at a time; a frontend that cannot
+    /// be reached is skipped for the rest of the round.
+    async fn probe(&self) {
+        let targets: Vec<(Weak<Channel>, String, String)> = {
+            let st = self.state();
+            st.uids
+                .iter()
+                .filter(|(_, h)| !h.flushing && !h.frames.is_empty())
+                .flat_map(|(uid, h)| {
+                    h.holds
+                        .iter()
+                        .map(|(c, _, _)| (c.clone(), uid.clone(), h.from.clone()))
+                })
+                .collect()
+        };
+        if targets.is_empty() {
+            return;
+        }
+        let list = self.servers.snapshot();
+        let mut down: Vec<String> = Vec::new();
+        for (channel, uid, from) in targets {
+            if list.get(&from).is_none() || down.contains(&from) {
+                continue;
+            }
+            let Some(channel) = channel.upgrade() else {
+                continue;
+            };
+            let nothing_held = self
+                .state()
+                .uids
+                .get(&uid)
+                .is_none_or(|h| h.frames.is_empty());
+            if nothing_held {
+                // Flushed through another channel meanwhile: that channel
+                // is live again, this one waits for its own reattach.
+                continue;
+            }
+            match channel.reattach(&uid, &from, &from).await {
+                Ok(flushed) => {
+                    tracing::info!(server = %self.server(), channel = %channel.name(), uid = %uid, frontend = %from, flushed,
+                        "held member's frontend has its session: reattached there")
+                }
+                Err(reason) if reason.starts_with("sending held pushes") => down.push(from),
+                Err(_) => {}
+            }
+        }
     }
 
     /// Ends the holds whose window passed; returns the next window end.
@@ -869,11 +944,12 @@ impl std::fmt::Debug for PushClient {
 
 impl ChannelService {
     pub fn new(push: Arc<PushClient>) -> Self {
+        let holds = Arc::new(Holds::new(push.pool().servers().clone()));
         ChannelService {
             push,
             channels: Mutex::new(HashMap::new()),
             owner: Mutex::new(None),
-            holds: Arc::new(Holds::new()),
+            holds,
         }
     }
 
