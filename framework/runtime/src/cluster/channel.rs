@@ -15,7 +15,22 @@
 //! A `Reattach` (see `ShardKeeper::reattach`) sends the buffer to the
 //! session's new frontend and records the member there; a window that
 //! ends, or a buffer that overflows, removes the member and reports it
-//! lost as before.
+//! lost as before. Limits:
+//!
+//! * Order across channels holds for what was buffered before the first
+//!   of a uid's reattaches; between the reattach of one channel and of
+//!   another, a push of the first may overtake a held push of the second.
+//! * A push that timed out may have reached the frontend anyway: it is
+//!   buffered too, so the client may get it twice (at least once).
+//! * Held members of a channel whose key moves to another owner are
+//!   dropped quietly (the new owner cannot pull them from a dead
+//!   frontend): a `Reattach` there answers "no member", and the frontend
+//!   joins the room again.
+//! * A reattach cancelled mid-send (its caller gave up) may lose the frame
+//!   in flight; the others stay held.
+//! * A push by uid ([`ChannelService::push_by_uids`]) buffers for a uid
+//!   already held from that frontend, but does not start a hold when it
+//!   fails (it names no channel).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -1612,5 +1627,23 @@ mod tests {
         assert_eq!(removed.len(), 1);
         assert_eq!(ch.user_amount(), 0);
         assert_eq!(channels.held_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn destroying_a_channel_ends_its_holds_quietly() {
+        let channels = service();
+        let lost = lost_log(&channels);
+        channels.add_member_with("room", "a", "gone", Some(W));
+        let (hall, _) = channels.add_member_with("hall", "a", "gone", Some(W));
+        channels.remove_frontends_except(&[]);
+        hall.push_bytes("r", Bytes::from_static(b"1")).await;
+        assert!(!channels.destroy_if_empty("room"), "a held member counts");
+        assert!(channels.destroy("room"));
+        assert_eq!(channels.held_count(), 1, "hall still holds a");
+        assert_eq!(held_frames(&channels, "a").len(), 1);
+        assert!(channels.destroy("hall"));
+        assert_eq!(channels.held_count(), 0);
+        assert!(held_frames(&channels, "a").is_empty());
+        assert!(lost.lock().unwrap().is_empty());
     }
 }
