@@ -240,3 +240,78 @@ async fn held_pushes_and_new_ones_arrive_in_order_over_concurrent_reattaches() {
     assert_eq!(hall.member("alice").as_deref(), Some(CONNECTORS[1]));
     assert!(!lobby.is_held("alice") && !hall.is_held("alice"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_window_a_pull_brings_decides_who_is_held_when_a_frontend_leaves() {
+    let cluster = TestCluster::start_sharded().await;
+    let room = "lobby";
+    let owner = cluster
+        .chats
+        .iter()
+        .find(|n| n.app.server_id() == chat_for_room(room))
+        .unwrap();
+    let keeper = owner.app.shard_keeper().expect("a sharded chat server");
+    // alice's client asked for resume, carol's did not; both registered
+    // the room on connector 1.
+    let alice = shaddock_client::Client::connect(
+        &cluster.connectors[0].ws_url(),
+        shaddock_client::ClientOptions {
+            resumable: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let carol = cluster.client(0).await;
+    for (client, uid) in [(&alice, "alice"), (&carol, "carol")] {
+        let _: Value = client
+            .request(
+                "connector.entry.register",
+                &json!({"uid": uid, "room": room}),
+            )
+            .await
+            .unwrap();
+    }
+    keeper.reconcile_frontend(CONNECTORS[0]).await;
+    let channel = owner
+        .app
+        .channels()
+        .get(room, false)
+        .expect("rebuilt by the pull");
+    assert_eq!(channel.members_at(CONNECTORS[0]), ["alice", "carol"]);
+
+    // Connector 1 leaves the owner's list: carol is removed, alice held.
+    let servers = owner.cluster.servers();
+    let rest: Vec<_> = servers
+        .snapshot()
+        .all()
+        .iter()
+        .filter(|s| s.id != CONNECTORS[0])
+        .cloned()
+        .collect();
+    servers.replace(rest);
+    keeper.reconcile_all().await;
+    assert!(channel.member("carol").is_none(), "no window: removed");
+    assert!(channel.is_held("alice"), "a window came with the pull");
+    assert_eq!(channel.members_list(), ["alice"]);
+    assert!(channel.frontends().is_empty());
+
+    channel.push("onChat", &json!({"n": 1})).await.unwrap();
+    let resumed = cluster.client(1).await;
+    let _: Value = resumed
+        .request("chat.room.bind", &json!({"uid": "alice"}))
+        .await
+        .unwrap();
+    let reply = keeper
+        .reattach(ReattachRequest {
+            server_type: "chat".into(),
+            key: room.into(),
+            uid: "alice".into(),
+            from_frontend: CONNECTORS[0].into(),
+            to_frontend: CONNECTORS[1].into(),
+        })
+        .await;
+    assert!(reply.reattached && reply.flushed == 1, "{reply:?}");
+    assert_eq!(push_of(&resumed, "onChat").await["n"], 1);
+    assert_eq!(channel.members_at(CONNECTORS[1]), ["alice"]);
+}

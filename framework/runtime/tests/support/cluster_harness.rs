@@ -285,6 +285,7 @@ impl TestCluster {
 /// The handlers every server registers (one binary for every type).
 fn register(b: shaddock::app::AppBuilder) -> shaddock::app::AppBuilder {
     b.handler("connector.entry.enter", enter)
+        .handler("connector.entry.register", register_key)
         .handler("chat.room.whoami", whoami)
         .handler("chat.room.send", send)
         .handler("chat.room.whisper", whisper)
@@ -372,6 +373,17 @@ async fn enter(app: App, session: Session, req: Value) -> Result<Value, HandlerE
         )
         .await?;
     Ok(json!({"users": reply.users, "chat": reply.server_id}))
+}
+
+/// Binds `uid` and registers room `room` of the chat type on this
+/// connector (what a sharded join does before its call), without joining:
+/// the room's owner learns of it by pulling.
+async fn register_key(_app: App, session: Session, req: Value) -> Result<Value, HandlerError> {
+    let uid = req["uid"].as_str().ok_or("uid missing")?;
+    let room = req["room"].as_str().ok_or("room missing")?;
+    session.bind(uid).await?;
+    session.register_key("chat", room)?;
+    Ok(json!({}))
 }
 
 async fn whoami(app: App, session: Session, _req: Value) -> Result<Value, HandlerError> {
