@@ -592,7 +592,11 @@ async fn the_uid_directory_refuses_a_second_login_through_another_connector() {
         .unwrap();
     assert_eq!(resp["code"], 500, "refused: {resp}");
     assert!(
-        cluster.connectors[1].app.sessions().by_uid("alice").is_empty(),
+        cluster.connectors[1]
+            .app
+            .sessions()
+            .by_uid("alice")
+            .is_empty(),
         "the bind on {} was undone",
         CONNECTORS[1]
     );

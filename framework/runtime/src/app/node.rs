@@ -12,7 +12,7 @@ use bytes::Bytes;
 use super::App;
 use crate::BoxFuture;
 use crate::cluster::shard::{SETTLE_LIMIT, candidate_infos, owner_of};
-use crate::cluster::{LocalNode, SessionOp, SessionOpError};
+use crate::cluster::{LocalNode, SessionOp, SessionOpError, proto};
 use crate::session::{RemoteSessionOps, Session, SessionError, SessionService, SessionSnapshot};
 
 /// An [`App`] serving its cluster peers.
@@ -176,6 +176,20 @@ impl LocalNode for AppNode {
                 None => Err(SessionOpError::Rejected(
                     "this server keeps no uid directory (AppBuilder::uid_directory names another type)".into(),
                 )),
+            }
+        })
+    }
+
+    fn reattach(&self, req: proto::ReattachRequest) -> BoxFuture<'static, proto::ReattachReply> {
+        let keeper = self.app.shard_keeper().cloned();
+        Box::pin(async move {
+            match keeper {
+                Some(keeper) => keeper.reattach(req).await,
+                None => proto::ReattachReply {
+                    reattached: false,
+                    reason: "this server keeps no sharded channels".into(),
+                    flushed: 0,
+                },
             }
         })
     }

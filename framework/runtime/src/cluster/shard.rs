@@ -41,7 +41,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::channel::ChannelService;
+use super::channel::{Channel, ChannelService};
 use super::pool::Pool;
 use super::proto::{self, cluster_client::ClusterClient};
 use crate::config::ServerInfo;
@@ -164,6 +164,7 @@ impl ShardKeeper {
             .inner
             .channels
             .set_owner_check(Arc::new(move |key| check.owns(key)));
+        keeper.inner.channels.set_server_id(&keeper.inner.me.id);
         keeper
     }
 
@@ -236,9 +237,14 @@ impl ShardKeeper {
         let mut lost = channels.remove_frontends_except(&frontends);
         let pulls = frontends.iter().map(|f| self.pull(f, &owners));
         let mut failed = 0;
+        let mut relisted = Vec::new();
         for (frontend, result) in frontends.iter().zip(join_all(pulls).await) {
             match result {
-                Ok(wanted) => lost.extend(channels.replace_frontend_members(frontend, &wanted)),
+                Ok(wanted) => {
+                    let replaced = channels.replace_frontend_members(frontend, &wanted);
+                    lost.extend(replaced.lost);
+                    relisted.extend(replaced.relisted.into_iter().map(|r| (frontend.clone(), r)));
+                }
                 Err(e) => {
                     failed += 1;
                     tracing::debug!(server = %self.inner.me.id, %frontend, error = %e, "member pull failed; keeping what we had");
@@ -251,6 +257,7 @@ impl ShardKeeper {
         m.handoffs.increment(1);
         m.handoff_channels.increment(channels.all().len() as u64);
         self.inner.settled.send_replace(true);
+        self.reattach_relisted(relisted).await;
         // A start of the cluster changes the list once per server that comes
         // up; a reconcile that found nothing to do is not worth a line then.
         let eventful = !dropped.is_empty() || removed > 0 || !channels.all().is_empty();
@@ -287,12 +294,17 @@ impl ShardKeeper {
         let (owners, _) = shape(&list, &self.inner.me.server_type);
         match self.pull(frontend, &owners).await {
             Ok(wanted) => {
-                let lost = self
+                let replaced = self
                     .inner
                     .channels
                     .replace_frontend_members(frontend, &wanted);
-                tracing::info!(server = %self.inner.me.id, %frontend, removed = lost.len(), "frontend resynced");
-                self.inner.channels.report_lost(lost);
+                tracing::info!(server = %self.inner.me.id, %frontend, removed = replaced.lost.len(), "frontend resynced");
+                self.inner.channels.report_lost(replaced.lost);
+                self.inner.settled.send_replace(true);
+                let relisted = replaced.relisted.into_iter();
+                self.reattach_relisted(relisted.map(|r| (frontend.to_string(), r)).collect())
+                    .await;
+                return;
             }
             Err(e) => {
                 tracing::warn!(server = %self.inner.me.id, %frontend, error = %e, "frontend resync failed")
@@ -301,12 +313,76 @@ impl ShardKeeper {
         self.inner.settled.send_replace(true);
     }
 
+    /// Held members that their frontend lists again (the session is back
+    /// there): sends them their held pushes and makes them live there.
+    async fn reattach_relisted(&self, relisted: Vec<(String, (Arc<Channel>, String))>) {
+        for (frontend, (channel, uid)) in relisted {
+            match channel.reattach(&uid, &frontend, &frontend).await {
+                Ok(flushed) => {
+                    tracing::info!(server = %self.inner.me.id, channel = %channel.name(), uid = %uid, %frontend, flushed,
+                        "held member listed again by its frontend: reattached")
+                }
+                Err(reason) => {
+                    tracing::info!(server = %self.inner.me.id, channel = %channel.name(), uid = %uid, %frontend, %reason,
+                        "held member listed again by its frontend, not reattached yet")
+                }
+            }
+        }
+    }
+
+    /// A resumed session of `req.uid`, last at `req.from_frontend`, is now
+    /// at `req.to_frontend`: moves its member of channel `req.key` there,
+    /// first sending it every push held for it, in order (see
+    /// [`Channel::reattach`]). Waits for a running reconciliation first.
+    pub async fn reattach(&self, req: proto::ReattachRequest) -> proto::ReattachReply {
+        let refuse = |reason: String| proto::ReattachReply {
+            reattached: false,
+            reason,
+            flushed: 0,
+        };
+        let me = &self.inner.me;
+        if !req.server_type.is_empty() && req.server_type != me.server_type {
+            return refuse(format!(
+                "{} is a {} server, not {}",
+                me.id, me.server_type, req.server_type
+            ));
+        }
+        if !self.settled(SETTLE_LIMIT).await {
+            tracing::warn!(server = %me.id, key = %req.key, "reattach: sharded state still rebuilding after {SETTLE_LIMIT:?}; answering anyway");
+        }
+        if !self.owns(&req.key) {
+            return refuse(format!("{} is not the owner of {}", me.id, req.key));
+        }
+        let Some(channel) = self.inner.channels.get(&req.key, false) else {
+            return refuse(format!("no member {} in {}", req.uid, req.key));
+        };
+        match channel
+            .reattach(&req.uid, &req.from_frontend, &req.to_frontend)
+            .await
+        {
+            Ok(flushed) => {
+                tracing::info!(server = %me.id, channel = %req.key, uid = %req.uid, from = %req.from_frontend,
+                    to = %req.to_frontend, flushed, "member reattached");
+                proto::ReattachReply {
+                    reattached: true,
+                    reason: String::new(),
+                    flushed: flushed as u32,
+                }
+            }
+            Err(reason) => {
+                tracing::info!(server = %me.id, channel = %req.key, uid = %req.uid, from = %req.from_frontend,
+                    to = %req.to_frontend, %reason, "reattach refused");
+                refuse(reason)
+            }
+        }
+    }
+
     /// Asks `frontend` for the `key → uids` this server owns among `owners`.
     async fn pull(
         &self,
         frontend: &str,
         owners: &[String],
-    ) -> Result<HashMap<String, Vec<String>>, String> {
+    ) -> Result<HashMap<String, Vec<(String, Option<Duration>)>>, String> {
         let channel = self
             .inner
             .pool
@@ -324,9 +400,11 @@ impl ShardKeeper {
             Ok(Err(status)) => return Err(status.message().to_string()),
             Ok(Ok(reply)) => reply.into_inner(),
         };
-        let mut wanted: HashMap<String, Vec<String>> = HashMap::new();
+        let mut wanted: HashMap<String, Vec<(String, Option<Duration>)>> = HashMap::new();
         for e in reply.entries {
-            wanted.entry(e.key).or_default().push(e.uid);
+            let window = (e.resume_window_ms > 0)
+                .then(|| Duration::from_millis(u64::from(e.resume_window_ms)));
+            wanted.entry(e.key).or_default().push((e.uid, window));
         }
         Ok(wanted)
     }

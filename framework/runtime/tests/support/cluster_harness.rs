@@ -173,16 +173,27 @@ impl TestCluster {
     }
 
     pub async fn start_with(options: ClusterOptions) -> Self {
-        Self::start_full(options, None).await
+        Self::build(options, false, None).await
+    }
+
+    /// Like [`start`](Self::start) with the chat channels sharded by key
+    /// (the chat servers have a `ShardKeeper`; it is not started: nothing
+    /// reconciles unless a test asks).
+    pub async fn start_sharded() -> Self {
+        Self::build(ClusterOptions::default(), true, None).await
     }
 
     /// A cluster whose chat servers keep the uid directory, every
     /// connector with `policy` (`duplicate-login`).
     pub async fn start_with_directory(policy: DuplicateLogin) -> Self {
-        Self::start_full(ClusterOptions::default(), Some(policy)).await
+        Self::build(ClusterOptions::default(), false, Some(policy)).await
     }
 
-    async fn start_full(options: ClusterOptions, directory: Option<DuplicateLogin>) -> Self {
+    async fn build(
+        options: ClusterOptions,
+        sharded: bool,
+        directory: Option<DuplicateLogin>,
+    ) -> Self {
         let mut rpc_listeners = Vec::new();
         let mut client_listeners = Vec::new();
         let mut servers = Vec::new();
@@ -217,6 +228,9 @@ impl TestCluster {
             let mut builder = register(App::builder(server.clone()));
             if directory.is_some() {
                 builder = builder.uid_directory("chat");
+            }
+            if sharded {
+                builder = builder.shard("chat");
             }
             let app = builder
                 .connector(ConnectorOptions {
@@ -285,6 +299,7 @@ impl TestCluster {
 /// The handlers every server registers (one binary for every type).
 fn register(b: shaddock::app::AppBuilder) -> shaddock::app::AppBuilder {
     b.handler("connector.entry.enter", enter)
+        .handler("connector.entry.register", register_key)
         .handler("chat.room.whoami", whoami)
         .handler("chat.room.send", send)
         .handler("chat.room.whisper", whisper)
@@ -372,6 +387,17 @@ async fn enter(app: App, session: Session, req: Value) -> Result<Value, HandlerE
         )
         .await?;
     Ok(json!({"users": reply.users, "chat": reply.server_id}))
+}
+
+/// Binds `uid` and registers room `room` of the chat type on this
+/// connector (what a sharded join does before its call), without joining:
+/// the room's owner learns of it by pulling.
+async fn register_key(_app: App, session: Session, req: Value) -> Result<Value, HandlerError> {
+    let uid = req["uid"].as_str().ok_or("uid missing")?;
+    let room = req["room"].as_str().ok_or("room missing")?;
+    session.bind(uid).await?;
+    session.register_key("chat", room)?;
+    Ok(json!({}))
 }
 
 async fn whoami(app: App, session: Session, _req: Value) -> Result<Value, HandlerError> {
