@@ -58,6 +58,9 @@ fn main() -> std::process::ExitCode {
             // after a crash, moved when chat servers come and go.
             .shard("chat")
             .on_member_lost(chat_remote::member_lost)
+            // Session resume after a connector crash: the restored session
+            // gets back the listener that makes it leave its room.
+            .on_session_restored(entry_handler::session_restored)
             // Operators' actions on rooms (`shaddock broadcast`,
             // `close-room`); kick and drain are the framework's.
             .admin_action("broadcast", chat_admin::broadcast)

@@ -12,7 +12,7 @@ use serde_json::Value;
 use shaddock_client::ClientOptions;
 use shared::{EnterResponse, PUSH_ADD, PUSH_CHAT, PUSH_LEAVE, TARGET_ALL};
 use support::Topo;
-use support::chat::{User, WAIT, enter, enter_on, login_with, options};
+use support::chat::{User, WAIT, enter, enter_on, login_with, name_on_connector, options};
 
 fn resumable() -> ClientOptions {
     ClientOptions {
@@ -245,4 +245,141 @@ async fn a_client_that_does_not_ask_is_not_kept() {
         "no resume window for a client that did not ask ({:?})",
         dropped.elapsed()
     );
+}
+
+/// The log lines about resume, for a failure message.
+fn resume_lines(log: &str) -> String {
+    log.lines()
+        .filter(|l| l.contains("resum") || l.contains("restor"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The connector itself crashes (SIGKILL) mid-chat. Its client asked for
+/// resume: it reconnects with its token — to the connector once it is back
+/// (same id, a new process), or to the other connector while the crashed
+/// one stays down — and gets its session back from the token's state. The
+/// room's chat server held the member since its pushes to the dead
+/// connector failed, kept every push sent meanwhile, and hands them over
+/// in order; the room never hears a leave. The restored session still
+/// leaves the room when it goes.
+async fn connector_killed_resumes(elsewhere: bool) {
+    let mut cluster = support::start(Topo::new(2, 1)).await;
+    let amy_name = name_on_connector("amy", 0, 2);
+    let bob_name = name_on_connector("bob", 1, 2);
+    let (amy, _) = enter(&cluster, &amy_name, "crash").await;
+    let bob = enter_resumable(&cluster, "ws", &bob_name, "crash").await;
+    assert_eq!(amy.expect_push(PUSH_ADD).await["user"], bob_name.as_str());
+    send_ok(&bob, "before", TARGET_ALL).await;
+    hears(&amy, &bob_name, "before").await;
+    hears(&bob, &bob_name, "before").await;
+    let (bob_at, amy_at) = (
+        connector_of(&cluster, bob.port),
+        connector_of(&cluster, amy.port),
+    );
+    assert_ne!(bob_at, amy_at, "amy and bob on different connectors");
+
+    cluster.kill(&bob_at);
+    bob.client.abort().await;
+    // The room goes on talking, to all and to bob alone.
+    let missed: Vec<String> = (0..5).map(|i| format!("missed {i}")).collect();
+    for m in &missed {
+        send_ok(&amy, m, TARGET_ALL).await;
+        hears(&amy, &amy_name, m).await;
+    }
+    send_ok(&amy, "psst", &bob_name).await;
+
+    let port = if elsewhere {
+        amy.port
+    } else {
+        cluster.restart(&bob_at).await;
+        bob.port
+    };
+    let url = format!("ws://127.0.0.1:{port}");
+    let restored_on = connector_of(&cluster, port);
+    let resumed = bob.client.resume(&url).await.unwrap();
+    if !resumed {
+        // The log is written by a background thread.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(
+        resumed,
+        "session restored from the token after {bob_at} was killed; {restored_on} said:\n{}",
+        resume_lines(&cluster.log(&restored_on))
+    );
+    for m in &missed {
+        hears(&bob, &amy_name, m).await;
+    }
+    let whisper: Value = bob.expect_push(PUSH_CHAT).await;
+    assert_eq!(
+        (whisper["msg"].as_str(), whisper["target"].as_str()),
+        (Some("psst"), Some(bob_name.as_str()))
+    );
+    // Nobody left or joined.
+    amy.expect_silence().await;
+    // Bob is still bob, in his room (the `rid` setting came back: the chat
+    // router finds his room's server).
+    send_ok(&bob, "back", TARGET_ALL).await;
+    hears(&amy, &bob_name, "back").await;
+    hears(&bob, &bob_name, "back").await;
+    assert!(
+        cluster
+            .wait_log_line(
+                &restored_on,
+                &["session restored from a lost frontend", &bob_name],
+                WAIT
+            )
+            .await,
+        "{restored_on} logged the restore"
+    );
+    // A fresh token came with the restored session, for the next drop.
+    let token = bob.client.resume_token().expect("a token");
+    assert!(!token.is_empty());
+
+    // The restored session's `closed` listener came back: when bob goes,
+    // the room hears it.
+    bob.client.close().await;
+    assert_eq!(amy.expect_push(PUSH_LEAVE).await["user"], bob_name.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_of_a_killed_connector_resumes_on_its_restart_with_every_missed_push() {
+    connector_killed_resumes(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_of_a_killed_connector_resumes_on_another_connector_with_every_missed_push() {
+    connector_killed_resumes(true).await;
+}
+
+/// A token is not a way to steal a session that is alive: resuming on
+/// another connector while the token's own connector still holds the
+/// session (parked) is refused, and the parked session still comes back
+/// where it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_of_a_live_connector_does_not_resume_elsewhere() {
+    let cluster = support::start(Topo::new(2, 1)).await;
+    let amy_name = name_on_connector("amy", 0, 2);
+    let bob_name = name_on_connector("bob", 1, 2);
+    let (amy, _) = enter(&cluster, &amy_name, "alive").await;
+    let bob = enter_resumable(&cluster, "ws", &bob_name, "alive").await;
+    assert_eq!(amy.expect_push(PUSH_ADD).await["user"], bob_name.as_str());
+    let bob_at = connector_of(&cluster, bob.port);
+    bob.client.abort().await;
+    assert!(
+        cluster
+            .wait_log_line(&bob_at, &["session kept for resume"], WAIT)
+            .await
+    );
+    let token = bob.client.resume_token().expect("a token");
+    let elsewhere = format!("ws://127.0.0.1:{}", amy.port);
+    assert!(
+        !bob.client.resume(&elsewhere).await.unwrap(),
+        "refused: {bob_at} is up and holds the session"
+    );
+    // Back to where the session waits, with the token it had.
+    let home = format!("ws://127.0.0.1:{}", bob.port);
+    bob.client.set_resume_token(token);
+    assert!(bob.client.resume(&home).await.unwrap(), "resumed at home");
+    amy.expect_silence().await;
 }

@@ -322,6 +322,23 @@ impl Setup {
         self
     }
 
+    /// What a frontend does with a session rebuilt after its connector
+    /// was lost (see [`AppBuilder::on_session_restored`]).
+    pub fn on_session_restored(
+        mut self,
+        hook: impl Fn(App, crate::session::Session) + Send + Sync + 'static,
+    ) -> Self {
+        self.app = self.app.on_session_restored(hook);
+        self
+    }
+
+    /// Keeps the cluster-wide uid directory on the servers of
+    /// `server_type` (see [`AppBuilder::uid_directory`]).
+    pub fn uid_directory(mut self, server_type: &str) -> Self {
+        self.app = self.app.uid_directory(server_type);
+        self
+    }
+
     /// An operator's admin action (see [`AppBuilder::admin_action`]).
     pub fn admin_action<F, Fut>(mut self, name: &str, action: F) -> Self
     where

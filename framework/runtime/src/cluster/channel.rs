@@ -44,6 +44,10 @@ use serde::Serialize;
 use crate::cluster::push::PushClient;
 use crate::error::ClusterError;
 
+/// How long a reattach keeps retrying to reach the frontend it hands a
+/// member to (its caller waits 2 s in all).
+pub const REATTACH_DIAL_RETRY: Duration = Duration::from_millis(1200);
+
 /// Result of a push: uids that were not reached (no session on their
 /// frontend, or the frontend failed — the error is logged).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -375,10 +379,20 @@ impl Channel {
                     let _ = tokio::time::timeout(Duration::from_millis(500), notified).await;
                 }
                 Step::Send(route, body) => {
-                    let sent = self
-                        .push
-                        .push_to_uids(to, &route, body.clone(), vec![uid.to_string()])
-                        .await;
+                    // `to` has just come up (a restarted connector): this
+                    // server's connection to it may still be in its
+                    // reconnect backoff. Retry a failed dial briefly.
+                    let retry_until = tokio::time::Instant::now() + REATTACH_DIAL_RETRY;
+                    let sent = loop {
+                        let sent = self
+                            .push
+                            .push_to_uids(to, &route, body.clone(), vec![uid.to_string()])
+                            .await;
+                        if sent.is_ok() || tokio::time::Instant::now() >= retry_until {
+                            break sent;
+                        }
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    };
                     let error = match sent {
                         Ok(failed) if failed.is_empty() => {
                             flushed += 1;

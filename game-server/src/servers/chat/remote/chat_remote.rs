@@ -34,6 +34,7 @@ impl chat_remote_server::ChatRemote for ChatRemote {
             rid,
             create,
             kick_old,
+            resume_window_ms,
         } = req.into_inner();
         // The connector routed with a list older than ours: the room lives
         // elsewhere now. Refuse (the client may retry) rather than start a
@@ -46,6 +47,23 @@ impl chat_remote_server::ChatRemote for ChatRemote {
         }
         if !create && self.app.channels().get(&rid, false).is_none() {
             return Ok(Response::new(AddReply { users: Vec::new() }));
+        }
+        // A member held since its connector was lost logs in afresh
+        // instead of resuming: it takes its place back quietly (the room
+        // never saw it leave), without the pushes held for the old session.
+        let resume = (resume_window_ms > 0)
+            .then(|| std::time::Duration::from_millis(u64::from(resume_window_ms)));
+        if let Some(channel) = self.app.channels().get(&rid, false)
+            && channel.is_held(&uid)
+            && channel.take_over(&uid, &frontend_id)
+        {
+            tracing::info!(rid = %rid, uid = %uid, "held member logged in again; it takes its place back");
+            let users = channel
+                .members_list()
+                .iter()
+                .map(|u| name_of(u).to_string())
+                .collect();
+            return Ok(Response::new(AddReply { users }));
         }
         // This server is the room's directory of uids: a uid is a member
         // through one connector, so its pushes go out once.
@@ -73,7 +91,10 @@ impl chat_remote_server::ChatRemote for ChatRemote {
         // Joined in one step with the room's creation: a room is destroyed
         // when its last member leaves, and a join racing that leave must not
         // land in the destroyed room.
-        let (channel, _) = self.app.channels().add_member(&rid, &uid, &frontend_id);
+        let (channel, _) = self
+            .app
+            .channels()
+            .add_member_with(&rid, &uid, &frontend_id, resume);
         tracing::info!(server = %self.app.server_id(), rid = %rid, uid = %uid, moved = moved.is_some(), "user joined room");
         if let Some(old) = &moved {
             self.kick_older(&rid, &uid, old).await;

@@ -51,6 +51,7 @@ pub async fn enter(
         rid: rid.clone(),
         create: true,
         kick_old: app.connector_options().duplicate_login == DuplicateLogin::Kick,
+        resume_window_ms: session.resume_window_ms(),
     };
     match rpc::ChatRemote::by_key(&app, &rid).add(req).await {
         Ok(reply) => Ok(EnterResponse::Users { users: reply.users }),
@@ -62,6 +63,15 @@ pub async fn enter(
             session.unbind().await?;
             Ok(EnterResponse::duplicate())
         }
+    }
+}
+
+/// A session rebuilt here after its connector was lost (session resume):
+/// it is in its room already (the chat server held it), but its `closed`
+/// listener is code, not state — put back the one `enter` adds.
+pub fn session_restored(app: App, session: Session) {
+    if let Err(e) = session.on_closed_async(move |session, _reason| user_left(app, session)) {
+        tracing::warn!(sid = session.id(), error = %e, "restored session closed before its listener was added");
     }
 }
 
