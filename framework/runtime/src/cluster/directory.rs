@@ -41,7 +41,7 @@ use tokio_util::sync::CancellationToken;
 use super::auth::ClusterChannel;
 use super::pool::Pool;
 use super::proto::{self, cluster_client::ClusterClient};
-use super::shard::{PULL_TIMEOUT, owner_of};
+use super::shard::{owner_of, pull_members};
 use crate::discovery::{ServerList, Servers};
 use crate::router::Routers;
 
@@ -214,28 +214,13 @@ impl UidDirectory {
             .iter()
             .map(|s| s.id.clone())
             .collect();
-        let channel = self
-            .inner
-            .pool
-            .channel(frontend)
-            .map_err(|e| e.to_string())?;
         let req = proto::MembersRequest {
             server_type: key_space(&self.inner.server_type),
             owner_id: self.inner.me.clone(),
             candidates: owners,
         };
-        let mut client = ClusterClient::new(channel);
-        let call = client.members(req);
-        match tokio::time::timeout(PULL_TIMEOUT, call).await {
-            Err(_) => Err(format!("no answer within {PULL_TIMEOUT:?}")),
-            Ok(Err(status)) => Err(status.message().to_string()),
-            Ok(Ok(reply)) => Ok(reply
-                .into_inner()
-                .entries
-                .into_iter()
-                .map(|e| e.uid)
-                .collect()),
-        }
+        let entries = pull_members(&self.inner.pool, frontend, req).await?;
+        Ok(entries.into_iter().map(|e| e.uid).collect())
     }
 
     /// Rebuilds the entries from the frontends: each one that answers
@@ -244,12 +229,7 @@ impl UidDirectory {
     pub async fn reconcile_all(&self) {
         let _one = self.inner.running.lock().await;
         let list = self.inner.servers.snapshot();
-        let frontends: Vec<String> = list
-            .all()
-            .iter()
-            .filter(|s| s.frontend && s.port.is_some())
-            .map(|s| s.id.clone())
-            .collect();
+        let frontends = list.cluster_frontends();
         let pulls = join_all(frontends.iter().map(|f| self.pull(f))).await;
         let mut entries = self.entries();
         entries.retain(|_, h| frontends.contains(&h.frontend));

@@ -62,12 +62,7 @@ impl ClusterSessionOps {
         let list = self.pool.servers().snapshot();
         // A frontend without a cluster port (a gate) cannot be asked; it
         // binds no uids either.
-        let frontends: Vec<String> = list
-            .all()
-            .iter()
-            .filter(|s| s.frontend && s.port.is_some())
-            .map(|s| s.id.clone())
-            .collect();
+        let frontends = list.cluster_frontends();
         let calls = frontends.iter().map(|f| async move {
             let result = self.kick_by_uid(f, uid, reason).await;
             if let Err(e) = &result {

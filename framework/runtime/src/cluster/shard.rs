@@ -130,12 +130,7 @@ fn shape(list: &ServerList, server_type: &str) -> (Vec<String>, BTreeSet<String>
         .iter()
         .map(|s| s.id.clone())
         .collect();
-    let frontends = list
-        .all()
-        .iter()
-        .filter(|s| s.frontend && s.port.is_some())
-        .map(|s| s.id.clone())
-        .collect();
+    let frontends = list.cluster_frontends().into_iter().collect();
     (owners, frontends)
 }
 
@@ -383,30 +378,37 @@ impl ShardKeeper {
         frontend: &str,
         owners: &[String],
     ) -> Result<HashMap<String, Vec<(String, Option<Duration>)>>, String> {
-        let channel = self
-            .inner
-            .pool
-            .channel(frontend)
-            .map_err(|e| e.to_string())?;
         let req = proto::MembersRequest {
             server_type: self.inner.me.server_type.clone(),
             owner_id: self.inner.me.id.clone(),
             candidates: owners.to_vec(),
         };
-        let mut client = ClusterClient::new(channel);
-        let call = client.members(req);
-        let reply = match tokio::time::timeout(PULL_TIMEOUT, call).await {
-            Err(_) => return Err(format!("no answer within {PULL_TIMEOUT:?}")),
-            Ok(Err(status)) => return Err(status.message().to_string()),
-            Ok(Ok(reply)) => reply.into_inner(),
-        };
+        let entries = pull_members(&self.inner.pool, frontend, req).await?;
         let mut wanted: HashMap<String, Vec<(String, Option<Duration>)>> = HashMap::new();
-        for e in reply.entries {
+        for e in entries {
             let window = (e.resume_window_ms > 0)
                 .then(|| Duration::from_millis(u64::from(e.resume_window_ms)));
             wanted.entry(e.key).or_default().push((e.uid, window));
         }
         Ok(wanted)
+    }
+}
+
+/// One `Members` call to `frontend`, bounded by [`PULL_TIMEOUT`]; `Err`
+/// says why it gave nothing (sharded channels and the uid directory both
+/// rebuild from these answers).
+pub async fn pull_members(
+    pool: &Pool,
+    frontend: &str,
+    req: proto::MembersRequest,
+) -> Result<Vec<proto::MemberEntry>, String> {
+    let channel = pool.channel(frontend).map_err(|e| e.to_string())?;
+    let mut client = ClusterClient::new(channel);
+    let call = client.members(req);
+    match tokio::time::timeout(PULL_TIMEOUT, call).await {
+        Err(_) => Err(format!("no answer within {PULL_TIMEOUT:?}")),
+        Ok(Err(status)) => Err(status.message().to_string()),
+        Ok(Ok(reply)) => Ok(reply.into_inner().entries),
     }
 }
 

@@ -51,6 +51,17 @@ impl ServerList {
     pub fn get(&self, server_id: &str) -> Option<&ServerInfo> {
         self.all.iter().find(|s| s.id == server_id)
     }
+
+    /// The ids of the frontends with a cluster port: those that can hold
+    /// bound sessions and be asked about them (a gate without one binds
+    /// no uids, and nobody could push to it).
+    pub fn cluster_frontends(&self) -> Vec<String> {
+        self.all
+            .iter()
+            .filter(|s| s.frontend && s.port.is_some())
+            .map(|s| s.id.clone())
+            .collect()
+    }
 }
 
 /// Shared handle to the server list (servers.json order). Cloning is cheap.
