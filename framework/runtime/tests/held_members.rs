@@ -121,8 +121,9 @@ async fn a_held_member_gets_its_pushes_on_the_connector_it_resumed_on() {
     assert!(again.reattached && again.flushed == 0, "{again:?}");
 }
 
-/// alice bound on connector `at` and added to `rooms` on their owner with
-/// a resume window (the lead's join passes the window; here it is direct).
+/// alice bound on connector `at`, each of `rooms` registered there, and
+/// added to `rooms` on their owner with a resume window (the chat's join
+/// passes the window; here it is direct).
 async fn resumable_alice(
     cluster: &TestCluster,
     at: usize,
@@ -137,7 +138,12 @@ async fn resumable_alice(
         .await
         .unwrap();
     let mut channels = Vec::new();
+    let sessions = cluster.connectors[at].app.sessions();
+    let sid = sessions.by_uid("alice")[0].id();
     for room in rooms {
+        // The frontend records the key, as the chat's `enter` does: a
+        // probe hands a held member back only to a frontend that lists it.
+        sessions.register_key(sid, "chat", room, "alice").unwrap();
         let owner = cluster
             .chats
             .iter()

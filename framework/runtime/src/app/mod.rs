@@ -660,7 +660,7 @@ impl AppBuilder {
     pub fn build(mut self) -> App {
         self.pipeline.check();
         // Fixed at start: a resume token names the process that issued it.
-        let _ = crate::incarnation();
+        let _ = crate::discovery::incarnation();
         if let Some(check) = self.check_client.take() {
             self.options.check_client = Some(check);
         }
@@ -703,14 +703,14 @@ impl AppBuilder {
             (Some(cluster), Some(dir_type))
                 if self.server.frontend && self.server.port.is_some() =>
             {
-                sessions.with_uid_claims(UidClaims::new(
+                sessions.with_uid_claims(Arc::new(UidClaims::new(
                     dir_type,
                     &self.server.id,
                     self.options.duplicate_login == crate::connector::DuplicateLogin::Kick,
                     cluster.servers().clone(),
                     cluster.pool().clone(),
                     cluster.routers().clone(),
-                ))
+                )))
             }
             _ => sessions,
         };

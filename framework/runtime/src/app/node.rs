@@ -205,7 +205,7 @@ impl LocalNode for AppNode {
             self.frontend_only()?;
             let sessions = self.app.sessions();
             let result = match op {
-                SessionOp::Bind { sid, uid } => sessions.bind_claimed(sid, &uid).await,
+                SessionOp::Bind { sid, uid } => sessions.bind_claimed(sid, &uid, true).await,
                 SessionOp::Unbind { sid, uid } => sessions.unbind(sid, &uid),
                 SessionOp::PushSettings { sid, settings } => sessions.set_settings(sid, settings),
                 SessionOp::KickBySid { sid, reason } => {

@@ -9,22 +9,26 @@
 //!
 //! 1. **Is the old frontend lost?** A token of a previous run of this very
 //!    server is (its process changed). Another frontend is lost when it is
-//!    out of the server list, does not answer [`INCARNATION_TIMEOUT`], or
-//!    answers as another process. One that answers as the same process
+//!    out of the server list, refuses the connection, or answers as another
+//!    process; one that is slow (no answer within [`INCARNATION_TIMEOUT`])
+//!    is not taken for lost. One that answers as the same process
 //!    still holds the session (parked, or connected): the client must go
 //!    back there, so this frontend refuses.
 //! 2. **Rebuild** the session here: bound to its uid, its settings and keys,
 //!    queueing pushes until the connection's handshake ACK adopts it.
-//! 3. **Reattach** each key (a session in none is not restored: the owners'
-//!    held members are what makes a token good once, and only within the
-//!    window): its owner moved the member to a *held* state
+//! 3. **Reattach** each key (a session in none is not restored: the owners
+//!    are what bound a token's use — a member is handed over once, and only
+//!    while it is held or its old frontend no longer lists it): its owner
+//!    moved the member to a *held* state
 //!    when the frontend was lost, buffering its pushes; it now sends them
 //!    here, in order, and records the member here. Any key that fails
 //!    undoes the whole restore and the client starts a new session (it is
 //!    then a new user for the room, as without resume).
 //! 4. The app's [`on_session_restored`](super::AppBuilder::on_session_restored)
-//!    hook runs, so it can put back what is code rather than state: its
-//!    `closed` listeners (the chat's "leave the room when the user goes").
+//!    hook puts back what is code rather than state: its `closed`
+//!    listeners (the chat's "leave the room when the user goes"). It runs
+//!    before step 3, so a restore that fails part-way closes the session
+//!    like any other and leaves no member behind here.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,9 +41,11 @@ use crate::session::{LiveSession, Resume, TokenClaims};
 /// How long the old frontend may take to say which process it is.
 pub const INCARNATION_TIMEOUT: Duration = Duration::from_millis(500);
 
-/// How long one key's owner may take to hand back its held member (it
-/// sends the held pushes first).
-pub const REATTACH_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long one key's owner may take to hand back its held member: more
+/// than it may wait for a reconciliation (`SETTLE_LIMIT`, 2 s) plus its
+/// dial retries to this frontend (`REATTACH_DIAL_RETRY`, 1.2 s), so a
+/// move the owner completes is not one this side gave up on.
+pub const REATTACH_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// Rebuilds the session `claims` describe; `Err` says why not (logged by
 /// the caller, and the client gets `resumed: false`).
@@ -51,9 +57,11 @@ pub(crate) async fn restore_session(
         "the token carries no session state (it was too big): it resumes on its own frontend only",
     )?;
     // A token is a bearer credential with no expiry. What bounds its use
-    // after a crash is the owners: each hands over a held member once, and
-    // only within the member's window. A session in no key has no owner to
-    // vouch for it, so it does not come back from a lost frontend.
+    // after a crash is the owners: each hands a member over once, and only
+    // while it is held (within its window) or its old frontend no longer
+    // lists it — never a member a live session holds. A session in no key
+    // has no owner to vouch for it, so it does not come back from a lost
+    // frontend.
     if state.keys.is_empty() {
         return Err("the session was in no keyed channel: nothing was held for it".into());
     }
@@ -64,13 +72,16 @@ pub(crate) async fn restore_session(
     }
     check_lost(app, &claims).await?;
     let sessions = app.sessions();
-    let live = sessions.restore(state, Resume::nonce())?;
-    let uid = state.uid.clone().unwrap_or_default();
     // The uid directory (when the app keeps one) still names the lost
-    // frontend: the claim finds it gone and moves the uid here.
-    if let Err(e) = sessions.bind_claimed(live.sid(), &uid).await {
-        sessions.discard(&live, "resume from a lost frontend failed");
-        return Err(e.to_string());
+    // frontend: the claim finds it gone and moves the uid here; a live
+    // holder elsewhere refuses it (a stale token never kicks anyone).
+    let live = sessions.restore(state, Resume::nonce()).await?;
+    let uid = state.uid.clone().unwrap_or_default();
+    // The app's listeners first: if a key below fails, the session closes
+    // like any other (the chat's listener leaves the rooms it was moved
+    // into), so no member is left behind at this frontend.
+    if let (Some(hook), Some(session)) = (&app.inner.restored, sessions.get(live.sid())) {
+        hook(app.clone(), session);
     }
     let mut flushed = 0;
     for (server_type, key) in &state.keys {
@@ -89,9 +100,6 @@ pub(crate) async fn restore_session(
         flushed,
         "session restored from a lost frontend"
     );
-    if let (Some(hook), Some(session)) = (&app.inner.restored, sessions.get(live.sid())) {
-        hook(app.clone(), session);
-    }
     Ok(live)
 }
 
@@ -111,9 +119,18 @@ async fn check_lost(app: &App, claims: &TokenClaims) -> Result<(), String> {
         Ok(Ok(reply)) if reply.get_ref().incarnation == claims.incarnation => Err(format!(
             "{frontend} is up and holds the session: reconnect there"
         )),
-        // Another process under that id, no answer, or an error: the
-        // process that held the session is gone.
-        _ => Ok(()),
+        // Another process under that id: the one that held it is gone.
+        Ok(Ok(_)) => Ok(()),
+        // Nothing listens there (connection refused): gone.
+        Ok(Err(status)) if status.code() == tonic::Code::Unavailable => Ok(()),
+        Ok(Err(status)) => Err(format!(
+            "{frontend} could not say whether it holds the session ({}): reconnect there",
+            status.message()
+        )),
+        // Slow or frozen is not gone: it may still hold the session.
+        Err(_) => Err(format!(
+            "{frontend} did not answer within {INCARNATION_TIMEOUT:?}: reconnect there or retry"
+        )),
     }
 }
 

@@ -619,6 +619,11 @@ struct Holds {
     /// A probe round runs (see [`HOLD_PROBE_EVERY`]).
     probing: AtomicBool,
     server: OnceLock<String>,
+    /// Asks a frontend whether it lists `(key, uid)` (a session of the uid
+    /// registered in the key): the probe hands a held member back only
+    /// then, never on a mere delivery (any session of the uid would take
+    /// a push, e.g. a fresh login on a restarted frontend with the same id).
+    confirm: OnceLock<HeldConfirm>,
     /// The server list: which frontends are still there.
     servers: crate::discovery::Servers,
 }
@@ -635,6 +640,7 @@ impl Holds {
             wake: tokio::sync::Notify::new(),
             sweeping: AtomicBool::new(false),
             server: OnceLock::new(),
+            confirm: OnceLock::new(),
         }
     }
 
@@ -843,6 +849,15 @@ impl Holds {
             let Some(channel) = channel.upgrade() else {
                 continue;
             };
+            let confirmed = match self.confirm.get() {
+                Some(confirm) => {
+                    confirm(from.clone(), channel.name().to_owned(), uid.clone()).await
+                }
+                None => false,
+            };
+            if !confirmed {
+                continue;
+            }
             let nothing_held = self
                 .state()
                 .uids
@@ -932,6 +947,10 @@ async fn push_groups(
     }
 }
 
+/// Whether `frontend` lists `(key, uid)` (see `ChannelService::set_held_confirm`).
+pub type HeldConfirm =
+    Arc<dyn Fn(String, String, String) -> crate::BoxFuture<'static, bool> + Send + Sync>;
+
 /// Whether this server owns a channel name (sharded channels, see
 /// `cluster::shard`).
 pub type OwnerCheck = Arc<dyn Fn(&str) -> bool + Send + Sync>;
@@ -980,6 +999,14 @@ impl ChannelService {
             owner: Mutex::new(None),
             holds,
         }
+    }
+
+    /// How the probe confirms that a held member's frontend still has its
+    /// session in the key (set once, by the shard keeper). Without it
+    /// nothing is probed: a held member comes back only by a reattach or a
+    /// pull.
+    pub fn set_held_confirm(&self, confirm: HeldConfirm) {
+        let _ = self.holds.confirm.set(confirm);
     }
 
     /// Names this server in the hold logs (set once).

@@ -50,7 +50,9 @@ use crate::router::Routers;
 pub const KICK_DUPLICATE: &str = "logged in elsewhere";
 
 /// How long a frontend waits for the owner's answer to a claim.
-pub const CLAIM_TIMEOUT: Duration = Duration::from_secs(2);
+/// Longer than the owner's check of an older holder (a pull, bounded by
+/// `PULL_TIMEOUT`), so a claim the owner grants is not given up on.
+pub const CLAIM_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The key space of the directory of `server_type` in `Members` calls.
 pub fn key_space(server_type: &str) -> String {
@@ -169,7 +171,10 @@ impl UidDirectory {
         }
         tracing::info!(server = %self.inner.me, uid = %req.uid, old = %old.frontend,
             frontend = %req.frontend_id, "second login: the older session is kicked (duplicate-login: kick)");
-        self.kick(&old.frontend, &req.uid).await;
+        // Answered at once; the kick follows (a slow older frontend must
+        // not make the claimant give up on a grant already recorded).
+        let (dir, old_frontend, uid) = (self.clone(), old.frontend.clone(), req.uid.clone());
+        tokio::spawn(async move { dir.kick(&old_frontend, &uid).await });
         granted(&old.frontend)
     }
 
@@ -177,9 +182,9 @@ impl UidDirectory {
     /// recorded for that session.
     pub fn release(&self, req: &proto::ReleaseUidRequest) {
         let mut entries = self.entries();
-        let mine = entries
-            .get(&req.uid)
-            .is_some_and(|h| h.frontend == req.frontend_id && (h.sid == req.sid || req.sid == 0));
+        let mine = entries.get(&req.uid).is_some_and(|h| {
+            h.frontend == req.frontend_id && (h.sid == req.sid || req.sid == 0 || h.sid == 0)
+        });
         if mine {
             entries.remove(&req.uid);
         }
@@ -362,13 +367,13 @@ impl UidClaims {
 
     /// Asks the owner of `uid` for it; `Err` says why the bind must be
     /// undone (another frontend holds the uid, or no owner answered).
-    pub async fn claim(&self, sid: u64, uid: &str) -> Result<(), String> {
+    pub async fn claim(&self, sid: u64, uid: &str, allow_kick: bool) -> Result<(), String> {
         let (owner, mut client) = self.client_for(uid)?;
         let req = proto::ClaimUidRequest {
             uid: uid.to_owned(),
             frontend_id: self.frontend.clone(),
             sid,
-            kick_old: self.kick_old,
+            kick_old: self.kick_old && allow_kick,
         };
         match tokio::time::timeout(CLAIM_TIMEOUT, client.claim_uid(req)).await {
             Ok(Ok(reply)) => {
@@ -406,5 +411,20 @@ impl UidClaims {
         tokio::spawn(async move {
             let _ = tokio::time::timeout(CLAIM_TIMEOUT, client.release_uid(req)).await;
         });
+    }
+}
+
+impl crate::session::UidRegistry for UidClaims {
+    fn claim<'a>(
+        &'a self,
+        sid: u64,
+        uid: &'a str,
+        allow_kick: bool,
+    ) -> crate::BoxFuture<'a, Result<(), String>> {
+        Box::pin(UidClaims::claim(self, sid, uid, allow_kick))
+    }
+
+    fn release(&self, sid: u64, uid: &str) {
+        UidClaims::release(self, sid, uid)
     }
 }

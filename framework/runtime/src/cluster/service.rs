@@ -179,7 +179,7 @@ pub trait LocalNode: Send + Sync + 'static {
 
     /// Which process answers under this server's id: its start time.
     fn incarnation(&self) -> u64 {
-        crate::incarnation()
+        crate::discovery::incarnation()
     }
 }
 

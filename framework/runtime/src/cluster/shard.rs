@@ -160,6 +160,14 @@ impl ShardKeeper {
             .channels
             .set_owner_check(Arc::new(move |key| check.owns(key)));
         keeper.inner.channels.set_server_id(&keeper.inner.me.id);
+        let confirm = keeper.clone();
+        keeper
+            .inner
+            .channels
+            .set_held_confirm(Arc::new(move |frontend, key, uid| {
+                let keeper = confirm.clone();
+                Box::pin(async move { keeper.lists(&frontend, &key, &uid).await })
+            }));
         keeper
     }
 
@@ -351,6 +359,20 @@ impl ShardKeeper {
         let Some(channel) = self.inner.channels.get(&req.key, false) else {
             return refuse(format!("no member {} in {}", req.uid, req.key));
         };
+        // A member not held but still recorded at `from` (this server has
+        // not noticed a loss yet) moves only if `from` does not list it: a
+        // stale token must not take a live session's place.
+        let (from, to) = (&req.from_frontend, &req.to_frontend);
+        if from != to
+            && !channel.is_held(&req.uid)
+            && channel.member(&req.uid).as_deref() == Some(from.as_str())
+            && self.lists(from, &req.key, &req.uid).await
+        {
+            return refuse(format!(
+                "{} is live in {} through {from}: nothing to resume",
+                req.uid, req.key
+            ));
+        }
         match channel
             .reattach(&req.uid, &req.from_frontend, &req.to_frontend)
             .await
@@ -370,6 +392,26 @@ impl ShardKeeper {
                 refuse(reason)
             }
         }
+    }
+
+    /// Whether `frontend` answers a pull listing `uid` in `key`.
+    async fn lists(&self, frontend: &str, key: &str, uid: &str) -> bool {
+        let owners = self.owner_ids();
+        self.pull(frontend, &owners).await.is_ok_and(|m| {
+            m.get(key)
+                .is_some_and(|uids| uids.iter().any(|(u, _)| u == uid))
+        })
+    }
+
+    /// This type's servers in list order (the candidates of a pull).
+    fn owner_ids(&self) -> Vec<String> {
+        self.inner
+            .servers
+            .snapshot()
+            .of_type(&self.inner.me.server_type)
+            .iter()
+            .map(|s| s.id.clone())
+            .collect()
     }
 
     /// Asks `frontend` for the `key → uids` this server owns among `owners`.

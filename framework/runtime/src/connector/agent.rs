@@ -658,7 +658,11 @@ impl<F: Frontend> Agent<F> {
     /// one: the app rebuilds that session here if its frontend is lost
     /// (`app/restore.rs`). `None`: not such a token, or no restore (logged).
     async fn restore_foreign(&self, token: &str) -> Option<Parked> {
-        let resume = self.app.sessions().resume()?;
+        let resume = self
+            .app
+            .sessions()
+            .resume()
+            .filter(|r| !r.window().is_zero())?;
         let claims = resume.verify(token).ok()?;
         if resume.is_local(&claims) {
             return None;

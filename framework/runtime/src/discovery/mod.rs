@@ -35,6 +35,20 @@ use tokio_util::sync::CancellationToken;
 
 pub use servers::{ServerList, Servers};
 
+/// This process's incarnation: its start, in µs since the Unix epoch (read
+/// once). A restarted server keeps its id but gets a new incarnation, which
+/// is how a session resume token of a crashed process is told from one of
+/// the live process (the cluster's `Incarnation` call).
+pub fn incarnation() -> u64 {
+    static AT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *AT.get_or_init(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros() as u64)
+            .unwrap_or(1)
+    })
+}
+
 use crate::BoxFuture;
 use crate::config::ServerInfo;
 

@@ -143,7 +143,9 @@ impl Session {
     /// Binds `uid` to the connection (error if another uid is bound).
     pub async fn bind(&self, uid: &str) -> Result<(), SessionError> {
         match &self.inner.backing {
-            Backing::Local { service, .. } => service.bind_claimed(self.inner.sid, uid).await?,
+            Backing::Local { service, .. } => {
+                service.bind_claimed(self.inner.sid, uid, true).await?
+            }
             Backing::Remote { ops } => {
                 ops.bind(&self.inner.frontend_id, self.inner.sid, uid)
                     .await?

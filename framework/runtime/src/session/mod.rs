@@ -29,7 +29,7 @@ pub use live::{ClosedListener, LiveSession, PushError};
 pub use remote::{RemoteSessionOps, SessionSnapshot};
 pub(crate) use resume::{Parked, ResumeConn};
 pub use resume::{Resume, TOKEN_ROUTE, TokenClaims, TokenState};
-pub use service::{BindHook, SessionService};
+pub use service::{BindHook, SessionService, UidRegistry};
 pub use tracker::{Tracker, TrackerGuard};
 
 use crate::error::ClusterError;

@@ -120,7 +120,7 @@ impl Parked {
 #[derive(Debug, Clone, PartialEq)]
 pub struct TokenClaims {
     pub frontend_id: String,
-    /// The frontend process that issued it ([`crate::incarnation`]).
+    /// The frontend process that issued it ([`crate::discovery::incarnation`]).
     pub incarnation: u64,
     pub sid: u64,
     pub nonce: u64,
@@ -217,7 +217,7 @@ impl Resume {
     pub fn token(&self, sid: u64, nonce: u64, state: Option<TokenState>) -> String {
         let mut payload = Payload {
             f: self.inner.frontend_id.to_string(),
-            i: crate::incarnation(),
+            i: crate::discovery::incarnation(),
             s: sid,
             n: format!("{nonce:016x}"),
             x: state,
@@ -256,7 +256,8 @@ impl Resume {
     /// Whether `claims` name a session of this very process (else its
     /// frontend crashed, restarted, or is another one).
     pub fn is_local(&self, claims: &TokenClaims) -> bool {
-        claims.frontend_id == *self.inner.frontend_id && claims.incarnation == crate::incarnation()
+        claims.frontend_id == *self.inner.frontend_id
+            && claims.incarnation == crate::discovery::incarnation()
     }
 
     /// A fresh per-session nonce.
@@ -273,7 +274,7 @@ impl Resume {
         if claims.frontend_id != *self.inner.frontend_id {
             return Err("the token is another frontend's");
         }
-        if claims.incarnation != crate::incarnation() {
+        if claims.incarnation != crate::discovery::incarnation() {
             return Err("the token is of a previous run of this frontend");
         }
         let mut parked = lock(&self.inner.parked);
@@ -496,7 +497,7 @@ mod tests {
             claims,
             TokenClaims {
                 frontend_id: "connector-1".into(),
-                incarnation: crate::incarnation(),
+                incarnation: crate::discovery::incarnation(),
                 sid: 42,
                 nonce: 7,
                 state: Some(state()),

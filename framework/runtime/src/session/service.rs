@@ -13,7 +13,6 @@ use serde_json::{Map, Value};
 
 use super::resume::{TOKEN_ROUTE, TokenState};
 use super::{LiveSession, Resume, Session, SessionError, Tracker};
-use crate::cluster::directory::UidClaims;
 use crate::protocol::encode_data_frame;
 use crate::protocol::{EncodeError, Message, Protos, RouteDictionary};
 use crate::session::SessionSnapshot;
@@ -47,7 +46,25 @@ struct Inner {
     /// Run after each successful bind (the app tells subscribed backends).
     on_bind: Option<BindHook>,
     /// The cluster-wide uid directory, when the app keeps one.
-    claims: Option<UidClaims>,
+    claims: Option<Arc<dyn UidRegistry>>,
+}
+
+/// The cluster-wide uid directory as a frontend sees it (the cluster
+/// implements it: `cluster::directory::UidClaims`); a trait so that
+/// sessions do not depend on the cluster layer.
+pub trait UidRegistry: Send + Sync + 'static {
+    /// Asks for `uid` for session `sid`; `Err` says why not (another
+    /// frontend holds it and the policy refuses, or no owner answered).
+    /// `allow_kick`: the frontend's `duplicate-login: kick` may apply.
+    fn claim<'a>(
+        &'a self,
+        sid: u64,
+        uid: &'a str,
+        allow_kick: bool,
+    ) -> crate::BoxFuture<'a, Result<(), String>>;
+
+    /// Session `sid` no longer holds `uid` (best effort, not awaited).
+    fn release(&self, sid: u64, uid: &str);
 }
 
 /// Called with a session just bound to a uid.
@@ -129,31 +146,46 @@ impl SessionService {
 
     /// Claims every bound uid in the cluster-wide uid directory (call
     /// before the service is cloned).
-    pub fn with_uid_claims(mut self, claims: UidClaims) -> Self {
+    pub fn with_uid_claims(mut self, claims: Arc<dyn UidRegistry>) -> Self {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             inner.claims = Some(claims);
         }
         self
     }
 
-    /// [`bind`](Self::bind), then the uid directory's claim (when the app
-    /// keeps one): refused there, the bind is undone and the error says
-    /// who holds the uid. What [`Session::bind`] runs on a frontend.
-    pub async fn bind_claimed(&self, sid: u64, uid: &str) -> Result<(), SessionError> {
-        self.bind(sid, uid)?;
-        let Some(claims) = &self.inner.claims else {
-            return Ok(());
-        };
-        if let Err(why) = claims.claim(sid, uid).await {
-            if let Some(live) = self.live(sid)
-                && live.unbind_uid(uid)
-            {
-                self.forget_uid(uid, sid);
+    /// The uid directory's claim (when the app keeps one), then
+    /// [`bind`](Self::bind): refused there, nothing is bound (no bind
+    /// hook, no session event) and the error says who holds the uid. What
+    /// [`Session::bind`] runs on a frontend. `allow_kick: false` refuses
+    /// rather than kicking another holder whatever `duplicate-login` says
+    /// (a session restored from a token must not kick a live one).
+    pub async fn bind_claimed(
+        &self,
+        sid: u64,
+        uid: &str,
+        allow_kick: bool,
+    ) -> Result<(), SessionError> {
+        let live = self.live(sid).ok_or(SessionError::NoSuchSession(sid))?;
+        let already = live.uid();
+        if let (Some(claims), false) = (&self.inner.claims, already.as_deref() == Some(uid)) {
+            if let Some(bound) = already {
+                return Err(SessionError::AlreadyBound {
+                    sid,
+                    bound,
+                    requested: uid.to_owned(),
+                });
             }
-            tracing::info!(sid, uid, %why, "bind undone by the uid directory");
-            return Err(SessionError::Duplicate(why));
+            if let Err(why) = claims.claim(sid, uid, allow_kick).await {
+                tracing::info!(sid, uid, %why, "bind refused by the uid directory");
+                return Err(SessionError::Duplicate(why));
+            }
+            if let Err(e) = self.bind(sid, uid) {
+                claims.release(sid, uid);
+                return Err(e);
+            }
+            return Ok(());
         }
-        Ok(())
+        self.bind(sid, uid)
     }
 
     /// Session resume, when on.
@@ -405,18 +437,19 @@ impl SessionService {
         let token = resume.token(sid, nonce, Some(self.token_state(&live)));
         let body = serde_json::json!({ "token": token }).to_string();
         if let Some(frame) = self.encode_push_frame(TOKEN_ROUTE, Bytes::from(body)) {
-            // Not WORKING yet (a session being restored): its handshake
-            // reply carries the token.
+            // A session being restored queues these in its outbox, behind
+            // its handshake reply's token; the client keeps the latest.
             let _ = live.send(frame);
         }
     }
 
     /// Rebuilds, as a new session of this frontend, the session a token of
-    /// a lost frontend describes: bound to its uid, with its settings and
-    /// keys, ready to take pushes (queued until a connection adopts it).
-    /// The caller asks the keys' owners for the members they held, and
+    /// a lost frontend describes — claimed in the uid directory (never
+    /// kicking a live holder), bound to its uid, with its settings and keys
+    /// — ready to take pushes (queued until a connection adopts it). The
+    /// caller asks the keys' owners for the members they held, and
     /// [`discard`](Self::discard)s it if that fails.
-    pub(crate) fn restore(
+    pub(crate) async fn restore(
         &self,
         state: &TokenState,
         nonce: u64,
@@ -434,15 +467,17 @@ impl SessionService {
         live.set_resume_nonce(nonce);
         live.merge_settings(state.settings.clone());
         let sid = live.sid();
-        let done = self
-            .bind(sid, uid)
-            .map_err(|e| e.to_string())
-            .and_then(|()| {
-                state.keys.iter().try_for_each(|(ty, key)| {
-                    self.register_key(sid, ty, key, uid)
-                        .map_err(|e| e.to_string())
-                })
-            });
+        let done = match self.bind_claimed(sid, uid, false).await {
+            Err(e) => Err(e.to_string()),
+            // Two handshakes with one token at once: one restore only.
+            Ok(()) if self.live_by_uid(uid).len() > 1 => {
+                Err(format!("`{uid}` already has a session on this frontend"))
+            }
+            Ok(()) => state.keys.iter().try_for_each(|(ty, key)| {
+                self.register_key(sid, ty, key, uid)
+                    .map_err(|e| e.to_string())
+            }),
+        };
         if let Err(e) = done {
             self.discard(&live, "restore failed");
             return Err(e);
