@@ -36,7 +36,7 @@ fn schema() -> Schema {
 /// What decoding gives back for a value we encoded (floats go through f32;
 /// whole numbers become integers, as in JavaScript).
 fn js(f: f64) -> Value {
-    if f.fract() == 0.0 && f.abs() < 9.0e18 {
+    if f.fract() == 0.0 && f.abs() <= 9_007_199_254_740_992.0 {
         Value::from(f as i64)
     } else {
         Value::from(f)
@@ -217,4 +217,20 @@ proptest! {
             let _ = s.decode("all", &bytes[..n]);
         }
     }
+}
+
+/// Found by the property above on CI: a whole double past 2^53 decoded as
+/// an integer type (`12356787643697844224`, digits a double does not hold)
+/// where its input was the double. It stays the double.
+#[test]
+fn a_whole_double_past_the_safe_integers_stays_a_double() {
+    let s = schema();
+    for d in [1.2356787643697844e19, 9_007_199_254_740_994.0, -1.0e300] {
+        let input = serde_json::json!({ "d": d });
+        let bytes = s.encode("all", &input).unwrap();
+        assert_eq!(s.decode("all", &bytes).unwrap(), input, "{d}");
+    }
+    let safe = serde_json::json!({ "d": 9_007_199_254_740_992_i64 });
+    let bytes = s.encode("all", &safe).unwrap();
+    assert_eq!(s.decode("all", &bytes).unwrap(), safe);
 }

@@ -133,19 +133,20 @@ impl Schema {
     }
 }
 
-/// A JavaScript number as JSON: whole values as integers, non-finite ones
-/// as `null`.
+/// Largest integer a double holds exactly, like every one below it
+/// (JavaScript's `Number.MAX_SAFE_INTEGER` + 1).
+const SAFE_INTEGER: f64 = 9_007_199_254_740_992.0;
+
+/// A JavaScript number as JSON: whole values JavaScript prints as plain
+/// digits (safe integers) as integers, larger ones as the double they are
+/// (the same number; JavaScript would print it with padding zeros, an
+/// integer type would invent digits), non-finite ones as `null`.
 fn js_number(f: f64) -> Value {
     if !f.is_finite() {
         return Value::Null;
     }
-    if f.fract() == 0.0 {
-        if f.abs() < 9.223_372_036_854_775e18 {
-            return Value::from(f as i64);
-        }
-        if (0.0..1.844_674_407_370_955_2e19).contains(&f) {
-            return Value::from(f as u64);
-        }
+    if f.fract() == 0.0 && f.abs() <= SAFE_INTEGER {
+        return Value::from(f as i64);
     }
     Value::from(f)
 }
