@@ -9,6 +9,11 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+# One run at a time: the browser tests run in parallel and each may call
+# this script; two apt-get runs at once fail on dpkg's lock (exit 100).
+exec 9>"${TMPDIR:-/tmp}/shaddock-install-browser-deps.lock"
+flock 9
+
 # chromium drives the test; a CJK font lets Chinese names and messages (the
 # page allows them) render as text instead of boxes in the screenshots.
 want=()
