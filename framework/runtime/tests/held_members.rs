@@ -70,22 +70,8 @@ async fn a_held_member_gets_its_pushes_on_the_connector_it_resumed_on() {
         .unwrap();
     let pool = cluster.connectors[1].cluster.pool().clone();
     let reattach = |server: &str, uid: &str| {
-        let pool = pool.clone();
-        let (server, uid) = (server.to_string(), uid.to_string());
-        async move {
-            let mut client = ClusterClient::new(pool.channel(&server).unwrap());
-            client
-                .reattach(ReattachRequest {
-                    server_type: "chat".into(),
-                    key: room.into(),
-                    uid,
-                    from_frontend: CONNECTORS[0].into(),
-                    to_frontend: CONNECTORS[1].into(),
-                })
-                .await
-                .unwrap()
-                .into_inner()
-        }
+        let (pool, server, uid) = (pool.clone(), server.to_string(), uid.to_string());
+        async move { reattach_rpc(&pool, &server, room, &uid).await }
     };
     let refused = reattach(other_id, "alice").await;
     assert!(!refused.reattached);
@@ -119,6 +105,28 @@ async fn a_held_member_gets_its_pushes_on_the_connector_it_resumed_on() {
     // A retry is answered, with nothing left to send.
     let again = reattach(owner_id, "alice").await;
     assert!(again.reattached && again.flushed == 0, "{again:?}");
+}
+
+/// The `Reattach` call a resumed session's frontend makes: `uid` in `key`
+/// on `owner`, from connector 1 to connector 2.
+async fn reattach_rpc(
+    pool: &shaddock::cluster::Pool,
+    owner: &str,
+    key: &str,
+    uid: &str,
+) -> shaddock::cluster::proto::ReattachReply {
+    let mut client = ClusterClient::new(pool.channel(owner).unwrap());
+    client
+        .reattach(ReattachRequest {
+            server_type: "chat".into(),
+            key: key.into(),
+            uid: uid.into(),
+            from_frontend: CONNECTORS[0].into(),
+            to_frontend: CONNECTORS[1].into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
 }
 
 /// alice bound on connector `at`, each of `rooms` registered there, and
@@ -211,20 +219,7 @@ async fn held_pushes_and_new_ones_arrive_in_order_over_concurrent_reattaches() {
     let pool = cluster.connectors[1].cluster.pool().clone();
     let reattach = |key: String| {
         let pool = pool.clone();
-        async move {
-            let mut client = ClusterClient::new(pool.channel(lobby_owner).unwrap());
-            client
-                .reattach(ReattachRequest {
-                    server_type: "chat".into(),
-                    key,
-                    uid: "alice".into(),
-                    from_frontend: CONNECTORS[0].into(),
-                    to_frontend: CONNECTORS[1].into(),
-                })
-                .await
-                .unwrap()
-                .into_inner()
-        }
+        async move { reattach_rpc(&pool, lobby_owner, &key, "alice").await }
     };
     // Both rooms reattach at once while the lobby keeps pushing: nothing
     // new may overtake a held push.
